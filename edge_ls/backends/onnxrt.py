@@ -1,0 +1,79 @@
+"""ONNX Runtime runner: the embedded default backend (CPU), with CUDA/TensorRT providers when present."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from edge_ls.backends.base import Runner
+from edge_ls.errors import ModelError
+
+#: Provider preference: TensorRT, then CUDA, then CPU; only those this onnxruntime build has are used.
+PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def available_providers(preferred: Sequence[str] = PREFERRED_PROVIDERS) -> list[str]:
+    """The preferred providers this onnxruntime build can actually use, best first."""
+    import onnxruntime as ort
+
+    have = set(ort.get_available_providers())
+    chosen = [p for p in preferred if p in have]
+    return chosen or ["CPUExecutionProvider"]
+
+
+class OnnxRuntimeRunner(Runner):
+    """Runs an ONNX model with ONNX Runtime; one session per runner."""
+
+    backend = "onnxruntime"
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        providers: Sequence[str] | None = None,
+        intra_op_threads: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.model_path = Path(model_path)
+        self.providers = list(providers) if providers else available_providers()
+        # Default: every core for the math; the pipeline's reader/writer threads mostly wait on I/O.
+        self.intra_op_threads = intra_op_threads or os.cpu_count() or 1
+        self._session = None
+        self._input_name = ""
+        self._output_name = ""
+
+    def activate(self) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.intra_op_threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self._session = ort.InferenceSession(str(self.model_path), options, providers=self.providers)
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise ModelError(f"cannot load {self.model_path.name} with ONNX Runtime: {first}") from None
+        self._input_name = self._session.get_inputs()[0].name
+        self._output_name = self._session.get_outputs()[0].name
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        if self._session is None:
+            raise RuntimeError("runner is not active: use it as a context manager or call activate()")
+        (out,) = self._session.run([self._output_name], {self._input_name: batch})
+        return np.asarray(out, dtype=np.float32)
+
+    def deactivate(self) -> None:
+        self._session = None
+
+    @property
+    def device(self) -> str:
+        if self._session is not None and self._session.get_providers()[0] != "CPUExecutionProvider":
+            return "cuda:0"
+        return "cpu"
+
+    @property
+    def active_providers(self) -> list[str]:
+        return list(self._session.get_providers()) if self._session is not None else []

@@ -1,0 +1,1 @@
+"""Raster input and GIS output: the two ends of the pipeline."""

@@ -1,0 +1,1 @@
+"""Bundled models: ONNX files shipped inside the package, addressable by name."""

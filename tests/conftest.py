@@ -1,0 +1,26 @@
+"""Shared fixtures: where the real data lives, and small helpers every test folder uses."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+#: ``../shared`` beside the checkout (as on CI); EDGE_LS_SHARED overrides it.
+SHARED = Path(os.environ.get("EDGE_LS_SHARED", REPO.parent / "shared"))
+REAL = SHARED / "data" / "real"
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """Root of the real datasets (``../shared/data/real``); the suite needs it, as CI has it."""
+    if not REAL.is_dir():
+        pytest.fail(f"real data not found at {REAL}: put shared/ beside the checkout or set EDGE_LS_SHARED")
+    return REAL
+
+
+@pytest.fixture(scope="session")
+def geotiffs(real_data: Path) -> Path:
+    return real_data / "geotiffs"
