@@ -152,7 +152,7 @@ def _problems(spec: ModelSpec) -> list[str]:
     if spec.reflectance_scale <= 0:
         out.append("reflectance_scale must be positive")
     if spec.schema_version != SCHEMA_VERSION:
-        out.append(f"schema_version {spec.schema_version} is not supported (this edge-ls reads {SCHEMA_VERSION})")
+        out.append(f"schema_version {spec.schema_version} unsupported (this edge-ls reads {SCHEMA_VERSION})")
     return out
 
 
