@@ -1,0 +1,105 @@
+"""Tile plans: pure functions from a raster size to the grid of overlapping tiles (after SAHI's slicing).
+
+Tiles sit on a regular grid of ``stride = round(tile * (1 - overlap))``; the last row and column may
+reach past the raster, and their missing part is padded by reflection and cropped back after
+inference. A regular grid keeps every pixel covered by the same pattern of tiles, which is what
+makes the blend normalization separable (see :mod:`edge_ls.blend`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_ls.errors import InputError
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile: grid position and the pixel window it reads (clipped to the raster)."""
+
+    index: int
+    row: int
+    col: int
+    y0: int
+    x0: int
+    height: int  # rows read from the raster (<= tile size at the bottom edge)
+    width: int  # columns read (<= tile size at the right edge)
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """The grid of tiles covering a ``width`` x ``height`` raster."""
+
+    width: int
+    height: int
+    tile_size: int
+    stride: int
+    rows: int
+    cols: int
+
+    @property
+    def count(self) -> int:
+        return self.rows * self.cols
+
+    @property
+    def overlap(self) -> float:
+        return 1.0 - self.stride / self.tile_size
+
+    def tile(self, index: int) -> Tile:
+        row, col = divmod(index, self.cols)
+        y0, x0 = row * self.stride, col * self.stride
+        return Tile(
+            index=index,
+            row=row,
+            col=col,
+            y0=y0,
+            x0=x0,
+            height=min(self.tile_size, self.height - y0),
+            width=min(self.tile_size, self.width - x0),
+        )
+
+    def __iter__(self) -> Iterator[Tile]:
+        """Tiles in raster order (row by row), the order the blender completes rows in."""
+        for index in range(self.count):
+            yield self.tile(index)
+
+
+def _grid_count(length: int, tile: int, stride: int) -> int:
+    return 1 if length <= tile else math.ceil((length - tile) / stride) + 1
+
+
+def plan_tiles(width: int, height: int, tile_size: int, overlap: float) -> TilePlan:
+    """Plan the tile grid; refuse a raster smaller than one tile (the model would see mostly padding)."""
+    if not 0.0 <= overlap < 0.9:
+        raise InputError(f"overlap must be in [0, 0.9), got {overlap}")
+    if tile_size < 16:
+        raise InputError(f"tile size must be at least 16 px, got {tile_size}")
+    if width < tile_size or height < tile_size:
+        raise InputError(
+            f"raster is {width}x{height} px, smaller than one {tile_size}-px tile: use a larger raster "
+            "or a model/profile with smaller tiles (--tile-size)"
+        )
+    stride = max(1, round(tile_size * (1.0 - overlap)))
+    return TilePlan(
+        width=width,
+        height=height,
+        tile_size=tile_size,
+        stride=stride,
+        rows=_grid_count(height, tile_size, stride),
+        cols=_grid_count(width, tile_size, stride),
+    )
+
+
+def pad_tile(data: np.ndarray, tile_size: int) -> np.ndarray:
+    """Pad a C x h x w edge tile to C x tile x tile by reflection, so the model sees plausible content."""
+    _, h, w = data.shape
+    if h == tile_size and w == tile_size:
+        return data
+    pad_h, pad_w = tile_size - h, tile_size - w
+    # "reflect" needs the pad to be smaller than the data; fall back to "edge" for thin slivers.
+    mode = "reflect" if pad_h < h and pad_w < w else "edge"
+    return np.pad(data, ((0, 0), (0, pad_h), (0, pad_w)), mode=mode)
