@@ -56,4 +56,5 @@ def resolve(name_or_path: str | Path) -> Path:
 
 def list_bundled() -> list[BundledModel]:
     """Every bundled model with its validated spec (what ``edge-ls models`` shows)."""
-    return [BundledModel(n, BUNDLED_DIR / f"{n}.onnx", read_spec(BUNDLED_DIR / f"{n}.onnx")) for n in bundled_names()]
+    paths = [BUNDLED_DIR / f"{n}.onnx" for n in bundled_names()]
+    return [BundledModel(p.stem, p, read_spec(p)) for p in paths]

@@ -1,0 +1,308 @@
+"""The streaming detection pipeline: read -> tile -> infer -> blend -> write, all overlapped.
+
+Threads and queues::
+
+    reader threads (one dataset handle each) --bounded queue--> batcher + runner + blender (this thread)
+                                                                 --bounded queue--> writer thread
+
+Memory is bounded by the queue depths, the batch and the rows the blender holds (about one tile
+height of full-width rows), never by the scene. ONNX Runtime, GDAL and numpy release the GIL for
+their heavy work, so reading, inference and writing proceed together on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from edge_ls.artifact import ModelSpec, read_spec
+from edge_ls.backends.base import Runner
+from edge_ls.backends.onnxrt import OnnxRuntimeRunner
+from edge_ls.blend import FinishedBand, RowBandBlender
+from edge_ls.errors import EdgeLSError, InputError
+from edge_ls.io.outputs import OutputOptions, OutputSet
+from edge_ls.io.reader import RasterSource
+from edge_ls.models.registry import resolve
+from edge_ls.pixel_math import sigmoid
+from edge_ls.report import RunStats, build_report
+from edge_ls.tiling import Tile, pad_tile, plan_tiles
+
+log = logging.getLogger(__name__)
+
+#: GDAL block cache for one run: enough for the writer's partial blocks, small enough to bound RSS.
+GDAL_CACHE_MB = 128
+_POLL_S = 0.1
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """How to run one detection; ``None`` means "what the model's metadata recommends"."""
+
+    tile_size: int | None = None
+    overlap: float | None = None
+    threshold: float | None = None
+    batch_size: int = 1
+    readers: int = 2
+    queue_depth: int = 8
+    bands: Sequence[int] | None = None
+    min_area_m2: float = 0.0
+    simplify_tolerance: float = 0.0
+    intra_op_threads: int | None = None
+    progress: bool = False
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model resolved to a file, with its validated spec."""
+
+    path: Path
+    spec: ModelSpec
+
+    @classmethod
+    def load(cls, name_or_path: str | Path) -> LoadedModel:
+        path = resolve(name_or_path)
+        return cls(path, read_spec(path))
+
+
+@dataclass
+class _ReadTile:
+    tile: Tile
+    data: np.ndarray | None  # C x tile x tile, None when the tile is all nodata
+    valid: np.ndarray | None
+    started: float
+
+
+class _Done:
+    """End-of-stream marker from one reader thread."""
+
+
+class _Stop(Exception):
+    """Raised inside workers when another stage failed."""
+
+
+def detect(
+    input_path: str | Path,
+    model: str | Path | LoadedModel,
+    out_dir: str | Path,
+    options: DetectOptions | None = None,
+    runner_factory: Callable[[LoadedModel, DetectOptions], Runner] | None = None,
+) -> dict:
+    """Run the model over one raster and write every output into ``out_dir``; return the report."""
+    options = options or DetectOptions()
+    loaded = model if isinstance(model, LoadedModel) else LoadedModel.load(model)
+    spec = loaded.spec
+    if options.batch_size < 1 or options.readers < 1 or options.queue_depth < 1:
+        raise InputError("batch size, readers and queue depth must be at least 1")
+    t0 = time.perf_counter()
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024), RasterSource(
+        input_path, spec, bands=options.bands
+    ) as source:
+        tile_size = options.tile_size or spec.tile_size
+        overlap = spec.overlap if options.overlap is None else options.overlap
+        threshold = spec.threshold if options.threshold is None else options.threshold
+        plan = plan_tiles(source.width, source.height, tile_size, overlap)
+        if not source.georeferenced:
+            log.warning("%s has no georeference: running in pixel space (outputs say so)", source.path.name)
+        outputs = OutputSet(
+            Path(out_dir),
+            width=source.width,
+            height=source.height,
+            crs=source.crs,
+            transform=source.transform,
+            georeferenced=source.georeferenced,
+            pixel_area_m2=source.pixel_area_m2,
+            options=OutputOptions(
+                threshold=threshold,
+                min_area_m2=options.min_area_m2,
+                simplify_tolerance=options.simplify_tolerance,
+            ),
+        )
+        factory = runner_factory or _default_runner
+        with outputs, factory(loaded, options) as runner:
+            stats = _stream(source, plan, runner, spec, outputs, options)
+            stats.wall_s = time.perf_counter() - t0
+            report = build_report(
+                stats=stats,
+                plan=plan,
+                source=source,
+                spec=spec,
+                model_path=loaded.path,
+                runner=runner,
+                threshold=threshold,
+            )
+            report["outputs"] = sorted(p.name for p in outputs.commit(report).values())
+    return report
+
+
+def _default_runner(model: LoadedModel, options: DetectOptions) -> Runner:
+    return OnnxRuntimeRunner(model.path, intra_op_threads=options.intra_op_threads)
+
+
+def _stream(
+    source: RasterSource,
+    plan,
+    runner: Runner,
+    spec: ModelSpec,
+    outputs: OutputSet,
+    options: DetectOptions,
+) -> RunStats:
+    """Drive the threads; return timing statistics. Any stage's failure stops all and re-raises."""
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    next_index = iter(range(plan.count))
+    index_lock = threading.Lock()
+    read_q: queue.Queue[_ReadTile | _Done] = queue.Queue(maxsize=options.queue_depth)
+    write_q: queue.Queue[FinishedBand | None] = queue.Queue(maxsize=2)
+    stats = RunStats()
+
+    def put(q: queue.Queue, item: object) -> None:
+        while True:
+            if stop.is_set():
+                raise _Stop
+            try:
+                q.put(item, timeout=_POLL_S)
+                return
+            except queue.Full:
+                continue
+
+    def fail(exc: BaseException) -> None:
+        if not isinstance(exc, _Stop):
+            errors.append(exc)
+        stop.set()
+
+    def reader() -> None:
+        try:
+            with source.open_handle() as handle:
+                while True:
+                    with index_lock:
+                        index = next(next_index, None)
+                    if index is None:
+                        break
+                    tile = plan.tile(index)
+                    started = time.perf_counter()
+                    data, valid = source.read(handle, Window(tile.x0, tile.y0, tile.width, tile.height))
+                    if not valid.any():
+                        put(read_q, _ReadTile(tile, None, None, started))
+                    else:
+                        put(read_q, _ReadTile(tile, pad_tile(data, plan.tile_size), valid, started))
+            put(read_q, _Done())
+        except BaseException as exc:
+            fail(exc)
+
+    def writer() -> None:
+        try:
+            while True:
+                try:
+                    band = write_q.get(timeout=_POLL_S)
+                except queue.Empty:
+                    if stop.is_set():
+                        return
+                    continue
+                if band is None:
+                    return
+                outputs.write_rows(band.row_off, band.prob, band.valid)
+        except BaseException as exc:
+            fail(exc)
+
+    blender = RowBandBlender(plan)
+    threads = [
+        threading.Thread(target=reader, name=f"reader-{i}", daemon=True) for i in range(options.readers)
+    ]
+    threads.append(threading.Thread(target=writer, name="writer", daemon=True))
+    for thread in threads:
+        thread.start()
+    progress = _progress_bar(plan.count, options.progress)
+    try:
+        readers_left = options.readers
+        pending: list[_ReadTile] = []
+        while readers_left or pending:
+            if stop.is_set():
+                raise _Stop
+            # Gather a batch: block for the first tile, then take what is already waiting.
+            while readers_left and len(pending) < options.batch_size:
+                try:
+                    item = read_q.get_nowait() if pending else read_q.get(timeout=_POLL_S)
+                except queue.Empty:
+                    if pending:
+                        break
+                    if stop.is_set():
+                        raise _Stop from None
+                    continue
+                if isinstance(item, _Done):
+                    readers_left -= 1
+                elif item.data is None:
+                    for band in blender.skip(item.tile):
+                        put(write_q, band)
+                    stats.skipped += 1
+                    progress.update(1)
+                else:
+                    pending.append(item)
+            if not pending:
+                continue
+            batch = np.stack([t.data for t in pending]).astype(np.float32, copy=False)
+            t_infer = time.perf_counter()
+            raw = runner.infer(batch)
+            stats.infer_s += time.perf_counter() - t_infer
+            probs = _to_probability(raw, spec)
+            for item, prob in zip(pending, probs, strict=True):
+                for band in blender.add(item.tile, prob, item.valid):
+                    put(write_q, band)
+                stats.latencies_ms.append((time.perf_counter() - item.started) * 1000.0)
+            stats.inferred += len(pending)
+            progress.update(len(pending))
+            pending = []
+        put(write_q, None)
+        for thread in threads:
+            thread.join()
+    except BaseException as exc:
+        fail(exc)
+        for thread in threads:
+            thread.join(timeout=5)
+    finally:
+        progress.close()
+    if errors:
+        raise errors[0]
+    if stop.is_set():
+        raise _Stop  # pragma: no cover - a stage stopped without recording why
+    if not blender.complete:
+        raise EdgeLSError("internal error: not every row band was written")  # never leave a silent hole
+    if stats.inferred == 0:
+        raise InputError(f"{source.path.name} has no valid pixels (all nodata)")
+    stats.peak_bands = blender.peak_bands
+    return stats
+
+
+def _to_probability(raw: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """N x 1 x H x W model output -> N x H x W probabilities, per the spec's activation."""
+    if raw.ndim != 4 or raw.shape[1] != 1:
+        raise EdgeLSError(f"model output has shape {raw.shape}; edge-ls expects N x 1 x H x W")
+    out = raw[:, 0]
+    if spec.activation == "logits":
+        return sigmoid(out, spec.temperature)
+    return out
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled:
+        return _NoProgress()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="tile", desc="detect", leave=False, dynamic_ncols=True)
+
+
+class _NoProgress:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
