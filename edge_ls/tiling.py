@@ -99,7 +99,5 @@ def pad_tile(data: np.ndarray, tile_size: int) -> np.ndarray:
     _, h, w = data.shape
     if h == tile_size and w == tile_size:
         return data
-    pad_h, pad_w = tile_size - h, tile_size - w
-    # "reflect" needs the pad to be smaller than the data; fall back to "edge" for thin slivers.
-    mode = "reflect" if pad_h < h and pad_w < w else "edge"
-    return np.pad(data, ((0, 0), (0, pad_h), (0, pad_w)), mode=mode)
+    # numpy reflects repeatedly when the pad is wider than the data (and repeats a 1-px sliver).
+    return np.pad(data, ((0, 0), (0, tile_size - h), (0, tile_size - w)), mode="reflect")
