@@ -1,0 +1,487 @@
+"""The GIS outputs of one scene, written band by band and committed atomically.
+
+Files (all in the input's CRS and transform; pixel space when the input has no georeference):
+
+* ``probability.tif``: COG, float32, DEFLATE + floating-point predictor, 512-px tiles, AVERAGE
+  overviews. **Nodata is -1.0** (not NaN): -1 lies outside [0, 1], so it cannot be mistaken for a
+  probability, and unlike NaN it is handled the same way by every GIS (statistics, styling, nodata
+  comparisons).
+* ``mask.tif``: COG, uint8, 1 = landslide (``prob >= threshold``), 0 = not, **nodata 255**, MODE
+  overviews.
+* ``confidence.tif``: COG, float32, ``pixel_math.confidence(prob, threshold)``, nodata -1.0 like the
+  probability.
+* ``detections.geojson``: one Feature per 4-connected landslide region of the stitched mask
+  (vectorized in a streaming way by ``polygons.StreamingPolygonizer``), properties ``id``,
+  ``area_m2``, ``mean_prob``, ``max_prob``, ``mean_confidence``. A ``crs`` member names the input's
+  CRS (``urn:ogc:def:crs:EPSG::32618``...). Without georeference the coordinates are pixel columns
+  and rows, ``area_m2`` is in pixels, and the collection says ``"georeferenced": false``.
+* ``quicklook.png``: the probability on a magma-like ramp (grey = nodata) with the mask outlined in
+  cyan, at most ``quicklook_max_size`` px on its long side, from decimated reads at commit.
+* ``report.json``: the caller's report plus ``outputs`` (the file names) and ``output_stats``.
+
+Pixels with ``valid == False`` (or a non-finite probability) are nodata in every raster and never
+part of a polygon.
+
+Atomicity: everything is written into a hidden temporary folder inside ``out_dir`` (same file system,
+so ``os.replace`` is atomic). ``commit`` removes an older ``report.json`` first, moves the other files
+into place, and ``report.json`` last: its presence means the set is complete. Any failure (disk full
+included) removes the temporary folder and raises ``OutputError``; outputs of an earlier run stay
+untouched until a commit replaces them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import cv2
+import numpy as np
+import rasterio
+import rasterio.shutil
+import shapely
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
+
+from edge_ls.errors import OutputError
+from edge_ls.io.polygons import Region, StreamingPolygonizer
+from edge_ls.pixel_math import confidence
+
+#: Nodata of the float rasters (probability, confidence): outside [0, 1], unlike NaN understood by every GIS.
+FLOAT_NODATA = -1.0
+#: Nodata of the mask raster.
+MASK_NODATA = 255
+#: Tile size of the COGs (and of the streamed intermediates, so the COG copy reads whole tiles).
+BLOCK_SIZE = 512
+
+PROBABILITY = "probability.tif"
+MASK = "mask.tif"
+CONFIDENCE = "confidence.tif"
+DETECTIONS = "detections.geojson"
+QUICKLOOK = "quicklook.png"
+REPORT = "report.json"
+#: Logical name -> file name, in the order they are moved into place (report.json last).
+FILES = {
+    "probability": PROBABILITY,
+    "mask": MASK,
+    "confidence": CONFIDENCE,
+    "detections": DETECTIONS,
+    "quicklook": QUICKLOOK,
+    "report": REPORT,
+}
+
+#: Overview resampling per raster: averages for continuous values, mode for the class mask.
+_OVERVIEW_RESAMPLING = {PROBABILITY: "AVERAGE", MASK: "MODE", CONFIDENCE: "AVERAGE"}
+_MASK_OUTLINE_RGB = (0, 255, 255)
+_NODATA_RGB = (64, 64, 64)
+#: Anchors of a magma-like ramp (dark purple -> orange -> pale yellow), evenly spaced on [0, 1].
+_RAMP_ANCHORS = np.array(
+    [
+        (0, 0, 4),
+        (28, 16, 68),
+        (79, 18, 123),
+        (129, 37, 129),
+        (181, 54, 122),
+        (229, 80, 100),
+        (251, 135, 97),
+        (254, 194, 135),
+        (252, 253, 191),
+    ],
+    dtype=np.float64,
+)
+
+Background = Callable[[int, int], "np.ndarray | None"]
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    threshold: float  # decision threshold (from the model spec)
+    min_area_m2: float = 0.0  # smaller polygons are dropped (pixel units^2 when not georeferenced)
+    simplify_tolerance: float = 0.0  # CRS units (pixels when not georeferenced)
+    quicklook_max_size: int = 1024  # longest side of the PNG overlay
+
+
+def magma_ramp(values: np.ndarray) -> np.ndarray:
+    """Map values in [0, 1] to RGB uint8 on a perceptually ordered dark-to-bright ramp."""
+    x = np.clip(np.nan_to_num(values, nan=0.0), 0.0, 1.0)
+    stops = np.linspace(0.0, 1.0, len(_RAMP_ANCHORS))
+    rgb = np.stack([np.interp(x, stops, _RAMP_ANCHORS[:, c]) for c in range(3)], axis=-1)
+    return np.rint(rgb).astype(np.uint8)
+
+
+def crs_member(crs: CRS | None) -> dict | None:
+    """The GeoJSON ``crs`` member GDAL writes: an authority URN, CRS84 for EPSG:4326, else the WKT."""
+    if crs is None:
+        return None
+    if crs.to_epsg() == 4326:
+        name = "urn:ogc:def:crs:OGC:1.3:CRS84"  # rasterio's 4326 transforms are lon/lat
+    else:
+        authority = crs.to_authority()
+        name = f"urn:ogc:def:crs:{authority[0]}::{authority[1]}" if authority else crs.to_wkt()
+    return {"type": "name", "properties": {"name": name}}
+
+
+def _reason(exc: BaseException) -> str:
+    """One line saying why a write failed: the OS message when there is one."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return os.strerror(exc.errno)
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class _GeoJSONStream:
+    """A FeatureCollection written feature by feature, so no region list is held in memory."""
+
+    def __init__(self, path: Path, header: dict) -> None:
+        self._file = path.open("w", encoding="utf-8")
+        head = json.dumps({**header, "features": []})
+        self._file.write(head[: -len("]}")] + "\n")  # open the features array
+        self._count = 0
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def write(self, regions: Iterable[Region]) -> None:
+        for region in regions:
+            self._count += 1
+            properties = {
+                "id": self._count,
+                "area_m2": region.area,
+                "mean_prob": round(region.mean_prob, 6),
+                "max_prob": round(region.max_prob, 6),
+                "mean_confidence": round(region.mean_confidence, 6),
+            }
+            sep = ",\n" if self._count > 1 else ""
+            self._file.write(
+                f'{sep}{{"type": "Feature", "id": {self._count}, "properties": {json.dumps(properties)}, '
+                f'"geometry": {shapely.to_geojson(region.geometry)}}}'
+            )
+
+    def close(self) -> None:
+        self._file.write("\n]}\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            self._file.close()
+
+
+class _RasterSink:
+    """One streamed intermediate GeoTIFF (tiled, fast ZSTD) that commit turns into a COG."""
+
+    def __init__(self, path: Path, *, dtype: str, nodata: float, width: int, height: int, crs, transform):
+        self.path = path
+        self._ds = rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            width=width,
+            height=height,
+            count=1,
+            dtype=dtype,
+            nodata=nodata,
+            crs=crs,
+            transform=transform,
+            tiled=True,
+            blockxsize=BLOCK_SIZE,
+            blockysize=BLOCK_SIZE,
+            compress="ZSTD",
+            zstd_level=1,
+            bigtiff="IF_SAFER",
+        )
+
+    def write(self, window: Window, band: np.ndarray) -> None:
+        self._ds.write(band, 1, window=window)
+
+    def close(self) -> None:
+        self._ds.close()
+
+    def discard(self) -> None:
+        with contextlib.suppress(Exception):
+            self._ds.close()
+
+
+class OutputSet:
+    """The outputs of one scene, written under a temporary name inside out_dir and renamed on commit."""
+
+    def __init__(
+        self,
+        out_dir: Path,
+        *,
+        width: int,
+        height: int,
+        crs,
+        transform,
+        georeferenced: bool,
+        pixel_area_m2: float | None,
+        options: OutputOptions,
+    ) -> None:
+        if width <= 0 or height <= 0:
+            raise ValueError(f"raster size must be positive, got {width}x{height}")
+        if not 0.0 < options.threshold < 1.0:
+            raise ValueError(f"threshold must lie in (0, 1), got {options.threshold}")
+        self.out_dir = Path(out_dir)
+        self.width, self.height = width, height
+        self.options = options
+        self.georeferenced = bool(georeferenced)
+        self.crs = CRS.from_user_input(crs) if (crs is not None and georeferenced) else None
+        self.transform = Affine(*tuple(transform)[:6]) if (transform is not None and georeferenced) else None
+        self.pixel_area = float(pixel_area_m2) if (georeferenced and pixel_area_m2) else 1.0
+        self._next_row = 0
+        self._valid_pixels = 0
+        self._detected_pixels = 0
+        self._done = False  # committed or aborted
+        self._sinks: dict[str, _RasterSink] = {}
+        self._geojson: _GeoJSONStream | None = None
+        self._tmp: Path | None = None
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            suffix = f".partial-{os.getpid()}"
+            self._tmp = Path(tempfile.mkdtemp(prefix=".edge_ls.", suffix=suffix, dir=self.out_dir))
+            geo = {"crs": self.crs, "transform": self.transform}
+            self._sinks = {
+                PROBABILITY: _RasterSink(self._stream_path(PROBABILITY), dtype="float32",
+                                         nodata=FLOAT_NODATA, width=width, height=height, **geo),
+                MASK: _RasterSink(self._stream_path(MASK), dtype="uint8",
+                                  nodata=MASK_NODATA, width=width, height=height, **geo),
+                CONFIDENCE: _RasterSink(self._stream_path(CONFIDENCE), dtype="float32",
+                                        nodata=FLOAT_NODATA, width=width, height=height, **geo),
+            }  # fmt: skip
+            self._geojson = _GeoJSONStream(self._tmp / DETECTIONS, self._geojson_header())
+        except (OSError, RasterioError) as exc:
+            self.abort()
+            raise OutputError(f"cannot write outputs to {self.out_dir}: {_reason(exc)}") from exc
+        self._polygons = StreamingPolygonizer(
+            width,
+            transform=self.transform,
+            pixel_area=self.pixel_area,
+            min_area=options.min_area_m2,
+            simplify_tolerance=options.simplify_tolerance,
+        )
+
+    # -- context manager: never leave a partial set behind ----------------------------------------
+
+    def __enter__(self) -> OutputSet:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if not self._done:
+            self.abort()
+
+    # -- streaming -------------------------------------------------------------------------------
+
+    @property
+    def rows_written(self) -> int:
+        return self._next_row
+
+    @property
+    def stats(self) -> dict:
+        """Pixel and region counts so far (final once the last row is written)."""
+        detections = self._geojson.count if self._geojson is not None else 0
+        return {
+            "valid_pixels": self._valid_pixels,
+            "detected_pixels": self._detected_pixels,
+            "detected_area_m2": self._detected_pixels * self.pixel_area,
+            "detections": detections,
+            "area_unit": "m2" if self.georeferenced else "pixel",
+        }
+
+    def write_rows(self, row_off: int, prob: np.ndarray, valid: np.ndarray) -> None:
+        """Write one finished band of rows to every output; memory stays O(band)."""
+        if self._done:
+            raise ValueError("write_rows after commit or abort")
+        if row_off != self._next_row:
+            raise ValueError(f"row bands must be contiguous: expected row {self._next_row}, got {row_off}")
+        if prob.ndim != 2 or prob.shape[1] != self.width or prob.shape[0] == 0:
+            raise ValueError(f"prob band must be [h>0, {self.width}], got {prob.shape}")
+        if valid.shape != prob.shape:
+            raise ValueError(f"valid {valid.shape} and prob {prob.shape} bands differ in shape")
+        h = prob.shape[0]
+        if row_off + h > self.height:
+            raise ValueError(f"band rows {row_off}..{row_off + h} exceed the raster height {self.height}")
+
+        prob = prob.astype(np.float32, copy=False)
+        valid = valid.astype(bool, copy=False) & np.isfinite(prob)
+        clean = np.where(valid, prob, np.float32(0.0))
+        detected = valid & (clean >= np.float32(self.options.threshold))
+        conf = confidence(clean, self.options.threshold)
+        window = Window(0, row_off, self.width, h)
+        try:
+            self._sinks[PROBABILITY].write(window, np.where(valid, clean, np.float32(FLOAT_NODATA)))
+            self._sinks[MASK].write(window, np.where(valid, detected.astype(np.uint8), np.uint8(MASK_NODATA)))
+            self._sinks[CONFIDENCE].write(window, np.where(valid, conf, np.float32(FLOAT_NODATA)))
+            assert self._geojson is not None
+            self._geojson.write(self._polygons.add_band(row_off, detected, clean, conf))
+            if row_off + h == self.height:
+                self._geojson.write(self._polygons.finish())
+        except (OSError, RasterioError) as exc:
+            self.abort()
+            raise OutputError(f"cannot write outputs to {self.out_dir}: {_reason(exc)}") from exc
+        self._next_row += h
+        self._valid_pixels += int(valid.sum())
+        self._detected_pixels += int(detected.sum())
+
+    # -- finishing -------------------------------------------------------------------------------
+
+    def commit(self, report: dict, background: Background | None = None) -> dict[str, Path]:
+        """Finish every file, move them into out_dir (report.json last), return {name: final path}.
+
+        ``background(h, w)`` may return an RGB uint8 image of that size to draw the quicklook on.
+        """
+        if self._done:
+            raise ValueError("commit after commit or abort")
+        if self._next_row != self.height:
+            self.abort()
+            raise ValueError(f"commit before every row was written ({self._next_row} of {self.height})")
+        assert self._tmp is not None and self._geojson is not None
+        try:
+            for sink in self._sinks.values():
+                sink.close()
+            self._geojson.close()
+            self._write_quicklook(background)
+            for name, sink in self._sinks.items():
+                self._to_cog(sink.path, self._tmp / name, _OVERVIEW_RESAMPLING[name])
+                sink.path.unlink()
+            full_report = {**report, "outputs": list(FILES.values()), "output_stats": self.stats}
+            with (self._tmp / REPORT).open("w", encoding="utf-8") as f:
+                json.dump(full_report, f, indent=2, default=_json_default)
+                f.write("\n")
+                f.flush()
+                os.fsync(f.fileno())
+            final = self._move_into_place()
+        except (OSError, RasterioError) as exc:
+            self.abort()
+            raise OutputError(f"cannot write outputs to {self.out_dir}: {_reason(exc)}") from exc
+        except BaseException:
+            self.abort()
+            raise
+        self._done = True
+        return final
+
+    def abort(self) -> None:
+        """Remove the temporary folder; outputs already in out_dir stay as they were."""
+        self._done = True
+        for sink in self._sinks.values():
+            sink.discard()
+        if self._geojson is not None:
+            self._geojson.discard()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _stream_path(self, name: str) -> Path:
+        assert self._tmp is not None
+        return self._tmp / f"stream.{name}"
+
+    def _geojson_header(self) -> dict:
+        header: dict = {"type": "FeatureCollection", "name": "detections"}
+        member = crs_member(self.crs)
+        if member is not None:
+            header["crs"] = member
+        if not self.georeferenced:
+            header["georeferenced"] = False
+            header["note"] = (
+                "input has no georeference: coordinates are pixel (column, row), area_m2 is in pixels"
+            )
+        return header
+
+    @staticmethod
+    def _to_cog(src: Path, dst: Path, resampling: str) -> None:
+        """Copy a streamed GeoTIFF to a COG; GDAL builds the overviews block by block."""
+        with rasterio.open(src) as ds:
+            predictor = "YES" if ds.dtypes[0] == "float32" else "NO"
+            rasterio.shutil.copy(
+                ds,
+                dst,
+                driver="COG",
+                BLOCKSIZE=BLOCK_SIZE,
+                COMPRESS="DEFLATE",
+                PREDICTOR=predictor,
+                RESAMPLING=resampling,
+                OVERVIEWS="AUTO",
+                BIGTIFF="IF_SAFER",
+            )
+
+    def _quicklook_shape(self) -> tuple[int, int]:
+        scale = min(1.0, self.options.quicklook_max_size / max(self.width, self.height))
+        return max(1, round(self.height * scale)), max(1, round(self.width * scale))
+
+    def _write_quicklook(self, background: Background | None) -> None:
+        """Render probability + mask outline from decimated reads: never the full scene in memory."""
+        qh, qw = self._quicklook_shape()
+        with rasterio.open(self._sinks[PROBABILITY].path) as ds:
+            prob = ds.read(1, out_shape=(qh, qw), resampling=Resampling.average, masked=True)
+        with rasterio.open(self._sinks[MASK].path) as ds:
+            # Average of 0/1 = share of landslide pixels per cell; > 0 keeps small detections visible.
+            share = ds.read(1, out_shape=(qh, qw), resampling=Resampling.average, out_dtype="float32",
+                            masked=True)  # fmt: skip
+        nodata = np.ma.getmaskarray(prob)
+        p = prob.filled(0.0).astype(np.float32)
+        rgb = magma_ramp(p)
+        bg = background(qh, qw) if background is not None else None
+        if bg is not None:
+            bg = np.asarray(bg, dtype=np.uint8)
+            if bg.shape != (qh, qw, 3):
+                raise ValueError(f"background must be RGB uint8 of shape {(qh, qw, 3)}, got {bg.shape}")
+            alpha = (0.7 * p)[..., None]
+            rgb = np.rint(bg * (1.0 - alpha) + rgb * alpha).astype(np.uint8)
+            rgb[nodata] = (bg[nodata] // 2).astype(np.uint8)
+        else:
+            rgb[nodata] = _NODATA_RGB
+        detected = (share.filled(0.0) > 0).astype(np.uint8)
+        outline = detected & ~cv2.erode(detected, np.ones((3, 3), np.uint8)).astype(bool)
+        rgb[outline.astype(bool)] = _MASK_OUTLINE_RGB
+        ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise OSError(errno.EIO, "PNG encoding failed")
+        assert self._tmp is not None
+        (self._tmp / QUICKLOOK).write_bytes(png.tobytes())
+
+    def _move_into_place(self) -> dict[str, Path]:
+        """Atomic renames within one file system; report.json disappears first and comes back last."""
+        assert self._tmp is not None
+        final = {name: self.out_dir / file for name, file in FILES.items()}
+        with contextlib.suppress(FileNotFoundError):
+            final["report"].unlink()
+        for name, file in FILES.items():
+            os.replace(self._tmp / file, final[name])
+        _fsync_dir(self.out_dir)
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        return final
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the renames durable (best effort: not every platform can fsync a folder)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _json_default(value: object) -> object:
+    """Let reports hold paths and numpy scalars/arrays."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
