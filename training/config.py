@@ -1,0 +1,193 @@
+"""Typed training configuration read from TOML; an unknown key fails naming the key.
+
+One file says everything a run needs (data, model, schedule, distillation, export), so the command
+committed beside a result reproduces it. Relative paths are taken from the working directory (the
+README commands run from the repository root).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from edge_ls.errors import ConfigError
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    seed: int = 0
+    out_dir: str = "runs/run"
+    threads: int = 2
+    #: Stop (gracefully, with a checkpoint) after this many minutes; 0 = no budget.
+    max_minutes: float = 0.0
+
+
+@dataclass
+class DataConfig:
+    #: Dataset roots (any layout ``edge_ls.training.datasets.open_dataset`` reads).
+    roots: list[str] = field(default_factory=list)
+    bands: list[str] = field(default_factory=lambda: ["red", "green", "blue"])
+    #: Split file (grouped 70/15/15); created from ``roots`` when missing.
+    split_file: str = ""
+    #: Training crop size in pixels; validation uses the whole tile resized to ``val_size`` (0 = as is).
+    crop: int = 256
+    val_size: int = 0
+    batch_size: int = 8
+    #: Crops drawn per epoch (0 = one per training tile).
+    samples_per_epoch: int = 0
+    augment: bool = True
+    seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    name: str = "edge_lite"
+    #: false, true (look in $TORCH_HOME) or a path to a weights file/folder.
+    pretrained: bool | str = False
+    dropout: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 50
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    #: StepLR: multiply the learning rate by ``gamma`` every ``step_size`` epochs.
+    step_size: int = 20
+    gamma: float = 0.1
+    #: Stage 1: epochs with the backbones frozen (only decoder/fusion/heads learn).
+    freeze_epochs: int = 0
+    #: Stage 3: first epoch (0-based) of end-to-end GAN training; -1 = never (no critic).
+    gan_start_epoch: int = -1
+    patience: int = 15
+    monitor: str = "iou"
+    bce_weight: float = 1.0
+    iou_weight: float = 1.0
+    adv_weight: float = 0.05
+    #: TTUR: the critic's learning rate is this multiple of the generator's.
+    d_lr_mult: float = 4.0
+    gp_weight: float = 10.0
+    #: Gradient clipping (global L2 norm); 0 = off.
+    clip_grad: float = 0.0
+
+
+@dataclass
+class DistillConfig:
+    #: Teacher checkpoint folder (with ``best.pt`` + ``config.json``); empty = no distillation.
+    teacher: str = ""
+    temperature: float = 2.0
+    alpha: float = 0.5
+
+
+@dataclass
+class ExportConfig:
+    #: Where the ONNX artifact goes after training; empty = no export.
+    onnx: str = ""
+    name: str = ""
+    tier: str = ""
+    tile_size: int = 512
+    overlap: float = 0.2
+    gsd_m: float = 1.0
+    input_range: str = "8bit"
+    threshold: float = 0.5
+
+
+@dataclass
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> Config:
+        """Refuse values that would fail later, with the key that is wrong."""
+        from edge_ls.training.models import MODEL_NAMES
+
+        if self.model.name not in MODEL_NAMES:
+            raise ConfigError(f"model.name '{self.model.name}' is unknown (known: {', '.join(MODEL_NAMES)})")
+        if not self.data.roots:
+            raise ConfigError("data.roots is empty: give at least one dataset folder")
+        if self.train.monitor not in ("iou", "f1"):
+            raise ConfigError(f"train.monitor must be 'iou' or 'f1', got '{self.train.monitor}'")
+        if self.data.crop % 32 or self.data.crop < 32:
+            raise ConfigError(f"data.crop must be a multiple of 32 (>= 32), got {self.data.crop}")
+        if self.data.val_size % 32:
+            raise ConfigError(f"data.val_size must be a multiple of 32 (or 0), got {self.data.val_size}")
+        if self.train.gan_start_epoch >= 0 and self.model.name != "fusion_gan":
+            raise ConfigError("train.gan_start_epoch needs model.name = 'fusion_gan'")
+        for key in ("epochs", "batch_size"):
+            section = self.train if key == "epochs" else self.data
+            if getattr(section, key) < 1:
+                raise ConfigError(f"{key} must be at least 1")
+        return self
+
+
+SECTIONS = {f.name: f.type for f in fields(Config)}
+
+
+def _coerce(section: str, key: str, value: Any, hint: Any) -> Any:
+    """Check a TOML value against the dataclass field type (ints accepted for floats)."""
+    text = str(hint)
+    if hint is float or text == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{section}.{key} must be a number, got {value!r}")
+        return float(value)
+    if hint is int or text == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{section}.{key} must be an integer, got {value!r}")
+        return value
+    if hint is bool or text == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{section}.{key} must be true or false, got {value!r}")
+        return value
+    if hint is str or text == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{section}.{key} must be a string, got {value!r}")
+        return value
+    if "list" in text:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{section}.{key} must be a list of strings, got {value!r}")
+        return list(value)
+    if not isinstance(value, bool | str):  # bool | str
+        raise ConfigError(f"{section}.{key} must be true/false or a path, got {value!r}")
+    return value
+
+
+def config_from_dict(data: dict[str, Any], source: str = "config") -> Config:
+    """Build a Config from nested dicts; every unknown section or key is an error naming it."""
+    cfg = Config()
+    for section, values in data.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"{source}: unknown section [{section}] (known: {', '.join(SECTIONS)})")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: [{section}] must be a table")
+        target = getattr(cfg, section)
+        hints = get_type_hints(type(target))
+        for key, value in values.items():
+            if key not in hints:
+                raise ConfigError(
+                    f"{source}: unknown key '{section}.{key}' (known in [{section}]: {', '.join(hints)})"
+                )
+            setattr(target, key, _coerce(section, key, value, hints[key]))
+    return cfg.validate()
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML training config."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    return config_from_dict(data, str(path))

@@ -1,0 +1,472 @@
+"""The model family: four single-CNN baselines, the 4-backbone fusion, Fusion+GAN, and the edge students.
+
+Every segmentation model maps N x C x H x W (H, W multiples of 32) to logits N x 1 x H x W at full
+input resolution, so the trainer, the exporter and the runtime treat them all the same way.
+
+Encoders come from torchvision built with ``weights=None`` (torchvision never downloads anything
+here); ImageNet weights are loaded from a local file when one is present (``pretrained=True`` looks in
+``$TORCH_HOME/hub/checkpoints``; a string is a file or a folder holding torchvision's ``*.pth``). An
+N-band input adapts the first convolution: the RGB filters are kept and each extra channel gets their
+mean, so a pretrained network starts from what it knows.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision.models as tvm
+from torch import nn
+
+from edge_ls.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: Every name :func:`build_model` accepts.
+MODEL_NAMES = (
+    "vgg16", "densenet201", "resnet50", "inceptionv3", "fusion", "fusion_gan",
+    "edge_lite", "cascade_triage", "cascade_refiner",
+)
+#: Output strides of the five encoder stages every encoder exposes.
+STRIDES = (2, 4, 8, 16, 32)
+#: torchvision architecture name behind each backbone key (the ``*.pth`` file names start with it).
+TORCHVISION_ARCH = {
+    "vgg16": "vgg16_bn",
+    "densenet201": "densenet201",
+    "resnet50": "resnet50",
+    "inceptionv3": "inception_v3",
+    "mobilenet_v3_small": "mobilenet_v3_small",
+    "mobilenet_v3_large": "mobilenet_v3_large",
+    "resnet18": "resnet18",
+}
+_warned: set[str] = set()
+
+
+# ----------------------------------------------------------------------------------------- weights
+def _checkpoint_dir() -> Path:
+    """torchvision's cache folder (``$TORCH_HOME/hub/checkpoints``), without importing torch.hub side effects."""
+    home = os.environ.get("TORCH_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "torch"
+    )
+    return Path(home) / "hub" / "checkpoints"
+
+
+def find_local_weights(backbone: str, pretrained: bool | str | None) -> Path | None:
+    """Where the ImageNet weights of ``backbone`` are on disk, or None (never a download)."""
+    if not pretrained:
+        return None
+    arch = TORCHVISION_ARCH[backbone]
+    if isinstance(pretrained, str | Path) and not isinstance(pretrained, bool):
+        path = Path(pretrained).expanduser()
+        if path.is_file():
+            return path
+        folder = path
+    else:
+        folder = _checkpoint_dir()
+    hits = sorted(folder.glob(f"{arch}-*.pth")) + sorted(folder.glob(f"{arch}_*.pth"))
+    if hits:
+        return hits[0]
+    if backbone not in _warned:
+        _warned.add(backbone)
+        log.warning(
+            "no local ImageNet weights for %s (looked for %s-*.pth in %s): training it from scratch",
+            backbone, arch, folder,
+        )
+    return None
+
+
+def _load_imagenet(net: nn.Module, backbone: str, pretrained: bool | str | None) -> bool:
+    """Load local ImageNet weights into a full torchvision network; False when none are present."""
+    path = find_local_weights(backbone, pretrained)
+    if path is None:
+        return False
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    if missing:
+        raise ConfigError(f"{path.name} does not fit {backbone}: {len(missing)} missing weights, e.g. {missing[0]}")
+    log.info("loaded ImageNet weights for %s from %s (%d unused keys)", backbone, path, len(unexpected))
+    return True
+
+
+def adapt_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
+    """A copy of ``conv`` taking ``in_channels`` bands: RGB filters kept, extra bands get their mean."""
+    if conv.in_channels == in_channels:
+        return conv
+    new = nn.Conv2d(
+        in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+        conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode,
+    )
+    with torch.no_grad():
+        w = conv.weight
+        mean = w.mean(dim=1, keepdim=True)
+        keep = min(in_channels, w.shape[1])
+        new.weight[:, :keep] = w[:, :keep]
+        if in_channels > keep:
+            new.weight[:, keep:] = mean.expand(-1, in_channels - keep, -1, -1)
+        if in_channels < w.shape[1]:  # fewer bands than RGB (e.g. gray): keep the total response
+            new.weight.mul_(w.shape[1] / in_channels)
+        if conv.bias is not None:
+            new.bias.copy_(conv.bias)
+    return new
+
+
+def _replace_first_conv(module: nn.Module, in_channels: int) -> None:
+    """Swap the first Conv2d found (depth-first) for its ``in_channels`` adaptation."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.Conv2d):
+            setattr(module, name, adapt_first_conv(child, in_channels))
+            return
+        if any(isinstance(m, nn.Conv2d) for m in child.modules()):
+            _replace_first_conv(child, in_channels)
+            return
+
+
+# ----------------------------------------------------------------------------------------- encoders
+class Encoder(nn.Module):
+    """Five sequential stages whose outputs sit at strides 2, 4, 8, 16, 32 of the input.
+
+    Stages whose natural output size differs (InceptionV3's unpadded convolutions) are aligned to
+    ``ceil(H / stride)`` by bilinear interpolation, so every encoder feeds the same decoder.
+    """
+
+    def __init__(self, stages: Sequence[nn.Module], channels: Sequence[int], align: bool = False) -> None:
+        super().__init__()
+        self.stages = nn.ModuleList(stages)
+        self.channels = tuple(channels)
+        self.align = align
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        h, w = x.shape[-2:]
+        feats = []
+        for stride, stage in zip(STRIDES, self.stages, strict=True):
+            x = stage(x)
+            if self.align:
+                size = (-(-h // stride), -(-w // stride))
+                if tuple(x.shape[-2:]) != size:
+                    x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+            feats.append(x)
+        return feats
+
+
+def _vgg16(pretrained: bool | str | None) -> Encoder:
+    net = tvm.vgg16_bn(weights=None)
+    _load_imagenet(net, "vgg16", pretrained)
+    f = net.features  # each block ends with its MaxPool (indices 6, 13, 23, 33, 43): strides 2..32
+    stages = [f[0:7], f[7:14], f[14:24], f[24:34], f[34:44]]
+    return Encoder(stages, (64, 128, 256, 512, 512))
+
+
+def _resnet(arch: str, pretrained: bool | str | None) -> Encoder:
+    net = getattr(tvm, arch)(weights=None)
+    _load_imagenet(net, arch, pretrained)
+    stem = nn.Sequential(net.conv1, net.bn1, net.relu)
+    stages = [stem, nn.Sequential(net.maxpool, net.layer1), net.layer2, net.layer3, net.layer4]
+    expansion = 4 if arch == "resnet50" else 1
+    return Encoder(stages, (64, 64 * expansion, 128 * expansion, 256 * expansion, 512 * expansion))
+
+
+def _densenet201(pretrained: bool | str | None) -> Encoder:
+    net = tvm.densenet201(weights=None)
+    _load_imagenet(net, "densenet201", pretrained)
+    f = net.features
+    stages = [
+        nn.Sequential(f.conv0, f.norm0, f.relu0),
+        nn.Sequential(f.pool0, f.denseblock1),
+        nn.Sequential(f.transition1, f.denseblock2),
+        nn.Sequential(f.transition2, f.denseblock3),
+        nn.Sequential(f.transition3, f.denseblock4, f.norm5, nn.ReLU(inplace=True)),
+    ]
+    return Encoder(stages, (64, 256, 512, 1792, 1920))
+
+
+def _inceptionv3(pretrained: bool | str | None) -> Encoder:
+    net = tvm.inception_v3(weights=None, aux_logits=True, init_weights=False)
+    _load_imagenet(net, "inceptionv3", pretrained)
+    # Conv2d_1a has stride 2 and no padding: pad the input so small tiles keep enough pixels.
+    stages = [
+        nn.Sequential(nn.ZeroPad2d(2), net.Conv2d_1a_3x3, net.Conv2d_2a_3x3, net.Conv2d_2b_3x3),
+        nn.Sequential(net.maxpool1, net.Conv2d_3b_1x1, net.Conv2d_4a_3x3),
+        nn.Sequential(net.maxpool2, net.Mixed_5b, net.Mixed_5c, net.Mixed_5d),
+        nn.Sequential(net.Mixed_6a, net.Mixed_6b, net.Mixed_6c, net.Mixed_6d, net.Mixed_6e),
+        nn.Sequential(net.Mixed_7a, net.Mixed_7b, net.Mixed_7c),
+    ]
+    return Encoder(stages, (64, 192, 288, 768, 2048), align=True)
+
+
+def _mobilenet_v3(arch: str, pretrained: bool | str | None) -> Encoder:
+    net = getattr(tvm, arch)(weights=None)
+    _load_imagenet(net, arch, pretrained)
+    f = net.features
+    if arch == "mobilenet_v3_small":
+        cuts, channels = (1, 2, 4, 9, len(f)), (16, 16, 24, 48, 576)
+    else:
+        cuts, channels = (2, 4, 7, 13, len(f)), (16, 24, 40, 112, 960)
+    starts = (0, *cuts[:-1])
+    return Encoder([f[a:b] for a, b in zip(starts, cuts, strict=True)], channels)
+
+
+def build_encoder(backbone: str, in_channels: int = 3, pretrained: bool | str | None = None) -> Encoder:
+    """One backbone as a 5-stage encoder with its first convolution adapted to ``in_channels``."""
+    makers: dict[str, Callable[[], Encoder]] = {
+        "vgg16": lambda: _vgg16(pretrained),
+        "densenet201": lambda: _densenet201(pretrained),
+        "resnet50": lambda: _resnet("resnet50", pretrained),
+        "resnet18": lambda: _resnet("resnet18", pretrained),
+        "inceptionv3": lambda: _inceptionv3(pretrained),
+        "mobilenet_v3_small": lambda: _mobilenet_v3("mobilenet_v3_small", pretrained),
+        "mobilenet_v3_large": lambda: _mobilenet_v3("mobilenet_v3_large", pretrained),
+    }
+    if backbone not in makers:
+        raise ConfigError(f"unknown backbone '{backbone}' (known: {', '.join(makers)})")
+    enc = makers[backbone]()
+    if in_channels != 3:
+        _replace_first_conv(enc, in_channels)
+    return enc
+
+
+# ----------------------------------------------------------------------------------------- blocks
+def conv_bn_relu(cin: int, cout: int, k: int = 3) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class CBAM(nn.Module):
+    """Channel (squeeze-excitation) then spatial attention: weighs which fused features matter where."""
+
+    def __init__(self, channels: int, reduction: int = 16) -> None:
+        super().__init__()
+        hidden = max(8, channels // reduction)
+        self.mlp = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1))
+        self.spatial = nn.Conv2d(2, 1, 7, padding=3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ca = torch.sigmoid(self.mlp(x.mean((2, 3), keepdim=True)) + self.mlp(x.amax((2, 3), keepdim=True)))
+        x = x * ca
+        sa = torch.sigmoid(self.spatial(torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1)))
+        return x * sa
+
+
+class UNetDecoder(nn.Module):
+    """Upsample x2, concatenate the skip of that stride, two 3x3 convs; then a head at full resolution."""
+
+    def __init__(self, enc_channels: Sequence[int], widths: Sequence[int], dropout: float = 0.0) -> None:
+        super().__init__()
+        # enc_channels / widths are given shallow -> deep (strides 2..32); decode deep -> shallow.
+        deep = enc_channels[-1]
+        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        blocks = []
+        cin = deep
+        for skip, width in zip(reversed(enc_channels[:-1]), reversed(widths[:-1]), strict=True):
+            blocks.append(nn.Sequential(conv_bn_relu(cin + skip, width), conv_bn_relu(width, width)))
+            cin = width
+        self.blocks = nn.ModuleList(blocks)
+        self.final = nn.Sequential(conv_bn_relu(cin, widths[-1]), nn.Conv2d(widths[-1], 1, 1))
+
+    def forward(self, feats: Sequence[torch.Tensor], out_size: tuple[int, int]) -> torch.Tensor:
+        x = self.dropout(feats[-1])
+        for block, skip in zip(self.blocks, reversed(feats[:-1]), strict=True):
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = block(torch.cat([x, skip], 1))
+        x = F.interpolate(x, size=out_size, mode="bilinear", align_corners=False)
+        return self.final(x)
+
+
+# ----------------------------------------------------------------------------------------- models
+class EncoderUNet(nn.Module):
+    """One encoder + U-Net decoder: the single-CNN baselines, Edge-Lite and the cascade refiner."""
+
+    def __init__(self, encoder: Encoder, widths: Sequence[int], dropout: float = 0.0) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = UNetDecoder(encoder.channels, widths, dropout)
+
+    def backbones(self) -> list[nn.Module]:
+        return [self.encoder]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x), x.shape[-2:])
+
+
+FUSION_BACKBONES = ("vgg16", "densenet201", "resnet50", "inceptionv3")
+
+
+class FusionNet(nn.Module):
+    """The four backbones fused: at each stride their features are concatenated and mixed by
+    1x1 conv + BN + ReLU; the deepest (stride 32, the common stride) level also gets CBAM attention.
+    The fused pyramid is decoded U-Net style, so the fused skips carry location back to full size."""
+
+    def __init__(
+        self, in_channels: int = 3, pretrained: bool | str | None = None, width: int = 256,
+        dropout: float = 0.0, backbones: Sequence[str] = FUSION_BACKBONES,
+    ) -> None:
+        super().__init__()
+        self.encoders = nn.ModuleList(build_encoder(b, in_channels, pretrained) for b in backbones)
+        fused = (width // 4, width // 4, width // 2, width, width * 2)
+        self.fuse = nn.ModuleList()
+        for level, out_ch in enumerate(fused):
+            cin = sum(e.channels[level] for e in self.encoders)
+            self.fuse.append(nn.Sequential(nn.Conv2d(cin, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch),
+                                           nn.ReLU(inplace=True)))
+        self.attention = CBAM(fused[-1])
+        self.decoder = UNetDecoder(fused, (width, width // 2, width // 4, width // 8, width // 8), dropout)
+
+    def backbones(self) -> list[nn.Module]:
+        return list(self.encoders)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        per_encoder = [enc(x) for enc in self.encoders]
+        levels = []
+        for level, mix in enumerate(self.fuse):
+            feats = [p[level] for p in per_encoder]
+            size = feats[0].shape[-2:]
+            feats = [f if f.shape[-2:] == size else F.interpolate(f, size=size, mode="bilinear") for f in feats]
+            levels.append(mix(torch.cat(feats, 1)))
+        levels[-1] = self.attention(levels[-1])
+        return self.decoder(levels, x.shape[-2:])
+
+
+class SpatialGenerator(nn.Module):
+    """Conditional U-Net generator: (image, fused probability) -> a correction of the fused logits.
+
+    Spatial all the way (the seed's Fig. 12), unlike its text's pooled-vector generator, which
+    throws away where things are. Dropout plays the role of the noise input, as in pix2pix.
+    """
+
+    def __init__(self, in_channels: int, base: int = 32, dropout: float = 0.3) -> None:
+        super().__init__()
+        c = (base, base * 2, base * 4, base * 8)
+        self.down = nn.ModuleList()
+        cin = in_channels + 1
+        for i, cout in enumerate(c):
+            self.down.append(nn.Sequential(
+                nn.Conv2d(cin, cout, 3, stride=1 if i == 0 else 2, padding=1, bias=False),
+                nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, inplace=True), conv_bn_relu(cout, cout)))
+            cin = cout
+        self.noise = nn.Dropout2d(dropout)
+        self.up = nn.ModuleList(
+            nn.Sequential(conv_bn_relu(c[i + 1] + c[i], c[i]), conv_bn_relu(c[i], c[i])) for i in reversed(range(3))
+        )
+        self.head = nn.Conv2d(c[0], 1, 1)
+        nn.init.zeros_(self.head.weight)  # starts as the identity on the fused logits
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, image: torch.Tensor, fused_logits: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([image, torch.sigmoid(fused_logits)], 1)
+        skips = []
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+        x = self.noise(skips.pop())
+        for block in self.up:
+            skip = skips.pop()
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = block(torch.cat([x, skip], 1))
+        return fused_logits + self.head(x)
+
+
+class FusionGAN(nn.Module):
+    """Fusion + spatial refining generator; ``forward`` returns the refined logits."""
+
+    def __init__(self, in_channels: int = 3, pretrained: bool | str | None = None, width: int = 256,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.fusion = FusionNet(in_channels, pretrained, width, dropout)
+        self.generator = SpatialGenerator(in_channels)
+
+    def backbones(self) -> list[nn.Module]:
+        return self.fusion.backbones()
+
+    def forward_both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(fused logits, refined logits): the trainer supervises both."""
+        fused = self.fusion(x)
+        return fused, self.generator(x, fused)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_both(x)[1]
+
+
+class CascadeTriage(nn.Module):
+    """Fast tile scorer: looks at the tile at 1/4 resolution and predicts a coarse (stride 32)
+    landslide logit map, upsampled to the input size so it honours the artifact contract
+    (N x 1 x H x W logits). A tile's triage score is the max of its sigmoid map; tiles above the
+    cascade threshold go to the refiner."""
+
+    def __init__(self, in_channels: int = 3, base: int = 16, dropout: float = 0.0) -> None:
+        super().__init__()
+        def dw(cin: int, cout: int, stride: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin), nn.ReLU(inplace=True),
+                nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+        self.body = nn.Sequential(
+            nn.AvgPool2d(4),
+            nn.Conv2d(in_channels, base, 3, 2, 1, bias=False), nn.BatchNorm2d(base), nn.ReLU(inplace=True),  # /8
+            dw(base, base * 2, 2),  # /16
+            dw(base * 2, base * 4, 2),  # /32
+            dw(base * 4, base * 4, 1),
+            nn.Dropout2d(dropout) if dropout > 0 else nn.Identity(),
+            nn.Conv2d(base * 4, 1, 1),
+        )
+
+    def backbones(self) -> list[nn.Module]:
+        return []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(self.body(x), size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def build_model(name: str, in_channels: int = 3, pretrained: bool | str | None = None,
+                dropout: float = 0.0) -> nn.Module:
+    """Any model of the family by name; logits N x 1 x H x W at input resolution.
+
+    Baselines use decoder widths (256, 128, 64, 32, 16); Edge-Lite is MobileNetV3-small with a narrow
+    decoder (~1.7 M parameters); the cascade refiner is ResNet18 U-Net; the triage model is a ~20 k
+    parameter depthwise net (see :class:`CascadeTriage`).
+    """
+    if in_channels < 1:
+        raise ConfigError(f"in_channels must be at least 1, got {in_channels}")
+    wide = (256, 128, 64, 32, 16)
+    if name in FUSION_BACKBONES:
+        return EncoderUNet(build_encoder(name, in_channels, pretrained), wide, dropout)
+    if name == "fusion":
+        return FusionNet(in_channels, pretrained, dropout=dropout)
+    if name == "fusion_gan":
+        return FusionGAN(in_channels, pretrained, dropout=dropout)
+    if name == "edge_lite":
+        enc = build_encoder("mobilenet_v3_small", in_channels, pretrained)
+        return EncoderUNet(enc, (128, 64, 32, 24, 16), dropout)
+    if name == "cascade_refiner":
+        return EncoderUNet(build_encoder("resnet18", in_channels, pretrained), (192, 96, 48, 32, 16), dropout)
+    if name == "cascade_triage":
+        return CascadeTriage(in_channels, dropout=dropout)
+    raise ConfigError(f"unknown model '{name}' (known: {', '.join(MODEL_NAMES)})")
+
+
+class Discriminator(nn.Module):
+    """Spectral-normalized PatchGAN critic on (image, mask) pairs; no batch norm (WGAN-GP needs
+    per-sample gradients). Outputs one score per patch; the critic loss averages them."""
+
+    def __init__(self, in_channels: int, base: int = 32) -> None:
+        super().__init__()
+        sn = nn.utils.parametrizations.spectral_norm
+        layers: list[nn.Module] = []
+        cin = in_channels + 1
+        for i, cout in enumerate((base, base * 2, base * 4, base * 8)):
+            layers += [sn(nn.Conv2d(cin, cout, 4, stride=2 if i < 3 else 1, padding=1)), nn.LeakyReLU(0.2, inplace=True)]
+            cin = cout
+        layers.append(sn(nn.Conv2d(cin, 1, 4, padding=1)))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([image, mask], 1))
+
+
+def build_discriminator(in_channels: int = 3) -> nn.Module:
+    """The Fusion+GAN critic for images with ``in_channels`` bands (+1 mask channel)."""
+    return Discriminator(in_channels)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
