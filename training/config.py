@@ -8,10 +8,11 @@ README commands run from the repository root).
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
+
+import tomllib
 
 from edge_ls.errors import ConfigError
 

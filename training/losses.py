@@ -14,7 +14,9 @@ from torch import nn
 
 def bce_loss(logits: torch.Tensor, target: torch.Tensor, pos_weight: float | None = None) -> torch.Tensor:
     """Pixel-mean binary cross-entropy on logits (numerically safe)."""
-    weight = None if pos_weight is None else torch.tensor(pos_weight, device=logits.device, dtype=logits.dtype)
+    weight = (
+        None if pos_weight is None else torch.tensor(pos_weight, device=logits.device, dtype=logits.dtype)
+    )
     return F.binary_cross_entropy_with_logits(logits, target, pos_weight=weight)
 
 
@@ -33,7 +35,9 @@ def segmentation_loss(
     return bce_weight * bce_loss(logits, target) + iou_weight * soft_iou_loss(logits, target)
 
 
-def gradient_penalty(critic: nn.Module, image: torch.Tensor, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+def gradient_penalty(
+    critic: nn.Module, image: torch.Tensor, real: torch.Tensor, fake: torch.Tensor
+) -> torch.Tensor:
     """WGAN-GP penalty ``E[(||∇D(x̂)||₂ - 1)²]`` on random interpolates of real and fake masks."""
     alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
     mixed = (alpha * real + (1.0 - alpha) * fake).requires_grad_(True)
@@ -43,7 +47,10 @@ def gradient_penalty(critic: nn.Module, image: torch.Tensor, real: torch.Tensor,
 
 
 def critic_loss(
-    critic: nn.Module, image: torch.Tensor, real_mask: torch.Tensor, fake_prob: torch.Tensor,
+    critic: nn.Module,
+    image: torch.Tensor,
+    real_mask: torch.Tensor,
+    fake_prob: torch.Tensor,
     gp_weight: float = 10.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """WGAN-GP critic loss ``D(fake) - D(real) + λ·GP``; returns (loss, gradient penalty).
@@ -56,14 +63,19 @@ def critic_loss(
     return loss, gp
 
 
-def generator_adversarial_loss(critic: nn.Module, image: torch.Tensor, fake_prob: torch.Tensor) -> torch.Tensor:
+def generator_adversarial_loss(
+    critic: nn.Module, image: torch.Tensor, fake_prob: torch.Tensor
+) -> torch.Tensor:
     """``-D(G(x))``: the generator wants the critic to score its masks as real."""
     return -critic(image, fake_prob).mean()
 
 
 def distillation_loss(
-    student_logits: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor,
-    temperature: float = 2.0, alpha: float = 0.5,
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    target: torch.Tensor,
+    temperature: float = 2.0,
+    alpha: float = 0.5,
 ) -> torch.Tensor:
     """Hinton-style distillation for per-pixel binary outputs.
 

@@ -28,8 +28,15 @@ log = logging.getLogger(__name__)
 
 #: Every name :func:`build_model` accepts.
 MODEL_NAMES = (
-    "vgg16", "densenet201", "resnet50", "inceptionv3", "fusion", "fusion_gan",
-    "edge_lite", "cascade_triage", "cascade_refiner",
+    "vgg16",
+    "densenet201",
+    "resnet50",
+    "inceptionv3",
+    "fusion",
+    "fusion_gan",
+    "edge_lite",
+    "cascade_triage",
+    "cascade_refiner",
 )
 #: Output strides of the five encoder stages every encoder exposes.
 STRIDES = (2, 4, 8, 16, 32)
@@ -48,7 +55,7 @@ _warned: set[str] = set()
 
 # ----------------------------------------------------------------------------------------- weights
 def _checkpoint_dir() -> Path:
-    """torchvision's cache folder (``$TORCH_HOME/hub/checkpoints``), without importing torch.hub side effects."""
+    """torchvision's cache folder (``$TORCH_HOME/hub/checkpoints``), found without torch.hub."""
     home = os.environ.get("TORCH_HOME") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "torch"
     )
@@ -74,7 +81,9 @@ def find_local_weights(backbone: str, pretrained: bool | str | None) -> Path | N
         _warned.add(backbone)
         log.warning(
             "no local ImageNet weights for %s (looked for %s-*.pth in %s): training it from scratch",
-            backbone, arch, folder,
+            backbone,
+            arch,
+            folder,
         )
     return None
 
@@ -87,7 +96,9 @@ def _load_imagenet(net: nn.Module, backbone: str, pretrained: bool | str | None)
     state = torch.load(path, map_location="cpu", weights_only=True)
     missing, unexpected = net.load_state_dict(state, strict=False)
     if missing:
-        raise ConfigError(f"{path.name} does not fit {backbone}: {len(missing)} missing weights, e.g. {missing[0]}")
+        raise ConfigError(
+            f"{path.name} does not fit {backbone}: {len(missing)} missing weights, e.g. {missing[0]}"
+        )
     log.info("loaded ImageNet weights for %s from %s (%d unused keys)", backbone, path, len(unexpected))
     return True
 
@@ -97,8 +108,15 @@ def adapt_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
     if conv.in_channels == in_channels:
         return conv
     new = nn.Conv2d(
-        in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-        conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode,
+        in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+        conv.bias is not None,
+        conv.padding_mode,
     )
     with torch.no_grad():
         w = conv.weight
@@ -230,7 +248,9 @@ def build_encoder(backbone: str, in_channels: int = 3, pretrained: bool | str | 
 
 # ----------------------------------------------------------------------------------------- blocks
 def conv_bn_relu(cin: int, cout: int, k: int = 3) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
 
 
 class CBAM(nn.Module):
@@ -239,7 +259,9 @@ class CBAM(nn.Module):
     def __init__(self, channels: int, reduction: int = 16) -> None:
         super().__init__()
         hidden = max(8, channels // reduction)
-        self.mlp = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1))
+        self.mlp = nn.Sequential(
+            nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1)
+        )
         self.spatial = nn.Conv2d(2, 1, 7, padding=3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -299,8 +321,12 @@ class FusionNet(nn.Module):
     The fused pyramid is decoded U-Net style, so the fused skips carry location back to full size."""
 
     def __init__(
-        self, in_channels: int = 3, pretrained: bool | str | None = None, width: int = 256,
-        dropout: float = 0.0, backbones: Sequence[str] = FUSION_BACKBONES,
+        self,
+        in_channels: int = 3,
+        pretrained: bool | str | None = None,
+        width: int = 256,
+        dropout: float = 0.0,
+        backbones: Sequence[str] = FUSION_BACKBONES,
     ) -> None:
         super().__init__()
         self.encoders = nn.ModuleList(build_encoder(b, in_channels, pretrained) for b in backbones)
@@ -308,8 +334,11 @@ class FusionNet(nn.Module):
         self.fuse = nn.ModuleList()
         for level, out_ch in enumerate(fused):
             cin = sum(e.channels[level] for e in self.encoders)
-            self.fuse.append(nn.Sequential(nn.Conv2d(cin, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch),
-                                           nn.ReLU(inplace=True)))
+            self.fuse.append(
+                nn.Sequential(
+                    nn.Conv2d(cin, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)
+                )
+            )
         self.attention = CBAM(fused[-1])
         self.decoder = UNetDecoder(fused, (width, width // 2, width // 4, width // 8, width // 8), dropout)
 
@@ -322,7 +351,9 @@ class FusionNet(nn.Module):
         for level, mix in enumerate(self.fuse):
             feats = [p[level] for p in per_encoder]
             size = feats[0].shape[-2:]
-            feats = [f if f.shape[-2:] == size else F.interpolate(f, size=size, mode="bilinear") for f in feats]
+            feats = [
+                f if f.shape[-2:] == size else F.interpolate(f, size=size, mode="bilinear") for f in feats
+            ]
             levels.append(mix(torch.cat(feats, 1)))
         levels[-1] = self.attention(levels[-1])
         return self.decoder(levels, x.shape[-2:])
@@ -341,13 +372,19 @@ class SpatialGenerator(nn.Module):
         self.down = nn.ModuleList()
         cin = in_channels + 1
         for i, cout in enumerate(c):
-            self.down.append(nn.Sequential(
-                nn.Conv2d(cin, cout, 3, stride=1 if i == 0 else 2, padding=1, bias=False),
-                nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, inplace=True), conv_bn_relu(cout, cout)))
+            self.down.append(
+                nn.Sequential(
+                    nn.Conv2d(cin, cout, 3, stride=1 if i == 0 else 2, padding=1, bias=False),
+                    nn.BatchNorm2d(cout),
+                    nn.LeakyReLU(0.2, inplace=True),
+                    conv_bn_relu(cout, cout),
+                )
+            )
             cin = cout
         self.noise = nn.Dropout2d(dropout)
         self.up = nn.ModuleList(
-            nn.Sequential(conv_bn_relu(c[i + 1] + c[i], c[i]), conv_bn_relu(c[i], c[i])) for i in reversed(range(3))
+            nn.Sequential(conv_bn_relu(c[i + 1] + c[i], c[i]), conv_bn_relu(c[i], c[i]))
+            for i in reversed(range(3))
         )
         self.head = nn.Conv2d(c[0], 1, 1)
         nn.init.zeros_(self.head.weight)  # starts as the identity on the fused logits
@@ -370,8 +407,13 @@ class SpatialGenerator(nn.Module):
 class FusionGAN(nn.Module):
     """Fusion + spatial refining generator; ``forward`` returns the refined logits."""
 
-    def __init__(self, in_channels: int = 3, pretrained: bool | str | None = None, width: int = 256,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        in_channels: int = 3,
+        pretrained: bool | str | None = None,
+        width: int = 256,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         self.fusion = FusionNet(in_channels, pretrained, width, dropout)
         self.generator = SpatialGenerator(in_channels)
@@ -396,13 +438,22 @@ class CascadeTriage(nn.Module):
 
     def __init__(self, in_channels: int = 3, base: int = 16, dropout: float = 0.0) -> None:
         super().__init__()
+
         def dw(cin: int, cout: int, stride: int) -> nn.Sequential:
             return nn.Sequential(
-                nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin), nn.ReLU(inplace=True),
-                nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+                nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False),
+                nn.BatchNorm2d(cin),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(cin, cout, 1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+            )
+
         self.body = nn.Sequential(
             nn.AvgPool2d(4),
-            nn.Conv2d(in_channels, base, 3, 2, 1, bias=False), nn.BatchNorm2d(base), nn.ReLU(inplace=True),  # /8
+            nn.Conv2d(in_channels, base, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(base),
+            nn.ReLU(inplace=True),  # /8
             dw(base, base * 2, 2),  # /16
             dw(base * 2, base * 4, 2),  # /32
             dw(base * 4, base * 4, 1),
@@ -417,8 +468,9 @@ class CascadeTriage(nn.Module):
         return F.interpolate(self.body(x), size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def build_model(name: str, in_channels: int = 3, pretrained: bool | str | None = None,
-                dropout: float = 0.0) -> nn.Module:
+def build_model(
+    name: str, in_channels: int = 3, pretrained: bool | str | None = None, dropout: float = 0.0
+) -> nn.Module:
     """Any model of the family by name; logits N x 1 x H x W at input resolution.
 
     Baselines use decoder widths (256, 128, 64, 32, 16); Edge-Lite is MobileNetV3-small with a narrow
@@ -454,7 +506,10 @@ class Discriminator(nn.Module):
         layers: list[nn.Module] = []
         cin = in_channels + 1
         for i, cout in enumerate((base, base * 2, base * 4, base * 8)):
-            layers += [sn(nn.Conv2d(cin, cout, 4, stride=2 if i < 3 else 1, padding=1)), nn.LeakyReLU(0.2, inplace=True)]
+            layers += [
+                sn(nn.Conv2d(cin, cout, 4, stride=2 if i < 3 else 1, padding=1)),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
             cin = cout
         layers.append(sn(nn.Conv2d(cin, 1, 4, padding=1)))
         self.net = nn.Sequential(*layers)
