@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from xml.sax.saxutils import escape as xml_escape
 
 import cv2
 import numpy as np
@@ -48,10 +49,10 @@ import rasterio
 import rasterio.shutil
 import shapely
 from affine import Affine
+from rasterio._err import CPLE_BaseError
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
-from rasterio.windows import Window
 
 from edge_ls.errors import OutputError
 from edge_ls.io.polygons import Region, StreamingPolygonizer
@@ -82,6 +83,10 @@ FILES = {
 
 #: Overview resampling per raster: averages for continuous values, mode for the class mask.
 _OVERVIEW_RESAMPLING = {PROBABILITY: "AVERAGE", MASK: "MODE", CONFIDENCE: "AVERAGE"}
+#: Errors that mean "the outputs could not be written" (GDAL's own errors included).
+_WRITE_ERRORS: tuple[type[BaseException], ...] = (OSError, RasterioError, CPLE_BaseError)
+#: Free space under which a GDAL write failure is reported as a full disk.
+_FULL_DISK_BYTES = 1 << 20
 _MASK_OUTLINE_RGB = (0, 255, 255)
 _NODATA_RGB = (64, 64, 64)
 #: Anchors of a magma-like ramp (dark purple -> orange -> pale yellow), evenly spaced on [0, 1].
@@ -131,12 +136,21 @@ def crs_member(crs: CRS | None) -> dict | None:
     return {"type": "name", "properties": {"name": name}}
 
 
-def _reason(exc: BaseException) -> str:
-    """One line saying why a write failed: the OS message when there is one."""
+def _reason(exc: BaseException, folder: Path, room_needed: int) -> str:
+    """One line saying why a write failed: the OS message when there is one.
+
+    GDAL reports a full disk as e.g. "TIFFAppendToStrip:Seek error" and deletes its partial file, so
+    a GDAL failure on a folder with less free space than the raster could need is reported as the
+    full disk it most likely is (GDAL's words kept in brackets).
+    """
     if isinstance(exc, OSError) and exc.errno is not None:
         return os.strerror(exc.errno)
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    with contextlib.suppress(OSError):
+        if shutil.disk_usage(folder).free < max(room_needed, _FULL_DISK_BYTES):
+            return f"{os.strerror(errno.ENOSPC)} (GDAL: {text})"
+    return text
 
 
 class _GeoJSONStream:
@@ -179,39 +193,78 @@ class _GeoJSONStream:
             self._file.close()
 
 
-class _RasterSink:
-    """One streamed intermediate GeoTIFF (tiled, fast ZSTD) that commit turns into a COG."""
+class _RawSink:
+    """One streamed intermediate raster: a raw row-major file written by Python, read by GDAL via a VRT.
+
+    Why not a GeoTIFF written by GDAL: rasterio reports no error when GDAL's final flush fails at
+    ``close()`` (measured on a full tmpfs: the file is silently truncated), so a disk that fills up
+    late would yield a corrupt raster that looks complete. Plain ``os.pwrite`` raises ``OSError`` on
+    every failed write, and the whole file is reserved up front (``posix_fallocate``), so a disk too
+    small for the intermediates fails at construction, before any inference. The cost is uncompressed
+    scratch space: 9 bytes per pixel for the three rasters, freed at commit.
+    """
 
     def __init__(self, path: Path, *, dtype: str, nodata: float, width: int, height: int, crs, transform):
         self.path = path
-        self._ds = rasterio.open(
-            path,
-            "w",
-            driver="GTiff",
-            width=width,
-            height=height,
-            count=1,
-            dtype=dtype,
-            nodata=nodata,
-            crs=crs,
-            transform=transform,
-            tiled=True,
-            blockxsize=BLOCK_SIZE,
-            blockysize=BLOCK_SIZE,
-            compress="ZSTD",
-            zstd_level=1,
-            bigtiff="IF_SAFER",
-        )
+        self.vrt = path.with_suffix(".vrt")
+        self._dtype = np.dtype(dtype).newbyteorder("<")
+        self._row_bytes = width * self._dtype.itemsize
+        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        _reserve(self._fd, self._row_bytes * height)
+        self.vrt.write_text(_raw_vrt(path.name, self._dtype, nodata, width, height, crs, transform))
 
-    def write(self, window: Window, band: np.ndarray) -> None:
-        self._ds.write(band, 1, window=window)
+    def write(self, row_off: int, band: np.ndarray) -> None:
+        assert self._fd is not None
+        data = memoryview(np.ascontiguousarray(band, dtype=self._dtype)).cast("B")
+        offset = row_off * self._row_bytes
+        while data:
+            written = os.pwrite(self._fd, data, offset)
+            data, offset = data[written:], offset + written
 
     def close(self) -> None:
-        self._ds.close()
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
 
     def discard(self) -> None:
-        with contextlib.suppress(Exception):
-            self._ds.close()
+        with contextlib.suppress(OSError):
+            self.close()
+
+
+def _reserve(fd: int, size: int) -> None:
+    """Reserve the file's blocks now, so a full disk shows up before the run, not in the middle."""
+    if size == 0:
+        return
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+        os.ftruncate(fd, size)  # file system without fallocate: sparse file, errors come at write time
+
+
+_GDAL_TYPES = {"float32": "Float32", "uint8": "Byte"}
+
+
+def _raw_vrt(raw_name: str, dtype: np.dtype, nodata: float, width: int, height: int, crs, transform) -> str:
+    """A VRT describing a raw single-band row-major little-endian file beside it."""
+    geo = ""
+    if crs is not None:
+        geo += f"  <SRS>{xml_escape(crs.to_wkt())}</SRS>\n"
+    if transform is not None:
+        gt = ", ".join(repr(float(v)) for v in transform.to_gdal())
+        geo += f"  <GeoTransform>{gt}</GeoTransform>\n"
+    return (
+        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">\n{geo}'
+        f'  <VRTRasterBand dataType="{_GDAL_TYPES[dtype.name]}" band="1" subClass="VRTRawRasterBand">\n'
+        f"    <NoDataValue>{nodata!r}</NoDataValue>\n"
+        f'    <SourceFilename relativeToVRT="1">{xml_escape(raw_name)}</SourceFilename>\n'
+        f"    <ImageOffset>0</ImageOffset>\n"
+        f"    <PixelOffset>{dtype.itemsize}</PixelOffset>\n"
+        f"    <LineOffset>{dtype.itemsize * width}</LineOffset>\n"
+        f"    <ByteOrder>LSB</ByteOrder>\n"
+        f"  </VRTRasterBand>\n</VRTDataset>\n"
+    )
 
 
 class OutputSet:
@@ -244,7 +297,7 @@ class OutputSet:
         self._valid_pixels = 0
         self._detected_pixels = 0
         self._done = False  # committed or aborted
-        self._sinks: dict[str, _RasterSink] = {}
+        self._sinks: dict[str, _RawSink] = {}
         self._geojson: _GeoJSONStream | None = None
         self._tmp: Path | None = None
         try:
@@ -253,17 +306,16 @@ class OutputSet:
             self._tmp = Path(tempfile.mkdtemp(prefix=".edge_ls.", suffix=suffix, dir=self.out_dir))
             geo = {"crs": self.crs, "transform": self.transform}
             self._sinks = {
-                PROBABILITY: _RasterSink(self._stream_path(PROBABILITY), dtype="float32",
+                PROBABILITY: _RawSink(self._stream_path(PROBABILITY), dtype="float32",
                                          nodata=FLOAT_NODATA, width=width, height=height, **geo),
-                MASK: _RasterSink(self._stream_path(MASK), dtype="uint8",
+                MASK: _RawSink(self._stream_path(MASK), dtype="uint8",
                                   nodata=MASK_NODATA, width=width, height=height, **geo),
-                CONFIDENCE: _RasterSink(self._stream_path(CONFIDENCE), dtype="float32",
+                CONFIDENCE: _RawSink(self._stream_path(CONFIDENCE), dtype="float32",
                                         nodata=FLOAT_NODATA, width=width, height=height, **geo),
             }  # fmt: skip
             self._geojson = _GeoJSONStream(self._tmp / DETECTIONS, self._geojson_header())
-        except (OSError, RasterioError) as exc:
-            self.abort()
-            raise OutputError(f"cannot write outputs to {self.out_dir}: {_reason(exc)}") from exc
+        except _WRITE_ERRORS as exc:
+            raise self._failed(exc) from exc
         self._polygons = StreamingPolygonizer(
             width,
             transform=self.transform,
@@ -320,18 +372,17 @@ class OutputSet:
         clean = np.where(valid, prob, np.float32(0.0))
         detected = valid & (clean >= np.float32(self.options.threshold))
         conf = confidence(clean, self.options.threshold)
-        window = Window(0, row_off, self.width, h)
         try:
-            self._sinks[PROBABILITY].write(window, np.where(valid, clean, np.float32(FLOAT_NODATA)))
-            self._sinks[MASK].write(window, np.where(valid, detected.astype(np.uint8), np.uint8(MASK_NODATA)))
-            self._sinks[CONFIDENCE].write(window, np.where(valid, conf, np.float32(FLOAT_NODATA)))
+            self._sinks[PROBABILITY].write(row_off, np.where(valid, clean, np.float32(FLOAT_NODATA)))
+            mask_band = np.where(valid, detected.astype(np.uint8), np.uint8(MASK_NODATA))
+            self._sinks[MASK].write(row_off, mask_band)
+            self._sinks[CONFIDENCE].write(row_off, np.where(valid, conf, np.float32(FLOAT_NODATA)))
             assert self._geojson is not None
             self._geojson.write(self._polygons.add_band(row_off, detected, clean, conf))
             if row_off + h == self.height:
                 self._geojson.write(self._polygons.finish())
-        except (OSError, RasterioError) as exc:
-            self.abort()
-            raise OutputError(f"cannot write outputs to {self.out_dir}: {_reason(exc)}") from exc
+        except _WRITE_ERRORS as exc:
+            raise self._failed(exc) from exc
         self._next_row += h
         self._valid_pixels += int(valid.sum())
         self._detected_pixels += int(detected.sum())
@@ -355,8 +406,9 @@ class OutputSet:
             self._geojson.close()
             self._write_quicklook(background)
             for name, sink in self._sinks.items():
-                self._to_cog(sink.path, self._tmp / name, _OVERVIEW_RESAMPLING[name])
+                self._to_cog(sink.vrt, self._tmp / name, _OVERVIEW_RESAMPLING[name])
                 sink.path.unlink()
+                sink.vrt.unlink()
             full_report = {**report, "outputs": list(FILES.values()), "output_stats": self.stats}
             with (self._tmp / REPORT).open("w", encoding="utf-8") as f:
                 json.dump(full_report, f, indent=2, default=_json_default)
@@ -364,9 +416,8 @@ class OutputSet:
                 f.flush()
                 os.fsync(f.fileno())
             final = self._move_into_place()
-        except (OSError, RasterioError) as exc:
-            self.abort()
-            raise OutputError(f"cannot write outputs to {self.out_dir}: {_reason(exc)}") from exc
+        except _WRITE_ERRORS as exc:
+            raise self._failed(exc) from exc
         except BaseException:
             self.abort()
             raise
@@ -385,9 +436,18 @@ class OutputSet:
 
     # -- internals -------------------------------------------------------------------------------
 
+    def _failed(self, exc: BaseException) -> OutputError:
+        """Say why (while the partial files still fill the disk), then remove them."""
+        folder = self._tmp if self._tmp is not None and self._tmp.exists() else self.out_dir
+        # An uncompressed float32 raster plus its overviews: what a COG of it could need at most.
+        room_needed = self.width * self.height * 4 * 4 // 3
+        reason = _reason(exc, folder, room_needed)
+        self.abort()
+        return OutputError(f"cannot write outputs to {self.out_dir}: {reason}")
+
     def _stream_path(self, name: str) -> Path:
         assert self._tmp is not None
-        return self._tmp / f"stream.{name}"
+        return (self._tmp / f"stream.{name}").with_suffix(".raw")
 
     def _geojson_header(self) -> dict:
         header: dict = {"type": "FeatureCollection", "name": "detections"}
@@ -425,9 +485,9 @@ class OutputSet:
     def _write_quicklook(self, background: Background | None) -> None:
         """Render probability + mask outline from decimated reads: never the full scene in memory."""
         qh, qw = self._quicklook_shape()
-        with rasterio.open(self._sinks[PROBABILITY].path) as ds:
+        with rasterio.open(self._sinks[PROBABILITY].vrt) as ds:
             prob = ds.read(1, out_shape=(qh, qw), resampling=Resampling.average, masked=True)
-        with rasterio.open(self._sinks[MASK].path) as ds:
+        with rasterio.open(self._sinks[MASK].vrt) as ds:
             # Average of 0/1 = share of landslide pixels per cell; > 0 keeps small detections visible.
             share = ds.read(1, out_shape=(qh, qw), resampling=Resampling.average, out_dtype="float32",
                             masked=True)  # fmt: skip
