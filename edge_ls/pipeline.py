@@ -54,8 +54,10 @@ class DetectOptions:
     readers: int = 2
     queue_depth: int = 8
     bands: Sequence[int] | None = None
-    min_area_m2: float = 0.0
-    simplify_tolerance: float = 0.0
+    #: None: the area of 9 pixels (a 3 x 3 blob), so single-pixel speckle does not flood the GeoJSON.
+    min_area_m2: float | None = None
+    #: None: half a pixel in CRS units, which removes the pixel staircase without moving edges.
+    simplify_tolerance: float | None = None
     intra_op_threads: int | None = None
     progress: bool = False
 
@@ -120,11 +122,7 @@ def detect(
             transform=source.transform,
             georeferenced=source.georeferenced,
             pixel_area_m2=source.pixel_area_m2,
-            options=OutputOptions(
-                threshold=threshold,
-                min_area_m2=options.min_area_m2,
-                simplify_tolerance=options.simplify_tolerance,
-            ),
+            options=_output_options(source, options, threshold),
         )
         factory = runner_factory or _default_runner
         with outputs, factory(loaded, options) as runner:
@@ -139,8 +137,25 @@ def detect(
                 runner=runner,
                 threshold=threshold,
             )
+            report["min_area_m2"] = outputs.options.min_area_m2
+            report["simplify_tolerance"] = outputs.options.simplify_tolerance
             report["outputs"] = sorted(p.name for p in outputs.commit(report).values())
     return report
+
+
+MIN_AREA_PIXELS = 9
+
+
+def _output_options(source: RasterSource, options: DetectOptions, threshold: float) -> OutputOptions:
+    """Fill the polygon defaults that depend on the raster's pixel size."""
+    pixel_area = source.pixel_area_m2 or 1.0  # pixel units when not georeferenced
+    pixel_size = abs(source.transform.a) if source.georeferenced else 1.0
+    min_area, tolerance = options.min_area_m2, options.simplify_tolerance
+    return OutputOptions(
+        threshold=threshold,
+        min_area_m2=MIN_AREA_PIXELS * pixel_area if min_area is None else min_area,
+        simplify_tolerance=0.5 * pixel_size if tolerance is None else tolerance,
+    )
 
 
 def _default_runner(model: LoadedModel, options: DetectOptions) -> Runner:

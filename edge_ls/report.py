@@ -40,6 +40,13 @@ class RunStats:
     latencies_ms: list[float] = field(default_factory=list)
 
 
+def significant(value: float | None, digits: int = 4) -> float | None:
+    """Round to significant digits, so 0.0646 tiles/km² at 10 m GSD does not print as 0.06."""
+    if value is None or not np.isfinite(value) or value == 0:
+        return value
+    return float(f"{value:.{digits}g}")
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far, in MiB."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -86,7 +93,7 @@ def build_report(
         "threshold": threshold,
         "wall_s": round(stats.wall_s, 3),
         "inference_s": round(stats.infer_s, 3),
-        "tiles_per_s": round(tps, 3),
+        "tiles_per_s": significant(tps),
         "tile_latency_ms_p50": round(float(np.percentile(lat, 50)), 2),
         "tile_latency_ms_p95": round(float(np.percentile(lat, 95)), 2),
         "peak_rss_mb": round(peak_rss_mb(), 1),
@@ -95,12 +102,12 @@ def build_report(
         "crs": source.crs.to_string() if source.crs else None,
         "width": source.width,
         "height": source.height,
-        "gsd_m": round(gsd, 4) if gsd else None,
-        "area_km2": round(area_km2, 4) if area_km2 is not None else None,
-        "tiles_per_km2": round(per_km2, 2) if per_km2 else None,
-        "latency_min_per_km2": round(per_km2 / tps / 60.0, 4) if per_km2 else None,
-        "latency_min_per_km2_at_0p1m": round(per_km2_ref / tps / 60.0, 3),
-        "tiles_per_km2_at_0p1m": round(per_km2_ref, 1),
+        "gsd_m": significant(gsd),
+        "area_km2": significant(area_km2),
+        "tiles_per_km2": significant(per_km2),
+        "latency_min_per_km2": significant(per_km2 / tps / 60.0) if per_km2 else None,
+        "latency_min_per_km2_at_0p1m": significant(per_km2_ref / tps / 60.0),
+        "tiles_per_km2_at_0p1m": significant(per_km2_ref),
         "bands": list(spec.bands),
         "band_indexes": list(source.band_indexes),
         "scaling": source.scaling.method,

@@ -48,7 +48,7 @@ def build(src: Path, out: Path) -> Path:
             for i, name in enumerate(("red", "green", "blue", "nir"), start=1):
                 dst.set_band_description(i, name)
             dst.update_tags(
-                SOURCE="Copernicus Sentinel-2 L2A via murad-geoAi/sentinel2-landslide-detection-dl@39e42013 (MIT)",
+                SOURCE="Copernicus Sentinel-2 L2A via murad-geoAi/sentinel2-landslide-detection-dl@39e42013",
                 SCALE="reflectance x 10000",
             )
         rio_copy(staged, out, driver="COG", compress="DEFLATE", predictor=2, level=9, blocksize=256,

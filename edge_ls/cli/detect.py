@@ -47,10 +47,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, help="decision threshold (default: the model's)")
     p.add_argument("--batch", type=int, default=None, help="tiles per batch (default 1, or the profile's)")
     p.add_argument("--readers", type=int, default=2, help="reader threads (default 2)")
-    p.add_argument("--min-area", type=float, default=0.0, metavar="M2", help="minimum polygon area (m²)")
+    p.add_argument("--min-area", type=float, metavar="M2", help="minimum polygon area in m² (default: 9 px)")
     p.add_argument(
-        "--simplify", type=float, default=0.0, metavar="TOL",
-        help="polygon simplification tolerance in CRS units (0: none)",
+        "--simplify", type=float, metavar="TOL",
+        help="polygon simplification tolerance in CRS units (default: half a pixel; 0: none)",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

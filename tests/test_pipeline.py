@@ -1,0 +1,150 @@
+"""The streaming pipeline end to end on real rasters: outputs, seams, report, failures."""
+
+from __future__ import annotations
+
+import errno
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import rasterio
+from onnx import TensorProto, helper, numpy_helper
+
+from edge_ls.artifact import ModelSpec, write_spec
+from edge_ls.backends.onnxrt import OnnxRuntimeRunner
+from edge_ls.errors import EdgeLSError, OutputError
+from edge_ls.io.outputs import _RawSink
+from edge_ls.io.reader import RasterSource
+from edge_ls.pipeline import DetectOptions, LoadedModel, detect
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "examples" / "chattogram_s2.tif"
+REPORT_KEYS = {
+    "tiles", "tiles_per_s", "tile_latency_ms_p50", "tile_latency_ms_p95", "peak_rss_mb", "peak_vram_mb",
+    "gsd_m", "area_km2", "tiles_per_km2", "latency_min_per_km2", "latency_min_per_km2_at_0p1m", "model",
+    "tier", "precision", "backend",
+}
+
+
+def blur_model(path: Path, kernel: int = 9, tile: int = 128) -> Path:
+    """A real ONNX conv model: a k x k box blur of the band mean (zero padding, like a CNN's)."""
+    weight = np.full((1, 3, kernel, kernel), 1.0 / (3 * kernel * kernel), dtype=np.float32)
+    node = helper.make_node("Conv", ["image", "w"], ["prob"], pads=[kernel // 2] * 4)
+    graph = helper.make_graph(
+        [node], "blur",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["n", 1, "h", "w"])],
+        initializer=[numpy_helper.from_array(weight, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    write_spec(model, ModelSpec(
+        name="blur", tier="test", bands=("red", "green", "blue"), mean=(0, 0, 0), std=(1, 1, 1),
+        input_range="8bit", gsd_m=300.0, tile_size=tile, overlap=0.25, activation="sigmoid", threshold=0.3,
+    ))
+    onnx.save(model, path)
+    return path
+
+
+def test_sample_scene_end_to_end(tmp_path: Path) -> None:
+    report = detect(SAMPLE, "edge-nano", tmp_path / "out")
+    out = tmp_path / "out"
+    names = {p.name for p in out.iterdir()}
+    assert {"probability.tif", "mask.tif", "confidence.tif", "detections.geojson", "quicklook.png",
+            "report.json"} <= names
+    assert not [n for n in names if "partial" in n]
+    assert set(report) >= REPORT_KEYS
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["tiles"] == report["tiles"] == 15  # 1152 x 2048 at 512 px, stride 410: 3 x 5
+    assert saved["backend"] == "onnxruntime" and saved["peak_vram_mb"] is None
+    # Report arithmetic: tiles per km² from GSD and stride, latency from throughput.
+    gsd = report["gsd_m"]
+    assert 9.0 < gsd < 10.5  # 8.98e-5 degrees at 22.4° N
+    assert report["tiles_per_km2"] == pytest.approx((1000 / (gsd * 410)) ** 2, rel=1e-2)
+    assert report["latency_min_per_km2"] == pytest.approx(
+        report["tiles_per_km2"] / report["tiles_per_s"] / 60, rel=2e-2)
+    assert report["latency_min_per_km2_at_0p1m"] == pytest.approx(
+        (1000 / (0.1 * 409.6)) ** 2 / report["tiles_per_s"] / 60, rel=2e-2)
+    with rasterio.open(SAMPLE) as src, rasterio.open(out / "probability.tif") as prob:
+        assert prob.crs == src.crs and prob.transform == src.transform
+        assert (prob.width, prob.height) == (src.width, src.height)
+        assert prob.overviews(1), "probability COG has no overviews"
+        nodata_in = ~src.dataset_mask().astype(bool)
+        p = prob.read(1, masked=True)
+        assert nodata_in.any() and p.mask[nodata_in].all(), "input nodata must be nodata in the output"
+    with rasterio.open(out / "mask.tif") as mask:
+        m = mask.read(1, masked=True)
+        assert set(np.unique(m.compressed())) <= {0, 1}
+
+
+def test_conv_model_through_the_pipeline_matches_the_whole_image(tmp_path: Path, geotiffs: Path) -> None:
+    """The stitched result of a translation-equivariant model matches one pass over the whole raster."""
+    model = blur_model(tmp_path / "blur.onnx")
+    src_path = geotiffs / "rasterio" / "RGB.byte.tif"
+    report = detect(src_path, model, tmp_path / "out", DetectOptions(readers=2, batch_size=3))
+    assert report["tiles"] > 20
+    spec = LoadedModel.load(model).spec
+    with RasterSource(src_path, spec) as source, source.open_handle() as handle:
+        x, valid = source.read(handle, rasterio.windows.Window(0, 0, source.width, source.height))
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    whole = session.run(None, {"image": x[None]})[0][0, 0]
+    with rasterio.open(tmp_path / "out" / "probability.tif") as prob:
+        stitched = prob.read(1, masked=True)
+    np.testing.assert_array_equal(stitched.mask, ~valid)
+    err = np.abs(stitched.filled(0) - whole)[valid]
+    assert err.mean() < 1e-3 and err.max() < 0.05
+
+
+class _FailingRunner(OnnxRuntimeRunner):
+    def __init__(self, path: Path, fail_after: int) -> None:
+        super().__init__(path)
+        self.calls, self.fail_after = 0, fail_after
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        if self.calls > self.fail_after:
+            raise EdgeLSError("runner died")
+        return super().infer(batch)
+
+
+def test_failure_mid_run_leaves_earlier_outputs_and_no_partial(tmp_path: Path, geotiffs: Path) -> None:
+    model = blur_model(tmp_path / "blur.onnx")
+    out = tmp_path / "out"
+    detect(geotiffs / "rasterio" / "RGB.byte.tif", model, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(EdgeLSError, match="runner died"):
+        detect(geotiffs / "rasterio" / "RGB.byte.tif", model, out, DetectOptions(),
+               runner_factory=lambda m, o: _FailingRunner(m.path, fail_after=5))
+    after = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert after == before, "a failed run must not touch the outputs of an earlier one"
+
+
+def test_disk_full_mid_write_is_an_output_error_and_leaves_nothing(
+    tmp_path: Path, geotiffs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = blur_model(tmp_path / "blur.onnx")
+    calls = {"n": 0}
+    real_write = _RawSink.write
+
+    def write_then_fill_disk(self, row_off, band):  # the disk fills up after a few bands
+        calls["n"] += 1
+        if calls["n"] > 4:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, row_off, band)
+
+    monkeypatch.setattr(_RawSink, "write", write_then_fill_disk)
+    out = tmp_path / "out"
+    with pytest.raises(OutputError, match="No space left on device"):
+        detect(geotiffs / "rasterio" / "RGB.byte.tif", model, out)
+    assert calls["n"] > 4
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_unwritable_output_folder_fails_before_inference(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OutputError):
+        detect(SAMPLE, "edge-nano", blocker / "out")
