@@ -223,7 +223,7 @@ def ground_pixel_size(
         return None
     col = (transform.a, transform.d)  # CRS units per pixel step along a row (x)
     row = (transform.b, transform.e)  # CRS units per pixel step down a column (y)
-    cx, cy = transform * (width / 2.0, height / 2.0)
+    cx, cy = transform @ (width / 2.0, height / 2.0)
     if crs.is_geographic:
         deg = _degrees_per_unit(crs)
         lon_lat = (cx * deg, cy * deg)
