@@ -65,24 +65,28 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--threshold must be between 0 and 1")
     if args.overlap is not None and not 0.0 <= args.overlap < 0.9:
         raise ConfigError("--overlap must be in [0, 0.9)")
-    model_ref, batch, notes = _model_from_args(args)
+    model_ref, defaults, notes = _model_from_args(args)
+    for note in notes:
+        print(f"edge-ls: {note}", file=sys.stderr)
     missing = [p for p in args.inputs if not Path(p).exists()]
     if missing:
         raise InputError(f"input not found: {missing[0]}")
     model = LoadedModel.load(model_ref)
+
+    def pick(flag: object, key: str) -> object:
+        return flag if flag is not None else defaults.get(key)
+
     options = DetectOptions(
-        tile_size=args.tile_size,
-        overlap=args.overlap,
-        threshold=args.threshold,
-        batch_size=args.batch or batch,
+        tile_size=pick(args.tile_size, "tile_size"),
+        overlap=pick(args.overlap, "overlap"),
+        threshold=pick(args.threshold, "threshold"),
+        batch_size=pick(args.batch, "batch_size") or 1,
         readers=args.readers,
         bands=args.bands,
         min_area_m2=args.min_area,
         simplify_tolerance=args.simplify,
         progress=not args.quiet and sys.stderr.isatty(),
     )
-    for note in notes:
-        print(f"edge-ls: {note}", file=sys.stderr)
     several = len(args.inputs) > 1
     for path in args.inputs:
         out_dir = args.out / Path(path).stem if several else args.out
@@ -95,10 +99,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_from_args(args: argparse.Namespace) -> tuple[str, int, list[str]]:
-    """Resolve --model / --profile into a model reference, a batch size and notes for the user."""
+def _model_from_args(args: argparse.Namespace) -> tuple[str, dict[str, object], list[str]]:
+    """Resolve --model / --profile into a model reference, the profile's settings and notes for the user.
+
+    Explicit flags (--tile-size, --overlap, --threshold, --batch) override the profile's values.
+    """
     if args.profile is None:
-        return args.model or "default", 1, []
+        return args.model or "default", {}, []
     try:
         from edge_ls.profiles import load_profile
     except ImportError:
@@ -111,4 +118,17 @@ def _model_from_args(args: argparse.Namespace) -> tuple[str, int, list[str]]:
         name, reason = pick_profile(detect_hardware())
         notes.append(f"--profile auto picked '{name}': {reason}")
     profile = load_profile(name)
-    return profile.primary_model, profile.batch, notes
+    if profile.is_cascade:
+        notes.append(
+            f"profile '{profile.name}' is a cascade; this version runs only its triage model "
+            f"'{profile.primary_model}' (ROI refinement comes with the cascade run)"
+        )
+    settings = {
+        "tile_size": profile.tile,
+        "overlap": profile.overlap,
+        "threshold": profile.decision_threshold,
+        "batch_size": profile.batch,
+    }
+    notes.append(f"profile '{profile.name}': model {profile.primary_model}, tile {profile.tile}, "
+                 f"batch {profile.batch}, overlap {profile.overlap}")
+    return profile.primary_model, settings, notes
