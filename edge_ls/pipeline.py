@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.enums
 from rasterio.windows import Window
 
 from edge_ls.artifact import ModelSpec, read_spec
@@ -32,7 +33,7 @@ from edge_ls.errors import EdgeLSError, InputError
 from edge_ls.io.outputs import OutputOptions, OutputSet
 from edge_ls.io.reader import RasterSource
 from edge_ls.models.registry import resolve
-from edge_ls.pixel_math import sigmoid
+from edge_ls.pixel_math import sigmoid, to_unit_range
 from edge_ls.report import RunStats, build_report
 from edge_ls.tiling import Tile, pad_tile, plan_tiles
 
@@ -139,11 +140,32 @@ def detect(
             )
             report["min_area_m2"] = outputs.options.min_area_m2
             report["simplify_tolerance"] = outputs.options.simplify_tolerance
-            report["outputs"] = sorted(p.name for p in outputs.commit(report).values())
+            committed = outputs.commit(report, background=_quicklook_background(source, spec))
+            report["outputs"] = sorted(p.name for p in committed.values())
     return report
 
 
 MIN_AREA_PIXELS = 9
+
+
+def _quicklook_background(source: RasterSource, spec: ModelSpec) -> Callable[[int, int], np.ndarray | None]:
+    """The input imagery at quicklook size (a decimated read), scaled the way the model sees it."""
+
+    def render(h: int, w: int) -> np.ndarray | None:
+        names = list(spec.bands)
+        if {"red", "green", "blue"} <= set(names):
+            picks = [names.index(b) for b in ("red", "green", "blue")]
+        else:
+            picks = [0, 0, 0]
+        indexes = [source.band_indexes[i] for i in picks]
+        with source.open_handle() as handle:
+            raw = handle.read(indexes, out_shape=(3, h, w), resampling=rasterio.enums.Resampling.average)
+        offset = source.scaling.offset[picks]
+        scale = source.scaling.scale[picks]
+        unit = to_unit_range(raw, offset, scale)
+        return (np.moveaxis(unit, 0, -1) * 255.0 + 0.5).astype(np.uint8)
+
+    return render
 
 
 def _output_options(source: RasterSource, options: DetectOptions, threshold: float) -> OutputOptions:
