@@ -146,7 +146,7 @@ class RasterSource:
     def read(self, handle: rasterio.io.DatasetReader, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(x, valid)``: model-ready float32 ``[C, h, w]`` (0.0 where invalid), bool ``[h, w]``."""
         try:
-            raw = handle.read(list(self.band_indexes), window=window, out_dtype=self._read_dtype)
+            raw = _read_bands(handle, self.band_indexes, self._read_dtype, window=window)
             valid = _validity(handle, raw, self._mask_plan, window=window)
         except RasterioError as exc:
             where = f"col {int(window.col_off)}, row {int(window.row_off)}"
@@ -185,17 +185,13 @@ class RasterSource:
         shape = (max(1, round(self.height / factor)), max(1, round(self.width / factor)))
         if factor == 1.0:
             sampled_from = "full read"
-        elif ds.overviews(self.band_indexes[0]):
-            sampled_from = "overview"
+        elif any(level <= factor for level in ds.overviews(self.band_indexes[0])):
+            sampled_from = "overview"  # GDAL serves a decimated read from an overview at least this fine
         else:
             sampled_from = "decimated read"
         out_shape = None if factor == 1.0 else shape
         try:
-            data = ds.read(
-                list(self.band_indexes),
-                out_shape=None if out_shape is None else (len(self.band_indexes), *out_shape),
-                out_dtype=self._read_dtype,
-            )
+            data = _read_bands(ds, self.band_indexes, self._read_dtype, out_shape=out_shape)
             valid = _validity(ds, data, self._mask_plan, out_shape=out_shape)
         except RasterioError as exc:
             raise InputError(
@@ -460,6 +456,23 @@ def _representable(value: float | None, dtype: np.dtype) -> float | None:
     return value if abs(value) <= np.finfo(dtype).max else None
 
 
+def _read_bands(
+    ds: rasterio.io.DatasetReader,
+    indexes: tuple[int, ...],
+    mixed_dtype: str | None,
+    window: Window | None = None,
+    out_shape: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """One read of the selected bands; band by band only when their pixel types differ (rasterio
+    refuses a multi-band read of mixed types)."""
+    if mixed_dtype is None:
+        shape = None if out_shape is None else (len(indexes), *out_shape)
+        return ds.read(list(indexes), window=window, out_shape=shape)
+    return np.stack(
+        [ds.read(i, window=window, out_shape=out_shape, out_dtype=mixed_dtype) for i in indexes]
+    )
+
+
 def _validity(
     ds: rasterio.io.DatasetReader,
     raw: np.ndarray,
@@ -569,5 +582,8 @@ def _stretch(values: np.ndarray, sampled_from: str) -> tuple[float, float, str]:
 
 
 def _first_line(exc: BaseException) -> str:
+    """First line of the most specific message: rasterio wraps GDAL's reason as the cause."""
+    if "see previous exception" in str(exc).lower() and exc.__cause__ is not None:
+        exc = exc.__cause__
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__

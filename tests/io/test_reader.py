@@ -416,7 +416,8 @@ def test_corrupt_tile_data_is_an_input_error_on_read(geotiffs: Path, tmp_path: P
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(InputError) as excinfo, RasterSource(path, make_spec(("gray",))) as source:
         read_all(source)
-    assert "truncated or corrupt" in one_line_input_error(excinfo)
+    message = one_line_input_error(excinfo)
+    assert "truncated or corrupt" in message and "IReadBlock failed" in message  # GDAL's reason
 
 
 # --- GSD in other units and projections ----------------------------------------------------------
@@ -480,3 +481,22 @@ def test_threads_with_their_own_handles_read_what_one_thread_reads(geotiffs: Pat
 def read_all_window(source: RasterSource, window: Window) -> tuple[np.ndarray, np.ndarray]:
     with source.open_handle() as handle:
         return source.read(handle, window)
+
+
+def test_bands_of_different_pixel_types_are_read_together(geotiffs: Path, tmp_path: Path) -> None:
+    src = geotiffs / "rasterio" / "shade.tif"
+    with rasterio.open(src) as ds:
+        gray = ds.read()
+    write_copy(src, tmp_path / "u8.tif", data=gray, nodata=None)
+    write_copy(src, tmp_path / "u16.tif", data=gray.astype(np.uint16) * 100, nodata=None)
+    bands = "".join(
+        f'<VRTRasterBand dataType="{t}" band="{i}"><SimpleSource><SourceFilename relativeToVRT="1">{f}'
+        f"</SourceFilename><SourceBand>1</SourceBand></SimpleSource></VRTRasterBand>"
+        for i, (t, f) in enumerate((("Byte", "u8.tif"), ("UInt16", "u16.tif")), start=1)
+    )
+    vrt = tmp_path / "mixed.vrt"
+    vrt.write_text(f'<VRTDataset rasterXSize="1024" rasterYSize="1024">{bands}</VRTDataset>')
+    with RasterSource(vrt, make_spec(("red", "nir")), bands=(1, 2)) as source:
+        assert source.scaling.method == "band 1: uint8/255; band 2: percentile 2-98 (full read)"
+        x, _ = read_all(source)
+    assert x.shape == (2, 1024, 1024) and 0.1 < x[0].mean() < 0.99 and 0.1 < x[1].mean() < 0.99
