@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-import affine
 import numpy as np
 import rasterio
 import rasterio.crs
 import rasterio.io
 import rasterio.warp
+from rasterio import Affine
 from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
@@ -114,7 +114,7 @@ class RasterSource:
             self.width = ds.width
             self.height = ds.height
             self.crs: rasterio.crs.CRS | None = ds.crs
-            self.transform: affine.Affine = ds.transform
+            self.transform: Affine = ds.transform
             self.georeferenced = self.crs is not None and not self.transform.is_identity
             _warn_about_georeference(ds, self.path.name, self.georeferenced)
             self.band_indexes = _select_bands(ds, spec, bands, self.path.name)
@@ -206,7 +206,7 @@ class RasterSource:
 
 
 def ground_pixel_size(
-    crs: rasterio.crs.CRS | None, transform: affine.Affine, width: int, height: int
+    crs: rasterio.crs.CRS | None, transform: Affine, width: int, height: int
 ) -> tuple[float, float, str] | None:
     """Return ``(gsd_m, pixel_area_m2, how)`` at the scene centre, or None when it cannot be known.
 

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import rasterio
-from affine import Affine
+from rasterio import Affine
 from rasterio.crs import CRS
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
