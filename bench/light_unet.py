@@ -6,9 +6,12 @@ MobileNetV3-small U-Net) is that of a realistic light deployment tier, heavy eno
 not I/O, bounds the pipeline. The weights are random (no weights can be
 downloaded here), but the graph, the tensor shapes and so the cost are those of a real model.
 
-Random weights would make the output an arbitrary field; to give the post-processing (mask,
-polygons) a realistic load, the last layer's bias is set so that about ``POSITIVE_SHARE`` of the
-pixels of real tiles exceed the 0.5 threshold (real landslide shares: 0.3-37%, mean ~10%).
+Random weights make the raw output pixel-scale speckle with logits of +-0.01 (thousands of one-pixel
+"detections" per tile, nothing like a trained model). To give the post-processing (mask, confidence,
+polygons) a realistic load, the logits are smoothed over ``SMOOTH_PX`` (average pool, then bilinear
+upsampling back: negligible cost) and the head is rescaled so logits spread over about +-3 with
+about ``POSITIVE_SHARE`` of the pixels of real tiles above the 0.5 threshold (real landslide shares
+0.3-37%, mean ~10%): blob-shaped detections, tens per tile at most.
 
 torch is used here only (bench/ is not the runtime); the file is exported once and cached.
 """
@@ -19,9 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-MODEL_VERSION = 1
+MODEL_VERSION = 2
 TILE = 512
 POSITIVE_SHARE = 0.10
+SMOOTH_PX = 16
+LOGIT_SPREAD = 3.0
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Decoder widths, deepest first (segmentation_models_pytorch's U-Net default).
@@ -80,20 +85,26 @@ def _build_torch_model(seed: int = 0):
             x = feats.pop()
             for block in self.decoder:
                 x = block(x, feats.pop() if feats else None)
-            return self.head(x)
+            y = nn.functional.avg_pool2d(self.head(x), SMOOTH_PX)
+            return nn.functional.interpolate(y, scale_factor=float(SMOOTH_PX), mode="bilinear")
 
     return LightUNet().eval()
 
 
-def _calibrate_bias(model, sample: np.ndarray) -> float:
-    """Shift the head's bias so ~POSITIVE_SHARE of the sample's pixels have positive logits."""
+def _calibrate_head(model, sample: np.ndarray) -> tuple[float, float]:
+    """Rescale the head so the sample's logits spread over ~LOGIT_SPREAD with POSITIVE_SHARE above 0.
+
+    Pooling and upsampling are linear, so an affine change of the head is the same change of the output.
+    """
     import torch
 
     with torch.no_grad():
         logits = model(torch.from_numpy(sample)).numpy()
         shift = float(np.quantile(logits, 1.0 - POSITIVE_SHARE))
-        model.head.bias -= shift
-    return shift
+        gain = LOGIT_SPREAD / max(float(logits.std()), 1e-12)
+        model.head.weight *= gain
+        model.head.bias.copy_((model.head.bias - shift) * gain)
+    return shift, gain
 
 
 def export_light_unet(path: Path, sample_tiles: np.ndarray, gsd_m: float) -> Path:
@@ -107,7 +118,7 @@ def export_light_unet(path: Path, sample_tiles: np.ndarray, gsd_m: float) -> Pat
     std = np.asarray(IMAGENET_STD, dtype=np.float32)[:, None, None]
     sample = ((sample_tiles.astype(np.float32) / 255.0 - mean) / std).astype(np.float32)
     model = _build_torch_model()
-    shift = _calibrate_bias(model, sample)
+    shift, gain = _calibrate_head(model, sample)
     params = sum(p.numel() for p in model.parameters())
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -140,7 +151,8 @@ def export_light_unet(path: Path, sample_tiles: np.ndarray, gsd_m: float) -> Pat
             "architecture": "MobileNetV3-small encoder + U-Net decoder " + str(DECODER_CHANNELS),
             "weights": "random (torch.manual_seed(0)); for cost measurement only, not a detector",
             "parameters": int(params),
-            "head_bias_shift": round(shift, 6),
+            "head_calibration": {"shift": round(shift, 6), "gain": round(gain, 3)},
+            "output_smoothing_px": SMOOTH_PX,
             "positive_share_target": POSITIVE_SHARE,
         },
     )
