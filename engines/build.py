@@ -105,8 +105,10 @@ def timing_cache_file(plan: EnginePlan, trt_version: str, target: Target | None)
 def _hardware_level(trt: Any, level: str) -> Any:
     member = _HW_LEVELS[level]
     if not hasattr(trt.HardwareCompatibilityLevel, member):
-        raise ModelError(f"this TensorRT ({trt.__version__}) has no hardware compatibility level {member}: "
-                         "upgrade TensorRT or set tensorrt.hardware_compatibility = 'none'")
+        raise ModelError(
+            f"this TensorRT ({trt.__version__}) has no hardware compatibility level {member}: "
+            "upgrade TensorRT or set tensorrt.hardware_compatibility = 'none'"
+        )
     return getattr(trt.HardwareCompatibilityLevel, member)
 
 

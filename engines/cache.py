@@ -48,8 +48,11 @@ class Target:
         return f"TensorRT {self.trt_version} / {self.sm}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"trt_version": self.trt_version, "compute_capability": list(self.compute_capability),
-                "gpu_name": self.gpu_name}
+        return {
+            "trt_version": self.trt_version,
+            "compute_capability": list(self.compute_capability),
+            "gpu_name": self.gpu_name,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Target:
@@ -93,8 +96,9 @@ class EngineMismatchError(ModelError):
     """An engine file that must not be used here (other TensorRT/GPU, other ONNX, corrupt)."""
 
 
-def incompatibility(built: Target, runtime: Target, version_compatible: bool = False,
-                    hardware_compatibility: str = "none") -> str | None:
+def incompatibility(
+    built: Target, runtime: Target, version_compatible: bool = False, hardware_compatibility: str = "none"
+) -> str | None:
     """Why an engine built for ``built`` cannot run on ``runtime``, or None when it can.
 
     Version-compatible engines run on the same or a later TensorRT; ``ampere+`` engines run on any GPU of
@@ -113,8 +117,7 @@ def incompatibility(built: Target, runtime: Target, version_compatible: bool = F
         reasons.append("engines are tied to the GPU architecture that built them")
     if not reasons:
         return None
-    return (f"built for {built.describe()}, this machine has {runtime.describe()} "
-            f"({'; '.join(reasons)})")
+    return f"built for {built.describe()}, this machine has {runtime.describe()} ({'; '.join(reasons)})"
 
 
 class EngineCache:
@@ -160,23 +163,33 @@ class EngineCache:
         meta = read_sidecar(engine_path)
         name = engine_path.name
         if meta["onnx_sha256"] != key.onnx_sha256:
-            raise EngineMismatchError(f"refusing engine {name}: it was built from another ONNX "
-                                      f"(sha256 {meta['onnx_sha256'][:12]}, expected {key.onnx_sha256[:12]})")
+            raise EngineMismatchError(
+                f"refusing engine {name}: it was built from another ONNX "
+                f"(sha256 {meta['onnx_sha256'][:12]}, expected {key.onnx_sha256[:12]})"
+            )
         if meta["plan_hash"] != key.plan_hash:
-            raise EngineMismatchError(f"refusing engine {name}: it was built with other shapes or options "
-                                      f"(plan {meta['plan_hash'][:12]}, expected {key.plan_hash[:12]})")
-        why = incompatibility(Target.from_dict(meta["target"]), key.target,
-                              bool(meta.get("version_compatible")), str(meta.get("hardware_compatibility")))
+            raise EngineMismatchError(
+                f"refusing engine {name}: it was built with other shapes or options "
+                f"(plan {meta['plan_hash'][:12]}, expected {key.plan_hash[:12]})"
+            )
+        why = incompatibility(
+            Target.from_dict(meta["target"]),
+            key.target,
+            bool(meta.get("version_compatible")),
+            str(meta.get("hardware_compatibility")),
+        )
         if why:
             raise EngineMismatchError(f"refusing engine {name}: {why}")
         engine = engine_path.read_bytes()
         if hashlib.sha256(engine).hexdigest() != meta["engine_sha256"]:
-            raise EngineMismatchError(f"refusing engine {name}: its bytes do not match its sidecar "
-                                      "(truncated or overwritten)")
+            raise EngineMismatchError(
+                f"refusing engine {name}: its bytes do not match its sidecar (truncated or overwritten)"
+            )
         return engine
 
-    def get_or_build(self, key: EngineKey, build: Callable[[], bytes],
-                     plan: Mapping[str, Any] | None = None) -> CacheResult:
+    def get_or_build(
+        self, key: EngineKey, build: Callable[[], bytes], plan: Mapping[str, Any] | None = None
+    ) -> CacheResult:
         """A usable cached engine for ``key``, or a new one from ``build()`` (stored before returning)."""
         messages: list[str] = []
         for candidate in self._candidates(key):
@@ -215,8 +228,10 @@ def read_sidecar(engine_path: Path) -> dict[str, Any]:
     try:
         meta = json.loads(sidecar.read_text())
     except FileNotFoundError:
-        raise EngineMismatchError(f"refusing engine {engine_path.name}: no sidecar {sidecar.name} says what "
-                                  "it was built from and for") from None
+        raise EngineMismatchError(
+            f"refusing engine {engine_path.name}: no sidecar {sidecar.name} says what "
+            "it was built from and for"
+        ) from None
     except (OSError, json.JSONDecodeError) as exc:
         raise EngineMismatchError(f"refusing engine {engine_path.name}: unreadable sidecar ({exc})") from None
     needed = ("schema", "onnx_sha256", "plan_hash", "target", "engine_sha256")

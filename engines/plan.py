@@ -77,8 +77,9 @@ class EnginePlan:
 
     def cache_key(self, target: Target) -> EngineKey:
         """The engine-cache key of this plan built for ``target``."""
-        return EngineKey(self.onnx_sha256, self.plan_hash, target, self.version_compatible,
-                         self.hardware_compatibility)
+        return EngineKey(
+            self.onnx_sha256, self.plan_hash, target, self.version_compatible, self.hardware_compatibility
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -138,8 +139,10 @@ def make_plan(
         _check_axis(path, tensor.name, axis, value, trt.tile)
     for key, value in zip(("min", "opt", "max"), trt.tile.as_tuple(), strict=True):
         if value % profile.tile_multiple:
-            raise ConfigError(f"profile '{profile.tier}': tensorrt.tile.{key} {value} is not a multiple of "
-                              f"{profile.tile_multiple} (the models' stride)")
+            raise ConfigError(
+                f"profile '{profile.tier}': tensorrt.tile.{key} {value} is not a multiple of "
+                f"{profile.tile_multiple} (the models' stride)"
+            )
     _check_bands(proto, path, channels)
     carried = graph_precisions(proto)
     _check_precision(profile, path, carried)
@@ -213,13 +216,19 @@ def _check_precision(profile: Profile, path: Path, carried: set[str]) -> None:
     wanted = profile.precision
     explicit = carried - {"fp32"}
     if wanted == "int8" and "int8" not in carried:
-        raise ModelError(f"profile '{profile.tier}' asks int8 but {path.name} has no Q/DQ nodes: a strongly "
-                         "typed build would give an FP32 engine; export it with INT8 quantization (QDQ)")
+        raise ModelError(
+            f"profile '{profile.tier}' asks int8 but {path.name} has no Q/DQ nodes: a strongly "
+            "typed build would give an FP32 engine; export it with INT8 quantization (QDQ)"
+        )
     if wanted == "fp16" and "fp16" not in carried:
-        raise ModelError(f"profile '{profile.tier}' asks fp16 but {path.name} has no float16 tensors: a "
-                         "strongly typed build would give an FP32 engine; export it with FP16 casts")
+        raise ModelError(
+            f"profile '{profile.tier}' asks fp16 but {path.name} has no float16 tensors: a "
+            "strongly typed build would give an FP32 engine; export it with FP16 casts"
+        )
     if wanted == "mixed" and not explicit:
         raise ModelError(f"profile '{profile.tier}' asks mixed precision but {path.name} is plain FP32")
     if wanted == "fp32" and explicit:
-        raise ModelError(f"profile '{profile.tier}' asks fp32 but {path.name} carries "
-                         f"{', '.join(sorted(explicit))}: use the FP32 export or a matching profile")
+        raise ModelError(
+            f"profile '{profile.tier}' asks fp32 but {path.name} carries "
+            f"{', '.join(sorted(explicit))}: use the FP32 export or a matching profile"
+        )

@@ -26,7 +26,6 @@ MATRIX_VERSION = "TensorRT 10.15"
 MIN_OPSET, MAX_OPSET = 9, 24
 
 
-
 def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
@@ -65,6 +64,7 @@ _NEAREST_MODES = ("floor", "ceil", "round_prefer_floor", "round_prefer_ceil")
 _REDUCE_OPS = frozenset(op for op in SUPPORTED_OPS if op.startswith("Reduce"))
 _INT8 = 3  # onnx.TensorProto.INT8
 _UINT8 = 2  # onnx.TensorProto.UINT8
+_INT32 = 6  # onnx.TensorProto.INT32
 
 
 @dataclass(frozen=True)
@@ -99,12 +99,17 @@ def check_model(model: str | Path | Any) -> list[OpProblem]:
     problems: list[OpProblem] = []
     opset = _default_opset(proto)
     if opset is not None and not MIN_OPSET <= opset <= MAX_OPSET:
-        problems.append(OpProblem("<model>", f"opset {opset}",
-                                  f"{MATRIX_VERSION} supports ONNX opsets {MIN_OPSET} to {MAX_OPSET}"))
+        problems.append(
+            OpProblem(
+                "<model>",
+                f"opset {opset}",
+                f"{MATRIX_VERSION} supports ONNX opsets {MIN_OPSET} to {MAX_OPSET}",
+            )
+        )
     constants = _constant_names(proto.graph)
-    zero_points = _zero_points(proto.graph)
+    consts = _constants(proto.graph)
     for node in _walk(proto.graph):
-        problems.extend(_node_problems(node, constants, zero_points))
+        problems.extend(_node_problems(node, constants, consts))
     return problems
 
 
@@ -131,9 +136,11 @@ def graph_precisions(model: str | Path | Any) -> set[str]:
     if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in nodes):
         found.add("int8")
     fp16 = 10  # onnx.TensorProto.FLOAT16
-    if any(n.op_type == "Cast" and _attr(n, "to") == fp16 for n in nodes) or any(
-        t.data_type == fp16 for t in proto.graph.initializer
-    ) or any(v.type.tensor_type.elem_type == fp16 for v in (*proto.graph.input, *proto.graph.output)):
+    if (
+        any(n.op_type == "Cast" and _attr(n, "to") == fp16 for n in nodes)
+        or any(t.data_type == fp16 for t in proto.graph.initializer)
+        or any(v.type.tensor_type.elem_type == fp16 for v in (*proto.graph.input, *proto.graph.output))
+    ):
         found.add("fp16")
     return found
 
@@ -181,12 +188,16 @@ def _attr(node: Any, name: str, default: Any = None) -> Any:
 
 
 def _node_problems(
-    node: Any, constants: set[str], zero_points: dict[str, tuple[int, list[int]]]
+    node: Any, constants: set[str], consts: dict[str, tuple[int, list[int] | None]]
 ) -> Iterable[OpProblem]:
     name, op = node.name or (node.output[0] if node.output else "?"), node.op_type
     if node.domain not in ("", "ai.onnx"):
-        yield OpProblem(name, f"{node.domain}.{op}", "custom-domain operator: TensorRT parses standard ONNX "
-                        "operators only (unless a plugin implements it); export without contrib ops")
+        yield OpProblem(
+            name,
+            f"{node.domain}.{op}",
+            "custom-domain operator: TensorRT parses standard ONNX "
+            "operators only (unless a plugin implements it); export without contrib ops",
+        )
         return
     if op in UNSUPPORTED_OPS:
         yield OpProblem(name, op, f"documented as unsupported by TensorRT ({MATRIX_VERSION})")
@@ -195,7 +206,7 @@ def _node_problems(
         yield OpProblem(name, op, f"not in TensorRT's ONNX support matrix ({MATRIX_VERSION})")
         return
     if op in ("QuantizeLinear", "DequantizeLinear"):
-        yield from _qdq_problems(node, name, zero_points)
+        yield from _qdq_problems(node, name, consts)
     elif op == "Resize":
         yield from _resize_problems(node, name)
     elif op in ("MaxPool", "AveragePool", "LpPool"):
@@ -212,26 +223,43 @@ def _node_problems(
         yield OpProblem(name, op, "`sorted` must be 1")
 
 
-def _qdq_problems(node: Any, name: str, zero_points: dict[str, tuple[int, list[int]]]) -> Iterable[OpProblem]:
-    """TensorRT quantization is symmetric signed: zero point 0, INT8 (or FP8/INT4), never UINT8."""
+def _qdq_problems(
+    node: Any, name: str, consts: dict[str, tuple[int, list[int] | None]]
+) -> Iterable[OpProblem]:
+    """TensorRT quantization is symmetric signed: zero point 0, INT8 (or FP8/INT4), never UINT8/INT32."""
+    if node.op_type == "DequantizeLinear" and consts.get(node.input[0], (0, None))[0] == _INT32:
+        yield OpProblem(
+            name,
+            node.op_type,
+            "INT32 dequantization (a quantized bias) is unsupported: "
+            "TensorRT dequantizes INT8/FP8/INT4 only; keep biases in float "
+            "(ONNX Runtime: extra_options QuantizeBias=False)",
+        )
+        return
     if len(node.input) < 3 or not node.input[2]:
         if node.op_type == "QuantizeLinear" and _attr(node, "output_dtype", 0) == _UINT8:
             yield OpProblem(name, node.op_type, "UINT8 quantization unsupported: use symmetric INT8")
         return  # no zero point: 0, and the quantized type defaults to UINT8 only via output_dtype
-    if node.input[2] not in zero_points:
+    dtype, values = consts.get(node.input[2], (0, None))
+    if values is None:
         yield OpProblem(name, node.op_type, "zero point must be a constant (0)")
-        return
-    dtype, values = zero_points[node.input[2]]
-    if dtype == _UINT8:
-        yield OpProblem(name, node.op_type, "UINT8 zero point: TensorRT takes only signed INT8 Q/DQ "
-                        "(quantize with activation_type=QInt8, weight_type=QInt8, symmetric)")
+    elif dtype == _UINT8:
+        yield OpProblem(
+            name,
+            node.op_type,
+            "UINT8 zero point: TensorRT takes only signed INT8 Q/DQ "
+            "(quantize with activation_type=QInt8, weight_type=QInt8, symmetric)",
+        )
     elif any(v != 0 for v in values):
-        yield OpProblem(name, node.op_type, "zero point must be 0 (symmetric quantization); "
-                        f"found {sorted(set(values))[:4]}")
+        yield OpProblem(
+            name,
+            node.op_type,
+            f"zero point must be 0 (symmetric quantization); found {sorted(set(values))[:4]}",
+        )
 
 
-def _zero_points(graph: Any) -> dict[str, tuple[int, list[int]]]:
-    """Constant tensors small enough to be zero points: name -> (ONNX dtype, values)."""
+def _constants(graph: Any) -> dict[str, tuple[int, list[int] | None]]:
+    """Constant tensors: name -> (ONNX dtype, values when a small integer tensor, else None)."""
     from onnx import numpy_helper
 
     tensors = {t.name: t for t in graph.initializer}
@@ -240,10 +268,10 @@ def _zero_points(graph: Any) -> dict[str, tuple[int, list[int]]]:
             for a in n.attribute:
                 if a.name == "value" and n.output:
                     tensors[n.output[0]] = a.t
-    out: dict[str, tuple[int, list[int]]] = {}
+    out: dict[str, tuple[int, list[int] | None]] = {}
     for tname, t in tensors.items():
-        if t.data_type in (_INT8, _UINT8) and _numel(t) <= 65536 and not t.external_data:
-            out[tname] = (t.data_type, [int(v) for v in numpy_helper.to_array(t).ravel()])
+        small_int = t.data_type in (_INT8, _UINT8, _INT32) and _numel(t) <= 65536 and not t.external_data
+        out[tname] = (t.data_type, [int(v) for v in numpy_helper.to_array(t).ravel()] if small_int else None)
     return out
 
 

@@ -39,6 +39,8 @@ RUN_PURPOSE = "Running TensorRT engines"
 MB = 1 << 20
 #: Environment variable pointing at the native kernels' fatbin (``native/`` built by CMake).
 NATIVE_FATBIN_ENV = "EDGE_LS_NATIVE_FATBIN"
+#: File name the top-level CMake build gives the fatbin (native/CMakeLists.txt).
+NATIVE_FATBIN_NAME = "edge_ls_kernels.fatbin"
 
 
 @dataclass
@@ -147,8 +149,10 @@ class TensorRTRunner(Runner):
             np.copyto(host_in, batch, casting="same_kind")
             ctx = slot.context
             if not ctx.set_input_shape(self._input, shape):
-                raise InputError(f"TensorRT refused input shape {shape} (engine range {self._min_shape}.."
-                                 f"{self._max_shape})")
+                raise InputError(
+                    f"TensorRT refused input shape {shape} (engine range {self._min_shape}.."
+                    f"{self._max_shape})"
+                )
             out_shape = tuple(ctx.get_tensor_shape(self._output))
             ctx.set_tensor_address(self._input, int(slot.dev_in))
             ctx.set_tensor_address(self._output, int(slot.dev_out))
@@ -215,8 +219,10 @@ class TensorRTRunner(Runner):
             runtime.engine_host_code_allowed = True  # version-compatible engines embed the lean runtime
         engine = runtime.deserialize_cuda_engine(blob)
         if engine is None:
-            raise ModelError(f"TensorRT could not load {name}: it was probably built for another TensorRT "
-                             "version or GPU; rebuild it with 'edge-ls build-engine'")
+            raise ModelError(
+                f"TensorRT could not load {name}: it was probably built for another TensorRT "
+                "version or GPU; rebuild it with 'edge-ls build-engine'"
+            )
         self._runtime = runtime  # the engine must not outlive its runtime
         return engine
 
@@ -241,9 +247,12 @@ class TensorRTRunner(Runner):
         host_in = cuda.pagelocked_empty(self._max_shape, in_dtype)
         host_out = cuda.pagelocked_empty(out_max, out_dtype)
         return _Slot(
-            stream=cuda.Stream(), context=context,
-            host_in=host_in, dev_in=cuda.mem_alloc(host_in.nbytes),
-            host_out=host_out, dev_out=cuda.mem_alloc(host_out.nbytes),
+            stream=cuda.Stream(),
+            context=context,
+            host_in=host_in,
+            dev_in=cuda.mem_alloc(host_in.nbytes),
+            host_out=host_out,
+            dev_out=cuda.mem_alloc(host_out.nbytes),
             done=cuda.Event(),
         )
 
@@ -252,8 +261,10 @@ class TensorRTRunner(Runner):
         if len(shape) != len(self._max_shape) or any(
             not lo <= s <= hi for s, lo, hi in zip(shape, self._min_shape, self._max_shape, strict=True)
         ):
-            raise InputError(f"batch shape {shape} is outside the engine's range {self._min_shape}.."
-                             f"{self._max_shape}: rebuild the engine with a profile covering it")
+            raise InputError(
+                f"batch shape {shape} is outside the engine's range {self._min_shape}.."
+                f"{self._max_shape}: rebuild the engine with a profile covering it"
+            )
         return shape
 
     def _collect(self, slot: _Slot, pushed: bool = False) -> None:
@@ -292,16 +303,15 @@ class TensorRTRunner(Runner):
 
 
 def find_native_fatbin() -> Path | None:
-    """The native kernels' fatbin: ``$EDGE_LS_NATIVE_FATBIN``, else the CMake build folders."""
+    """The native kernels' fatbin: ``$EDGE_LS_NATIVE_FATBIN``, else where ``.ci/native.sh`` builds it
+    (``$EDGE_LS_NATIVE_BUILD/lib``, default ``build/native/lib`` in the checkout)."""
     env = os.environ.get(NATIVE_FATBIN_ENV)
     if env:
         return Path(env)
     repo = Path(__file__).resolve().parents[1]
-    for folder in (repo / "edge_ls" / "native", repo / "build" / "native", repo / "build"):
-        found = sorted(folder.glob("*.fatbin")) if folder.is_dir() else []
-        if found:
-            return found[0]
-    return None
+    build = Path(os.environ.get("EDGE_LS_NATIVE_BUILD", repo / "build" / "native"))
+    candidate = build / "lib" / NATIVE_FATBIN_NAME
+    return candidate if candidate.is_file() else None
 
 
 def load_native_kernels(cuda: Any, fatbin: Path | None) -> Any:

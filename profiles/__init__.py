@@ -184,8 +184,19 @@ def _toml_module() -> Any:
 # ------------------------------------------------------------------------------------------ validation
 
 _TOP_KEYS = (
-    "tier", "description", "models", "tile", "batch", "overlap", "precision", "backends", "thresholds",
-    "outputs", "accuracy_budget_f1", "tile_multiple", "tensorrt",
+    "tier",
+    "description",
+    "models",
+    "tile",
+    "batch",
+    "overlap",
+    "precision",
+    "backends",
+    "thresholds",
+    "outputs",
+    "accuracy_budget_f1",
+    "tile_multiple",
+    "tensorrt",
 )
 _REQUIRED = ("tier", "models", "tile", "batch", "overlap", "precision", "backends")
 _THRESHOLD_KEYS = ("decision", "roi")
@@ -214,8 +225,15 @@ class _Checker:
             self.fail(f"{key}.{unknown}" if key else unknown, f"unknown key{tip}")
         return data
 
-    def value(self, data: dict[str, Any], key: str, path: str, kind: type, check: Callable[[Any], str]
-              | None = None, default: Any = None) -> Any:
+    def value(
+        self,
+        data: dict[str, Any],
+        key: str,
+        path: str,
+        kind: type,
+        check: Callable[[Any], str] | None = None,
+        default: Any = None,
+    ) -> Any:
         if key not in data:
             return default
         got = data[key]
@@ -268,8 +286,14 @@ def parse_profile(data: Mapping[str, Any], source: str | Path = "profile") -> Pr
 
     tier = c.value(top, "tier", "tier", str, lambda v: "" if v.strip() else "must not be empty", "")
     description = c.value(top, "description", "description", str, default="")
-    tile_multiple = c.value(top, "tile_multiple", "tile_multiple", int,
-                            lambda v: "" if v >= 1 else "must be at least 1", DEFAULT_TILE_MULTIPLE)
+    tile_multiple = c.value(
+        top,
+        "tile_multiple",
+        "tile_multiple",
+        int,
+        lambda v: "" if v >= 1 else "must be at least 1",
+        DEFAULT_TILE_MULTIPLE,
+    )
 
     def tile_check(v: int) -> str:
         if v < 32:
@@ -280,12 +304,18 @@ def parse_profile(data: Mapping[str, Any], source: str | Path = "profile") -> Pr
 
     tile = c.value(top, "tile", "tile", int, tile_check, 0)
     batch = c.value(top, "batch", "batch", int, lambda v: "" if v >= 1 else "must be at least 1", 0)
-    overlap = c.value(top, "overlap", "overlap", float,
-                      lambda v: "" if 0.0 <= v < 0.9 else "must be in [0, 0.9)", 0.0)
+    overlap = c.value(
+        top, "overlap", "overlap", float, lambda v: "" if 0.0 <= v < 0.9 else "must be in [0, 0.9)", 0.0
+    )
     precision = c.value(top, "precision", "precision", str, _one_of(PRECISIONS), "fp32")
-    budget = c.value(top, "accuracy_budget_f1", "accuracy_budget_f1", float,
-                     lambda v: "" if 0.0 < v <= 100.0 else "must be F1 points in (0, 100]",
-                     DEFAULT_ACCURACY_BUDGET_F1)
+    budget = c.value(
+        top,
+        "accuracy_budget_f1",
+        "accuracy_budget_f1",
+        float,
+        lambda v: "" if 0.0 < v <= 100.0 else "must be F1 points in (0, 100]",
+        DEFAULT_ACCURACY_BUDGET_F1,
+    )
 
     backends = _backends(c, top)
     models = _models(c, top)
@@ -302,18 +332,31 @@ def parse_profile(data: Mapping[str, Any], source: str | Path = "profile") -> Pr
         if cascade and "primary" in models:
             c.fail("models", "give either 'primary' or a cascade ('triage' + 'refiner'), not both")
         if cascade and roi is None and "roi" not in thresholds:
-            c.fail("thresholds.roi",
-                   "is required for a cascade (the triage probability that sends a tile to the refiner)")
+            c.fail(
+                "thresholds.roi",
+                "is required for a cascade (the triage probability that sends a tile to the refiner)",
+            )
         if not cascade and "roi" in thresholds:
             c.fail("thresholds.roi", "only applies to a cascade (models.triage + models.refiner)")
 
     trt = _tensorrt(c, top.get("tensorrt"), tile, batch, tile_multiple)
     c.raise_if_any()
     return Profile(
-        tier=tier, description=description, models=MappingProxyType(dict(models)), tile=tile, batch=batch,
-        overlap=overlap, precision=precision, backends=tuple(backends), tensorrt=trt,
-        decision_threshold=decision, roi_threshold=roi, uncertainty=uncertainty, accuracy_budget_f1=budget,
-        tile_multiple=tile_multiple, source=Path(source) if isinstance(source, Path) else None,
+        tier=tier,
+        description=description,
+        models=MappingProxyType(dict(models)),
+        tile=tile,
+        batch=batch,
+        overlap=overlap,
+        precision=precision,
+        backends=tuple(backends),
+        tensorrt=trt,
+        decision_threshold=decision,
+        roi_threshold=roi,
+        uncertainty=uncertainty,
+        accuracy_budget_f1=budget,
+        tile_multiple=tile_multiple,
+        source=Path(source) if isinstance(source, Path) else None,
     )
 
 
@@ -340,8 +383,13 @@ def _models(c: _Checker, top: dict[str, Any]) -> dict[str, str]:
         c.fail("models", "must name at least one model (primary, or triage + refiner)")
     models: dict[str, str] = {}
     for role in MODEL_ROLES:
-        ref = c.value(table, role, f"models.{role}", str,
-                      lambda v: "" if v.strip() else "must be a model name or ONNX path")
+        ref = c.value(
+            table,
+            role,
+            f"models.{role}",
+            str,
+            lambda v: "" if v.strip() else "must be a model name or ONNX path",
+        )
         if ref is not None:
             models[role] = ref
     return models
@@ -381,25 +429,58 @@ def _tensorrt(c: _Checker, data: Any, tile: int, batch: int, tile_multiple: int)
             if v % tile_multiple:
                 c.fail(f"tensorrt.tile.{key}", f"must be a multiple of {tile_multiple}, got {v}")
     if tile and "tile" in table and tile not in tile_range:
-        c.fail("tensorrt.tile",
-               f"must include the profile's tile {tile} (min {tile_range.min}, max {tile_range.max})")
+        c.fail(
+            "tensorrt.tile",
+            f"must include the profile's tile {tile} (min {tile_range.min}, max {tile_range.max})",
+        )
     if batch and "batch" in table and batch not in batch_range:
-        c.fail("tensorrt.batch",
-               f"must include the profile's batch {batch} (min {batch_range.min}, max {batch_range.max})")
-    workspace = c.value(table, "workspace_mb", "tensorrt.workspace_mb", int,
-                        lambda v: "" if v >= 16 else "must be at least 16 MB", DEFAULT_WORKSPACE_MB)
-    version_compatible = c.value(table, "version_compatible", "tensorrt.version_compatible", bool,
-                                 default=False)
-    hw = c.value(table, "hardware_compatibility", "tensorrt.hardware_compatibility", str,
-                 _one_of(HARDWARE_COMPATIBILITY), "none")
+        c.fail(
+            "tensorrt.batch",
+            f"must include the profile's batch {batch} (min {batch_range.min}, max {batch_range.max})",
+        )
+    workspace = c.value(
+        table,
+        "workspace_mb",
+        "tensorrt.workspace_mb",
+        int,
+        lambda v: "" if v >= 16 else "must be at least 16 MB",
+        DEFAULT_WORKSPACE_MB,
+    )
+    version_compatible = c.value(
+        table, "version_compatible", "tensorrt.version_compatible", bool, default=False
+    )
+    hw = c.value(
+        table,
+        "hardware_compatibility",
+        "tensorrt.hardware_compatibility",
+        str,
+        _one_of(HARDWARE_COMPATIBILITY),
+        "none",
+    )
     timing_cache = c.value(table, "timing_cache", "tensorrt.timing_cache", bool, default=True)
-    return TensorRTOptions(batch=batch_range, tile=tile_range, workspace_mb=workspace,
-                           version_compatible=version_compatible, hardware_compatibility=hw,
-                           timing_cache=timing_cache)
+    return TensorRTOptions(
+        batch=batch_range,
+        tile=tile_range,
+        workspace_mb=workspace,
+        version_compatible=version_compatible,
+        hardware_compatibility=hw,
+        timing_cache=timing_cache,
+    )
 
 
 __all__ = [
-    "DEFAULT_ACCURACY_BUDGET_F1", "HARDWARE_COMPATIBILITY", "KNOWN_BACKENDS", "MODEL_ROLES", "PRECISIONS",
-    "PROFILES_DIR", "Profile", "ShapeRange", "TensorRTOptions", "list_profiles", "load_all", "load_profile",
-    "parse_profile", "profile_path",
+    "DEFAULT_ACCURACY_BUDGET_F1",
+    "HARDWARE_COMPATIBILITY",
+    "KNOWN_BACKENDS",
+    "MODEL_ROLES",
+    "PRECISIONS",
+    "PROFILES_DIR",
+    "Profile",
+    "ShapeRange",
+    "TensorRTOptions",
+    "list_profiles",
+    "load_all",
+    "load_profile",
+    "parse_profile",
+    "profile_path",
 ]

@@ -11,9 +11,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from edge_ls.profiles import load_profile
 
 from edge_ls.hardware import DATACENTER_VRAM_GB, Gpu, Hardware, detect_hardware, pick_profile
+from edge_ls.profiles import load_profile
 
 A100 = Gpu("NVIDIA A100-SXM4-80GB", 81920, (8, 0))
 RTX3060 = Gpu("NVIDIA GeForce RTX 3060", 12288, (8, 6))
@@ -36,12 +36,27 @@ def test_this_machine_has_no_gpu_and_gets_edge_lite():
     [
         (Hardware(gpus=(A100,), tensorrt_version="10.8.0"), "fusion-gan", "datacenter GPU NVIDIA A100"),
         (Hardware(gpus=(RTX3060,), tensorrt_version="10.8.0"), "edge-cascade", "less than 16 GB"),
-        (Hardware(gpus=(Gpu("Tesla V100", 16384, (7, 0)),), onnxruntime_providers=("CUDAExecutionProvider",)),
-         "fusion-gan", "16 GB"),
-        (Hardware(gpus=(Gpu("RTX A4000", 16376, (8, 6)),), tensorrt_version="10.1.0"),
-         "edge-cascade", "less than"),
-        (Hardware(gpus=(Gpu("NVIDIA Jetson AGX Orin", 62000, (8, 7), "jetson device tree"),), is_jetson=True,
-                  tensorrt_version="10.3.0"), "edge-cascade", "Jetson"),
+        (
+            Hardware(
+                gpus=(Gpu("Tesla V100", 16384, (7, 0)),), onnxruntime_providers=("CUDAExecutionProvider",)
+            ),
+            "fusion-gan",
+            "16 GB",
+        ),
+        (
+            Hardware(gpus=(Gpu("RTX A4000", 16376, (8, 6)),), tensorrt_version="10.1.0"),
+            "edge-cascade",
+            "less than",
+        ),
+        (
+            Hardware(
+                gpus=(Gpu("NVIDIA Jetson AGX Orin", 62000, (8, 7), "jetson device tree"),),
+                is_jetson=True,
+                tensorrt_version="10.3.0",
+            ),
+            "edge-cascade",
+            "Jetson",
+        ),
         (Hardware(gpus=(A100,)), "edge-lite", "no GPU backend is installed"),
         (Hardware(gpus=(RTX3060, A100), tensorrt_version="10.8.0"), "fusion-gan", "A100"),
     ],

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import tomllib
+
+from edge_ls.errors import ConfigError
 from edge_ls.profiles import (
     KNOWN_BACKENDS,
     PROFILES_DIR,
@@ -16,8 +18,6 @@ from edge_ls.profiles import (
     load_profile,
     parse_profile,
 )
-
-from edge_ls.errors import ConfigError
 
 TIERS = ["edge-cascade", "edge-lite", "edge-nano", "fusion", "fusion-gan", "fusion-gan-large"]
 
