@@ -1,0 +1,80 @@
+"""``edge-ls build-engine``: plan, check and build (or fetch from the cache) a tier's TensorRT engines."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def default_cache_dir() -> Path:
+    """``$EDGE_LS_ENGINE_CACHE``, else ``$XDG_CACHE_HOME/edge-ls/engines`` (``~/.cache/...``)."""
+    env = os.environ.get("EDGE_LS_ENGINE_CACHE")
+    if env:
+        return Path(env)
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "edge-ls" / "engines"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "build-engine",
+        help="build the TensorRT engine(s) of a tier profile (needs the gpu extra)",
+        description=(
+            "Plan the engine from the profile (min/opt/max batch and tile, precision, portability options), "
+            "check the ONNX operators against TensorRT's support matrix, then build a strongly typed engine, "
+            "or reuse the cached one built for this TensorRT version and GPU."
+        ),
+    )
+    p.add_argument("--profile", required=True, help="tier profile name or TOML file (see 'edge-ls profiles')")
+    p.add_argument("--onnx", type=Path, help="ONNX file to build (default: the profile's model(s))")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help=f"engine cache folder (default: {default_cache_dir()}; env EDGE_LS_ENGINE_CACHE)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge_ls.engines.build import build_cached
+    from edge_ls.engines.plan import make_plan
+    from edge_ls.engines.support import MATRIX_VERSION, ensure_supported
+    from edge_ls.profiles import load_profile
+
+    profile = load_profile(args.profile)
+    cache_dir = args.cache or default_cache_dir()
+    jobs = (
+        [("--onnx", args.onnx)]
+        if args.onnx
+        else [(role, _model_file(profile, role, ref)) for role, ref in profile.models.items()]
+    )
+    plans = []
+    for role, path in jobs:
+        plan = make_plan(profile, path, cache_dir / "timing")
+        print(f"engine plan ({role}):")
+        for line in plan.describe():
+            print(f"  {line}")
+        ensure_supported(path)  # raises, naming node and operator, before any (long) build
+        print(f"  operators      all supported ({MATRIX_VERSION} ONNX support matrix)")
+        plans.append(plan)
+    for plan in plans:
+        result = build_cached(plan, cache_dir)
+        for message in result.messages:
+            print(f"  {message}: rebuilt")
+        print(f"engine {result.status}: {result.path}")
+    return 0
+
+
+def _model_file(profile, role: str, ref: str) -> Path:
+    from edge_ls.errors import ModelError
+    from edge_ls.models.registry import resolve
+
+    try:
+        return resolve(ref)
+    except ModelError as exc:
+        raise ModelError(
+            f"profile '{profile.tier}' needs model {role} = '{ref}', which is not available "
+            f"({exc}); export it with 'edge-ls export' or pass --onnx FILE"
+        ) from None
