@@ -1,0 +1,115 @@
+"""Shapes of every model, first-conv adaptation, local-weights lookup (never a download)."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from edge_ls.errors import ConfigError  # noqa: E402
+from edge_ls.training import models  # noqa: E402
+from edge_ls.training.models import (  # noqa: E402
+    adapt_first_conv,
+    build_discriminator,
+    build_encoder,
+    build_model,
+    count_parameters,
+)
+
+torch.set_num_threads(2)
+
+
+@pytest.mark.parametrize(
+    ("name", "size"),
+    [
+        ("edge_lite", 96),
+        ("cascade_triage", 128),
+        ("cascade_refiner", 64),
+        ("vgg16", 64),
+        ("resnet50", 64),
+        ("densenet201", 64),
+        ("inceptionv3", 96),
+    ],
+)
+def test_single_models_give_full_resolution_logits(name: str, size: int) -> None:
+    model = build_model(name).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, size, size + 32))
+    assert out.shape == (2, 1, size, size + 32)
+    assert torch.isfinite(out).all()
+
+
+def test_fusion_gan_shapes_and_identity_start() -> None:
+    model = build_model("fusion_gan").eval()
+    with torch.no_grad():
+        fused, refined = model.forward_both(torch.randn(1, 3, 64, 96))
+    assert refined.shape == fused.shape == (1, 1, 64, 96)
+    # the generator's head starts at zero: refinement starts as the identity on the fused logits
+    assert torch.allclose(fused, refined)
+    assert 75e6 < count_parameters(model.fusion) < 95e6  # the ~80 M the field notes measured
+
+
+def test_edge_lite_is_small() -> None:
+    n = count_parameters(build_model("edge_lite"))
+    assert 1.0e6 < n < 2.0e6
+
+
+@pytest.mark.parametrize("bands", [1, 4, 14])
+def test_first_conv_takes_n_bands(bands: int) -> None:
+    model = build_model("edge_lite", in_channels=bands).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, bands, 64, 64)).shape == (1, 1, 64, 64)
+
+
+def test_adapted_conv_keeps_rgb_and_fills_extra_with_mean() -> None:
+    conv = torch.nn.Conv2d(3, 8, 3)
+    new = adapt_first_conv(conv, 14)
+    assert new.weight.shape == (8, 14, 3, 3)
+    assert torch.equal(new.weight[:, :3], conv.weight)
+    mean = conv.weight.mean(1)
+    for c in range(3, 14):
+        assert torch.allclose(new.weight[:, c], mean)
+    assert torch.equal(new.bias, conv.bias)
+
+
+def test_inception_encoder_aligns_odd_sizes() -> None:
+    enc = build_encoder("inceptionv3").eval()
+    with torch.no_grad():
+        feats = enc(torch.randn(1, 3, 96, 160))
+    assert [tuple(f.shape[-2:]) for f in feats] == [(48, 80), (24, 40), (12, 20), (6, 10), (3, 5)]
+
+
+def test_discriminator_scores_patches() -> None:
+    critic = build_discriminator(4)
+    out = critic(torch.randn(2, 4, 64, 64), torch.rand(2, 1, 64, 64))
+    assert out.shape[0] == 2 and out.shape[1] == 1 and out.numel() > 2
+    assert any("parametrizations" in n for n, _ in critic.named_modules())  # spectral norm present
+
+
+def test_pretrained_missing_warns_once_and_builds(tmp_path, monkeypatch, caplog) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(models, "_warned", set())
+    with caplog.at_level("WARNING"):
+        build_model("edge_lite", pretrained=True)
+        build_model("edge_lite", pretrained=True)
+    hits = [r for r in caplog.records if "no local ImageNet weights" in r.getMessage()]
+    assert len(hits) == 1
+
+
+def test_pretrained_loads_from_local_file(tmp_path) -> None:
+    import torchvision
+
+    net = torchvision.models.mobilenet_v3_small(weights=None)
+    with torch.no_grad():
+        net.features[0][0].weight.fill_(0.25)
+    path = tmp_path / "mobilenet_v3_small-test.pth"
+    torch.save(net.state_dict(), path)
+    model = build_model("edge_lite", pretrained=str(tmp_path))
+    assert torch.all(model.encoder.stages[0][0][0].weight == 0.25)
+    model = build_model("edge_lite", in_channels=4, pretrained=str(path))
+    assert torch.all(model.encoder.stages[0][0][0].weight == 0.25)
+
+
+def test_unknown_model_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="unknown model"):
+        build_model("unet9000")
