@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_ls.errors import ConfigError
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torch_pruning")
+
+from edge_ls.export.prune import (  # noqa: E402
+    channel_widths,
+    distill_fine_tune,
+    output_heads,
+    prune_channels,
+    torch_scores,
+)
+
+from .conftest import make_unet  # noqa: E402
+
+
+@pytest.mark.parametrize("round_to", [8, 16])
+def test_pruning_rounds_widths_and_reduces_params(round_to):
+    model = make_unet()
+    example = torch.randn(1, 3, 64, 64)
+    before = channel_widths(model)
+    pruned, report = prune_channels(model, example, 0.5, round_to=round_to)
+    widths = channel_widths(pruned)
+    assert channel_widths(model) == before  # the original is untouched (it is the teacher)
+    changed = [w for w, w0 in zip(widths, before, strict=True) if w != w0]
+    assert len(changed) > 0.5 * len(widths)
+    assert all(w % round_to == 0 for w in changed), widths  # every pruned layer lands on a multiple
+    if round_to == 8:  # MobileNetV3 widths are all multiples of 8 to begin with
+        assert all(w % 8 == 0 for w in widths if w != 1), widths
+    assert widths[-1] == 1  # the head keeps its single output channel
+    assert report.params_after < 0.5 * report.params_before
+    assert report.macs_after < 0.6 * report.macs_before
+    with torch.no_grad():
+        assert pruned(torch.randn(2, 3, 96, 96)).shape == (2, 1, 96, 96)
+
+
+def test_fine_tune_and_evaluate_hooks_run_in_order(real_tiles, hokkaido, spec):
+    from edge_ls.export.tiles import load_labelled
+
+    data = load_labelled(hokkaido, spec, size=64, limit=6)
+    model = make_unet()
+    calls = []
+
+    def evaluate(m):
+        calls.append("eval")
+        return torch_scores(m, data.images, data.masks)
+
+    def fine_tune(student, teacher):
+        calls.append("tune")
+        assert teacher is model and student is not model
+        losses = distill_fine_tune(student, teacher, data.images, data.masks, steps=3, batch=2)
+        assert len(losses) == 3 and all(np.isfinite(losses))
+
+    _, report = prune_channels(model, torch.randn(1, 3, 64, 64), 0.3, fine_tune=fine_tune,
+                               evaluate=evaluate, latency_input=torch.randn(1, 3, 64, 64))
+    assert calls == ["eval", "eval", "tune", "eval"]
+    assert report.fine_tuned and set(report.accuracy_after) >= {"f1", "iou"}
+    assert report.latency_ms_before > 0 and report.latency_ms_after > 0
+    d = report.as_dict()
+    assert d["params_kept"] < 1 and d["gflops_after"] < d["gflops_before"]
+
+
+def test_pruned_model_exports_with_parity(tmp_path, real_tiles, spec):
+    from edge_ls.export.onnx_export import export_onnx, parity_max_diff
+
+    pruned, _ = prune_channels(make_unet(), torch.randn(1, 3, 64, 64), 0.5)
+    path = export_onnx(pruned, spec, tmp_path / "p.onnx", sample=real_tiles[:2])
+    assert parity_max_diff(path, pruned, real_tiles) < 1e-3
+
+
+def test_bad_arguments():
+    model = make_unet()
+    with pytest.raises(ConfigError, match="ratio"):
+        prune_channels(model, torch.randn(1, 3, 64, 64), 1.0)
+    with pytest.raises(ConfigError, match="round_to"):
+        prune_channels(model, torch.randn(1, 3, 64, 64), 0.5, round_to=7)
+    assert output_heads(model) == [model.head]
