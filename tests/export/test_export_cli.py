@@ -1,0 +1,102 @@
+"""``edge-ls export`` end to end on a small exported model and real CAS Hokkaido tiles."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from edge_ls.cli import main
+from edge_ls.manifest import MANIFEST_FILE, load_manifest
+
+pytest.importorskip("torch")
+
+
+def test_onnx_to_int8_tier(tmp_path, fp32_onnx, hokkaido, capsys):
+    code = main([
+        "export", "--onnx", str(fp32_onnx), "--tier", "lite-test", "--precision", "fp32,int8,fp16",
+        "--calib", str(hokkaido), "--eval", str(hokkaido), "--calib-tiles", "4", "--eval-tiles", "4",
+        "--tile-size", "128", "--budget", "100", "--out", str(tmp_path), "--quiet",
+    ])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "calibration on tiles 0-17, evaluation on 18-35" in captured.err
+    manifest = load_manifest(tmp_path / "lite-test")
+    assert manifest.names() == ["lite-test:fp32", "lite-test:int8", "lite-test:fp16"]
+    int8 = manifest.model(precision="int8")
+    assert int8.accuracy["tiles"] == 4 and "delta_f1" in int8.accuracy
+    q = int8.spec.provenance["quantization"]["calibration"]
+    assert q["tiles"] == 4 and q["source"].endswith("cas_hokkaido[0:4]")
+    assert manifest.info["budget_f1"] == 100
+    assert "lite-test:int8" in captured.out
+
+
+def test_checkpoint_with_pruning(tmp_path, hokkaido, spec, capsys):
+    """A training run folder (config.json, best.pt, spec.json) -> pruned FP32 + INT8 tier."""
+    torch = pytest.importorskip("torch")
+    trainer = pytest.importorskip("edge_ls.training.trainer")
+    from edge_ls.training.config import Config
+    from edge_ls.training.models import build_model
+
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = Config()
+    cfg.model.name = "edge_lite"
+    cfg.data.roots = [str(hokkaido)]
+    (run / trainer.CONFIG_FILE).write_text(json.dumps(cfg.to_dict()))
+    torch.manual_seed(0)
+    torch.save(build_model("edge_lite").state_dict(), run / trainer.BEST)
+    (run / trainer.SPEC_FILE).write_text(spec.to_json())
+    code = main([
+        "export", "--checkpoint", str(run), "--tier", "pruned", "--precision", "fp32,int8",
+        "--prune", "0.5", "--fine-tune-steps", "2", "--calib", str(hokkaido), "--eval", str(hokkaido),
+        "--calib-tiles", "4", "--eval-tiles", "2", "--tile-size", "64", "--budget", "100",
+        "--out", str(tmp_path / "out"), "--quiet",
+    ])
+    assert code == 0, capsys.readouterr().err
+    manifest = load_manifest(tmp_path / "out" / "pruned")
+    prune = manifest.info["primary"]["prune"]
+    assert prune["params_after"] < 0.5 * prune["params_before"] and prune["fine_tuned"]
+    assert manifest.model(precision="fp32").params < prune["params_before"]
+    assert manifest.model(precision="fp32").spec.provenance["export"]["parity"]["sample"] == "real tiles"
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["--precision", "int8", "--eval", "{data}"], 2, "int8 needs --calib"),
+        (["--precision", "int8", "--calib", "{data}"], 2, "needs --eval"),
+        (["--prune", "0.5"], 2, "--prune needs --checkpoint"),
+        (["--prune", "1.5"], 2, "fraction of channels"),
+        (["--precision", "fp32", "--calib", "{data}/nope"], 2, "dataset folder not found"),
+    ],
+)
+def test_cli_argument_errors(tmp_path, fp32_onnx, hokkaido, capsys, argv, code, message):
+    argv = [a.replace("{data}", str(hokkaido)) for a in argv]
+    got = main(["export", "--onnx", str(fp32_onnx), "--tier", "t", "--out", str(tmp_path), "--quiet", *argv])
+    assert got == code
+    assert message in capsys.readouterr().err
+
+
+def test_bad_onnx_is_a_model_error(tmp_path, capsys):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage")
+    got = main(["export", "--onnx", str(bad), "--tier", "t", "--precision", "fp32", "--out", str(tmp_path)])
+    assert got == 3
+    assert "bad.onnx is not a loadable ONNX model" in capsys.readouterr().err
+    assert not (tmp_path / "t" / MANIFEST_FILE).exists()
+
+
+def test_missing_torch_names_the_extra(tmp_path):
+    """With torch unavailable, exporting a checkpoint says which extra to install (exit code 5)."""
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from edge_ls.cli import main\n"
+        f"sys.exit(main(['export', '--checkpoint', {str(tmp_path)!r}, '--tier', 't', '--precision', 'fp32', "
+        f"'--out', {str(tmp_path)!r}]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 5, proc.stderr
+    assert "pip install 'edge-ls[export]'" in proc.stderr and "torch" in proc.stderr
