@@ -37,7 +37,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -166,8 +166,12 @@ class _GeoJSONStream:
     def count(self) -> int:
         return self._count
 
-    def write(self, regions: Iterable[Region]) -> None:
-        for region in regions:
+    def write(self, regions: Sequence[Region]) -> None:
+        if not regions:
+            return
+        geometries = shapely.to_geojson(np.array([r.geometry for r in regions], dtype=object))
+        chunks = []
+        for region, geometry in zip(regions, geometries, strict=True):
             self._count += 1
             properties = {
                 "id": self._count,
@@ -177,10 +181,11 @@ class _GeoJSONStream:
                 "mean_confidence": round(region.mean_confidence, 6),
             }
             sep = ",\n" if self._count > 1 else ""
-            self._file.write(
+            chunks.append(
                 f'{sep}{{"type": "Feature", "id": {self._count}, "properties": {json.dumps(properties)}, '
-                f'"geometry": {shapely.to_geojson(region.geometry)}}}'
+                f'"geometry": {geometry}}}'
             )
+        self._file.write("".join(chunks))
 
     def close(self) -> None:
         self._file.write("\n]}\n")
@@ -292,7 +297,9 @@ class OutputSet:
         self.georeferenced = bool(georeferenced)
         self.crs = CRS.from_user_input(crs) if (crs is not None and georeferenced) else None
         self.transform = Affine(*tuple(transform)[:6]) if (transform is not None and georeferenced) else None
-        self.pixel_area = float(pixel_area_m2) if (georeferenced and pixel_area_m2) else 1.0
+        # Areas are in m2 only when the caller knows the pixel area; otherwise in pixels.
+        self.area_in_m2 = bool(georeferenced and pixel_area_m2)
+        self.pixel_area = float(pixel_area_m2) if self.area_in_m2 else 1.0
         self._next_row = 0
         self._valid_pixels = 0
         self._detected_pixels = 0
@@ -350,7 +357,7 @@ class OutputSet:
             "detected_pixels": self._detected_pixels,
             "detected_area_m2": self._detected_pixels * self.pixel_area,
             "detections": detections,
-            "area_unit": "m2" if self.georeferenced else "pixel",
+            "area_unit": "m2" if self.area_in_m2 else "pixel",
         }
 
     def write_rows(self, row_off: int, prob: np.ndarray, valid: np.ndarray) -> None:
