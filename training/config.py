@@ -50,6 +50,9 @@ class ModelConfig:
     #: false, true (look in $TORCH_HOME) or a path to a weights file/folder.
     pretrained: bool | str = False
     dropout: float = 0.0
+    #: Start from the best weights of another run folder (e.g. Fusion+GAN from the Fusion run);
+    #: a Fusion checkpoint loads into Fusion+GAN's fusion part.
+    init_from: str = ""
 
 
 @dataclass

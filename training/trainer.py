@@ -36,8 +36,8 @@ from torch import nn
 from edge_ls.errors import ConfigError, InputError, ModelError
 from edge_ls.training import losses
 from edge_ls.training.config import Config, config_from_dict, load_config
-from edge_ls.training.tileset import TileSet, load_tiles
 from edge_ls.training.models import build_discriminator, build_model, count_parameters
+from edge_ls.training.tileset import TileSet, load_tiles, metrics_module
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ BEST = "best.pt"
 LAST = "last.pt"
 LOG_FILE = "log.jsonl"
 METRICS_FILE = "metrics.json"
+SPEC_FILE = "spec.json"
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -78,7 +79,10 @@ def epoch_seed(seed: int, epoch: int) -> int:
 def git_commit() -> str:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
             cwd=Path(__file__).resolve().parent,
         )
         return out.stdout.strip() or "unknown"
@@ -115,11 +119,15 @@ def predict_logits(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------------------- trainer
 class Trainer:
-    """One training run: ``Trainer(cfg, out_dir).fit()`` trains, checkpoints, logs and (optionally) exports."""
+    """One run: ``Trainer(cfg, out_dir).fit()`` trains, checkpoints, logs and (optionally) exports."""
 
     def __init__(
-        self, cfg: Config, out_dir: str | Path | None = None, resume: bool = False,
-        progress: Callable[[str], None] | None = None, stop_after_epochs: int | None = None,
+        self,
+        cfg: Config,
+        out_dir: str | Path | None = None,
+        resume: bool = False,
+        progress: Callable[[str], None] | None = None,
+        stop_after_epochs: int | None = None,
         config_source: str = "",
     ) -> None:
         self.cfg = cfg
@@ -146,9 +154,12 @@ class Trainer:
             )
         bands = len(cfg.data.bands)
         self.model = build_model(cfg.model.name, bands, cfg.model.pretrained or None, cfg.model.dropout)
+        if cfg.model.init_from and not (self.resume and (self.out / LAST).exists()):
+            self._init_from(Path(cfg.model.init_from))
         self.model.to(self.device)
         self.parallel = (
-            nn.DataParallel(self.model) if self.device.type == "cuda" and torch.cuda.device_count() > 1
+            nn.DataParallel(self.model)
+            if self.device.type == "cuda" and torch.cuda.device_count() > 1
             else self.model
         )
         tc = cfg.train
@@ -173,6 +184,18 @@ class Trainer:
             self._load_last()
         atomic_write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True), self.out / CONFIG_FILE)
 
+    def _init_from(self, run_dir: Path) -> None:
+        source, scfg = load_checkpoint_model(run_dir)
+        target = self.model
+        if scfg.model.name == "fusion" and self.cfg.model.name == "fusion_gan":
+            target = self.model.fusion
+        elif scfg.model.name != self.cfg.model.name:
+            raise ConfigError(
+                f"model.init_from: {run_dir} holds '{scfg.model.name}', not '{self.cfg.model.name}'"
+            )
+        target.load_state_dict(source.state_dict())
+        self.say(f"initialized from {run_dir / BEST}")
+
     def _load_last(self) -> None:
         state = torch.load(self.out / LAST, map_location=self.device, weights_only=True)
         self.model.load_state_dict(state["model"])
@@ -192,15 +215,23 @@ class Trainer:
 
     def _save_last(self, epoch: int) -> None:
         state: dict[str, Any] = {
-            "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-            "scheduler": self.sched.state_dict(), "epoch": epoch, "best": self.best,
-            "best_epoch": self.best_epoch, "history": self.history,
-            "torch_rng": torch.get_rng_state(), "numpy_rng": list(np.random.get_state()),
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "epoch": epoch,
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "history": self.history,
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": list(np.random.get_state()),
             "python_rng": random.getstate(),
         }
         if self.critic is not None:
-            state.update(critic=self.critic.state_dict(), critic_optimizer=self.d_opt.state_dict(),
-                         critic_scheduler=self.d_sched.state_dict())
+            state.update(
+                critic=self.critic.state_dict(),
+                critic_optimizer=self.d_opt.state_dict(),
+                critic_scheduler=self.d_sched.state_dict(),
+            )
         atomic_save(state, self.out / LAST)
 
     # -- one epoch -----------------------------------------------------------------------------
@@ -228,8 +259,11 @@ class Trainer:
         """(loss, output logits) of the supervised part, including distillation when configured."""
         tc, dc = self.cfg.train, self.cfg.distill
         if hasattr(self.model, "forward_both"):
-            fused, out = self.parallel.module.forward_both(x) if self.parallel is not self.model \
+            fused, out = (
+                self.parallel.module.forward_both(x)
+                if self.parallel is not self.model
                 else self.model.forward_both(x)
+            )
             loss = losses.segmentation_loss(fused, y, tc.bce_weight, tc.iou_weight)
             loss = loss + losses.segmentation_loss(out, y, tc.bce_weight, tc.iou_weight)
             return loss, out
@@ -273,21 +307,23 @@ class Trainer:
                 if tc.clip_grad > 0:
                     nn.utils.clip_grad_norm_(self.model.parameters(), tc.clip_grad)
                 self.opt.step()
-            sums["loss"] += float(loss)
+            sums["loss"] += float(loss.detach())
             n += 1
         return {k: v / max(n, 1) for k, v in sums.items()}
 
     @torch.no_grad()
     def evaluate_split(self, split: str = "val", model: nn.Module | None = None) -> tuple[dict, np.ndarray]:
         """Pixel metrics over every pixel of a split (PyTorch forward); also the logits for calibration."""
-        from edge_ls.training.metrics import PixelMetrics
+        PixelMetrics = metrics_module().PixelMetrics
 
         model = model or self.model
         model.eval()
         acc = PixelMetrics()
         logits_all, masks_all = [], []
         for img, mask in self.tiles.eval_tiles(split):
-            logits = predict_logits(model, torch.from_numpy(img[None]).to(self.device))[0, 0].float().cpu().numpy()
+            logits = (
+                predict_logits(model, torch.from_numpy(img[None]).to(self.device))[0, 0].float().cpu().numpy()
+            )
             prob = 1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))
             acc.update(prob, mask)
             logits_all.append(logits.ravel()[::7])
@@ -300,11 +336,22 @@ class Trainer:
         cfg, tc = self.cfg, self.cfg.train
         started = time.monotonic()
         params = count_parameters(self.model)
-        self._log({"event": "start", "model": cfg.model.name, "params": params, "resume_epoch": self.start_epoch,
-                   "train_tiles": len(self.tiles.train), "val_tiles": len(self.tiles.val),
-                   "test_tiles": len(self.tiles.test), "device": str(self.device)})
-        self.say(f"{cfg.model.name}: {params / 1e6:.2f} M params, {len(self.tiles.train)} train / "
-                 f"{len(self.tiles.val)} val tiles, epochs {self.start_epoch}..{tc.epochs - 1}")
+        self._log(
+            {
+                "event": "start",
+                "model": cfg.model.name,
+                "params": params,
+                "resume_epoch": self.start_epoch,
+                "train_tiles": len(self.tiles.train),
+                "val_tiles": len(self.tiles.val),
+                "test_tiles": len(self.tiles.test),
+                "device": str(self.device),
+            }
+        )
+        self.say(
+            f"{cfg.model.name}: {params / 1e6:.2f} M params, {len(self.tiles.train)} train / "
+            f"{len(self.tiles.val)} val tiles, epochs {self.start_epoch}..{tc.epochs - 1}"
+        )
         stopped = "epochs"
         epochs_run = 0
         for epoch in range(self.start_epoch, tc.epochs):
@@ -329,15 +376,25 @@ class Trainer:
             if self.critic is not None:
                 self.d_sched.step()
             samples = self.tiles.samples_per_epoch
-            row = {"event": "epoch", "epoch": epoch, "stage": stage, "lr": lr, **train_stats,
-                   "train_seconds": round(seconds, 2), "samples_per_s": round(samples / max(seconds, 1e-9), 3),
-                   "val": {k: metrics[k] for k in ("f1", "iou", "precision", "recall", "accuracy", "mcc")},
-                   "best": self.best, "improved": improved}
+            row = {
+                "event": "epoch",
+                "epoch": epoch,
+                "stage": stage,
+                "lr": lr,
+                **train_stats,
+                "train_seconds": round(seconds, 2),
+                "samples_per_s": round(samples / max(seconds, 1e-9), 3),
+                "val": {k: metrics[k] for k in ("f1", "iou", "precision", "recall", "accuracy", "mcc")},
+                "best": self.best,
+                "improved": improved,
+            }
             self.history.append({"epoch": epoch, "loss": train_stats["loss"], tc.monitor: score})
             self._log(row)
             self._save_last(epoch)
-            self.say(f"epoch {epoch:3d} [{stage}] loss {train_stats['loss']:.4f} val {tc.monitor} {score:.4f} "
-                     f"f1 {metrics['f1']:.4f} best {self.best:.4f}@{self.best_epoch} ({seconds:.0f}s)")
+            self.say(
+                f"epoch {epoch:3d} [{stage}] loss {train_stats['loss']:.4f} val {tc.monitor} {score:.4f} "
+                f"f1 {metrics['f1']:.4f} best {self.best:.4f}@{self.best_epoch} ({seconds:.0f}s)"
+            )
             epochs_run += 1
             if self.stop_after_epochs is not None and epochs_run >= self.stop_after_epochs:
                 stopped = "stop_after_epochs"
@@ -352,7 +409,7 @@ class Trainer:
 
     def finish(self, stopped: str = "epochs") -> dict[str, Any]:
         """Best weights -> temperature fit on val -> per-split metrics -> metrics.json (+ ONNX export)."""
-        from edge_ls.training.metrics import fit_temperature
+        fit_temperature = metrics_module().fit_temperature
 
         best = build_model(self.cfg.model.name, len(self.cfg.data.bands), None, self.cfg.model.dropout)
         best.load_state_dict(torch.load(self.out / BEST, map_location="cpu", weights_only=True))
@@ -364,44 +421,74 @@ class Trainer:
             if getattr(self.tiles, split):
                 splits[split] = self.evaluate_split(split, best)[0]
         summary: dict[str, Any] = {
-            "run": self.cfg.run.name, "model": self.cfg.model.name, "params": count_parameters(best),
-            "best_epoch": self.best_epoch, "monitor": self.cfg.train.monitor, "best": self.best,
-            "stopped": stopped, "temperature": temperature,
+            "run": self.cfg.run.name,
+            "model": self.cfg.model.name,
+            "params": count_parameters(best),
+            "best_epoch": self.best_epoch,
+            "monitor": self.cfg.train.monitor,
+            "best": self.best,
+            "stopped": stopped,
+            "temperature": temperature,
             "metrics": {s: _jsonable(m) for s, m in splits.items()},
             "note": "pixel metrics aggregated over every pixel of each split, PyTorch forward, threshold 0.5",
             "provenance": self.provenance(),
         }
+        spec = self.spec(best, temperature)
+        atomic_write_text(spec.to_json(), self.out / SPEC_FILE)
         if self.cfg.export.onnx:
-            summary["onnx"] = str(self.export(best, temperature))
+            summary["onnx"] = str(self.export(best, spec))
         atomic_write_text(json.dumps(summary, indent=2, sort_keys=True), self.out / METRICS_FILE)
-        self._log({"event": "done", **{k: summary[k] for k in ("best_epoch", "best", "temperature")},
-                   "metrics": summary["metrics"]})
-        self.say(f"done: best {self.cfg.train.monitor} {self.best:.4f} at epoch {self.best_epoch}; "
-                 f"T = {temperature:.3f}; test f1 {splits.get('test', {}).get('f1', float('nan')):.4f}")
+        self._log(
+            {
+                "event": "done",
+                **{k: summary[k] for k in ("best_epoch", "best", "temperature")},
+                "metrics": summary["metrics"],
+            }
+        )
+        self.say(
+            f"done: best {self.cfg.train.monitor} {self.best:.4f} at epoch {self.best_epoch}; "
+            f"T = {temperature:.3f}; test f1 {splits.get('test', {}).get('f1', float('nan')):.4f}"
+        )
         return summary
 
     def provenance(self) -> dict[str, Any]:
         split_file = Path(self.tiles.split_file)
         return {
-            "config": self.cfg.to_dict(), "config_file": self.config_source,
-            "data": list(self.cfg.data.roots), "split_file": str(split_file),
+            "config": self.cfg.to_dict(),
+            "config_file": self.config_source,
+            "data": list(self.cfg.data.roots),
+            "split_file": str(split_file),
             "split_sha256": file_sha256(split_file) if split_file.is_file() else "",
-            "git_commit": git_commit(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "torch": torch.__version__, "best_epoch": self.best_epoch,
+            "git_commit": git_commit(),
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "torch": torch.__version__,
+            "best_epoch": self.best_epoch,
         }
 
-    def export(self, model: nn.Module, temperature: float) -> Path:
-        """ONNX with the full ModelSpec: band stats of the training split, temperature, provenance."""
+    def spec(self, model: nn.Module, temperature: float) -> Any:
+        """The ModelSpec: band stats of the training split, fitted temperature, provenance."""
         from edge_ls.artifact import ModelSpec
 
         ec = self.cfg.export
-        spec = ModelSpec(
-            name=ec.name or self.cfg.run.name, tier=ec.tier or self.cfg.model.name.replace("_", "-"),
-            bands=tuple(self.cfg.data.bands), mean=tuple(self.tiles.mean), std=tuple(self.tiles.std),
-            input_range=ec.input_range, gsd_m=ec.gsd_m, tile_size=ec.tile_size, overlap=ec.overlap,
-            activation="logits", threshold=ec.threshold, temperature=temperature,
+        return ModelSpec(
+            name=ec.name or self.cfg.run.name,
+            tier=ec.tier or self.cfg.model.name.replace("_", "-"),
+            bands=tuple(self.cfg.data.bands),
+            mean=tuple(self.tiles.mean),
+            std=tuple(self.tiles.std),
+            input_range=ec.input_range,
+            gsd_m=ec.gsd_m,
+            tile_size=ec.tile_size,
+            overlap=ec.overlap,
+            activation="logits",
+            threshold=ec.threshold,
+            temperature=temperature,
             provenance={**self.provenance(), "model": self.cfg.model.name, "params": count_parameters(model)},
         )
+
+    def export(self, model: nn.Module, spec: Any) -> Path:
+        """The ONNX artifact, parity-checked on a real validation tile."""
+        ec = self.cfg.export
         sample = np.stack([img for img, _ in list(self.tiles.eval_tiles("val"))[:1]])[..., :256, :256]
         return export_model(model.cpu(), spec, Path(ec.onnx), np.ascontiguousarray(sample, dtype=np.float32))
 
@@ -416,6 +503,19 @@ def export_model(model: nn.Module, spec: Any, out: Path, sample: np.ndarray | No
     from edge_ls.export.onnx_export import export_onnx
 
     return export_onnx(model.eval(), spec, out, sample)
+
+
+def export_run(run: str | Path, out: str | Path) -> Path:
+    """Export a training run folder (or its ``best.pt``) to ONNX with the spec the run wrote."""
+    from edge_ls.artifact import ModelSpec
+
+    run_dir = Path(run)
+    run_dir = run_dir.parent if run_dir.suffix == ".pt" else run_dir
+    spec_path = run_dir / SPEC_FILE
+    if not spec_path.is_file():
+        raise ModelError(f"{run_dir} has no {SPEC_FILE}: the run has not finished (edge-ls train writes it)")
+    model, _ = load_checkpoint_model(run_dir)
+    return export_model(model, ModelSpec.from_json(spec_path.read_text(), str(spec_path)), Path(out), None)
 
 
 def _to_tuple(value: Any) -> Any:
@@ -436,8 +536,9 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def train_from_file(path: str | Path, out_dir: str | Path | None = None, resume: bool = False,
-                    progress: bool = True) -> dict[str, Any]:
+def train_from_file(
+    path: str | Path, out_dir: str | Path | None = None, resume: bool = False, progress: bool = True
+) -> dict[str, Any]:
     """What ``edge-ls train --config FILE`` runs."""
     cfg = load_config(path)
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else None

@@ -1,0 +1,82 @@
+"""``edge-ls evaluate --model MODEL DATASET... [--split test] [--json]``: score a model on labelled data.
+
+ONNX artifacts (a path or a bundled name) are scored directly by :mod:`edge_ls.evaluate`; a PyTorch
+run folder or checkpoint is first exported to a temporary ONNX file (needs the 'train' extra) and
+then scored by the very same code, so every tier is measured the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from edge_ls.errors import InputError, MissingExtraError
+
+SPLITS = ("train", "val", "test", "all")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score a model (ONNX, bundled name or PyTorch run) on labelled datasets",
+        description="Pixel metrics aggregated over every pixel of the chosen split: f1, iou, precision, "
+        "recall, accuracy, mcc, auc, ece, pixels. PyTorch checkpoints are exported to ONNX first.",
+    )
+    parser.add_argument(
+        "--model", required=True, help="ONNX file, bundled model name, or training run folder"
+    )
+    parser.add_argument("datasets", nargs="+", metavar="DATASET", help="labelled dataset folder(s)")
+    parser.add_argument(
+        "--split", choices=SPLITS, default="test", help="which split to score (default: test)"
+    )
+    parser.add_argument(
+        "--split-file", help="split file (default: the grouped 70/15/15 split of the datasets)"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
+    parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge_ls.evaluate import REPORTED, evaluate_onnx
+
+    for root in args.datasets:
+        if not Path(root).exists():
+            raise InputError(f"dataset folder not found: {root}")
+    with tempfile.TemporaryDirectory(prefix="edge-ls-eval-") as tmp:
+        model_path = _as_onnx(args.model, Path(tmp))
+        result = evaluate_onnx(model_path, args.datasets, args.split, args.split_file, args.threads)
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+        return 0
+    print(
+        f"{result['model']} ({result['tier']}, {result['model_precision']}) on {result['split']} split of "
+        f"{', '.join(args.datasets)}: {result['tiles']} tiles"
+    )
+    for key in REPORTED:
+        value = result.get(key)
+        print(f"  {key:<10} {value:.4f}" if isinstance(value, float) else f"  {key:<10} {value}")
+    sys.stdout.flush()
+    return 0
+
+
+def _as_onnx(model: str, tmp: Path) -> Path:
+    """An ONNX path for ``--model``: a training run folder / .pt checkpoint is exported to ``tmp``."""
+    path = Path(model)
+    if path.is_dir() or path.suffix == ".pt":
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            raise MissingExtraError("torch", "train", "evaluating a PyTorch checkpoint") from None
+        from edge_ls.training.trainer import export_run
+
+        return export_run(path, tmp / "model.onnx")
+    try:
+        from edge_ls.models.registry import resolve
+    except ImportError:  # registry not installed: paths only
+        return path
+    return resolve(model)

@@ -1,0 +1,142 @@
+"""Score an ONNX model on a labelled dataset, the way the runtime runs it (numpy + ONNX Runtime).
+
+Every tier is scored by this one path: the model's own metadata says how to scale and normalize the
+bands, ONNX Runtime (the runtime's :class:`OnnxRuntimeRunner`) computes the output, and logits become
+probabilities with the model's calibrated temperature, exactly as ``edge-ls detect`` does. A PyTorch
+checkpoint is first exported to a temporary ONNX file (``edge-ls evaluate`` does that), so PyTorch and
+ONNX models are compared on equal terms. Metrics are aggregated over every pixel of the split.
+
+Each tile is inferred whole (reflect-padded to a multiple of 32, then cropped back): the labelled
+tiles here are one model tile in size, so this is what the tiled runtime sees for them.
+
+No torch here: the runtime must not import it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_ls.artifact import ModelSpec, read_spec
+from edge_ls.backends.onnxrt import OnnxRuntimeRunner
+from edge_ls.errors import InputError, ModelError
+from edge_ls.pixel_math import normalize, sigmoid
+
+#: Tiles are padded to a multiple of this before inference (encoders downsample by 32).
+PAD_MULTIPLE = 32
+#: What ``edge-ls evaluate --json`` prints at least.
+REPORTED = ("f1", "iou", "precision", "recall", "accuracy", "mcc", "auc", "ece", "pixels")
+
+
+@dataclass
+class OnnxScorer:
+    """One ONNX model, ready to turn [0, 1] band stacks into landslide probabilities."""
+
+    path: Path
+    spec: ModelSpec
+    runner: OnnxRuntimeRunner
+
+    @classmethod
+    def open(cls, path: str | Path, threads: int | None = None) -> OnnxScorer:
+        path = Path(path)
+        spec = read_spec(path)
+        runner = OnnxRuntimeRunner(path, providers=["CPUExecutionProvider"], intra_op_threads=threads)
+        runner.activate()
+        return cls(path, spec, runner)
+
+    def close(self) -> None:
+        self.runner.deactivate()
+
+    def __enter__(self) -> OnnxScorer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def probability(self, unit: np.ndarray) -> np.ndarray:
+        """C x H x W values in [0, 1] (the model's band order) -> H x W probabilities."""
+        if unit.ndim != 3 or unit.shape[0] != len(self.spec.bands):
+            raise InputError(
+                f"{self.path.name} expects {len(self.spec.bands)} bands ({', '.join(self.spec.bands)}), "
+                f"got an array of shape {unit.shape}"
+            )
+        x = normalize(
+            unit.astype(np.float32, copy=False), np.asarray(self.spec.mean), np.asarray(self.spec.std)
+        )
+        h, w = x.shape[1:]
+        ph, pw = (-h) % PAD_MULTIPLE, (-w) % PAD_MULTIPLE
+        if ph or pw:
+            x = np.pad(x, ((0, 0), (0, ph), (0, pw)), mode="reflect")
+        out = self.runner.infer(np.ascontiguousarray(x[None], dtype=np.float32))
+        if out.ndim != 4 or out.shape[:2] != (1, 1):
+            raise ModelError(f"{self.path.name} output has shape {out.shape}; edge-ls expects N x 1 x H x W")
+        out = out[0, 0, :h, :w]
+        if self.spec.activation == "logits":
+            return sigmoid(out, self.spec.temperature)
+        return out.astype(np.float32, copy=False)
+
+
+def score_pairs(scorer: OnnxScorer, pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
+    """Pixel metrics of ``scorer`` over (image in [0, 1] C x H x W, mask H x W) pairs."""
+    from edge_ls.training.tileset import metrics_module
+
+    acc = metrics_module().PixelMetrics(threshold=scorer.spec.threshold)
+    n = 0
+    for unit, mask in pairs:
+        acc.update(scorer.probability(unit), mask)
+        n += 1
+    if n == 0:
+        raise InputError("no labelled tiles to score")
+    result = _plain(acc.result())
+    result["tiles"] = n
+    result["threshold"] = scorer.spec.threshold
+    return result
+
+
+def dataset_pairs(
+    roots: Iterable[str | Path],
+    bands: tuple[str, ...],
+    split: str = "all",
+    split_file: str | Path | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(image, mask) pairs of a split of one or more datasets, bands as the model wants them."""
+    from edge_ls.training.tileset import read_split_pairs
+
+    yield from read_split_pairs([str(r) for r in roots], list(bands), split, split_file)
+
+
+def evaluate_onnx(
+    model_path: str | Path,
+    roots: Iterable[str | Path],
+    split: str = "all",
+    split_file: str | Path | None = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Score an ONNX artifact on a split of labelled datasets: the numbers ``edge-ls evaluate`` prints."""
+    with OnnxScorer.open(model_path, threads) as scorer:
+        result = score_pairs(scorer, dataset_pairs(roots, scorer.spec.bands, split, split_file))
+    result.update(
+        model=scorer.spec.name,
+        tier=scorer.spec.tier,
+        model_precision=scorer.spec.precision,
+        split=split,
+        datasets=[str(r) for r in roots],
+    )
+    return result
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars/arrays -> JSON-able Python values."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
