@@ -112,6 +112,31 @@ class Manifest:
         raise ModelError(f"tier '{self.tier}' has no {role} model in {precision} (it has {have})")
 
 
+def split_name(name: str) -> tuple[str, str | None]:
+    """``edge-lite:int8`` -> ("edge-lite", "int8"); ``edge-lite`` -> ("edge-lite", None)."""
+    tier, sep, precision = name.partition(":")
+    return tier, (precision or None) if sep else None
+
+
+def tier_folders(root: str | Path) -> list[Path]:
+    """Sub-folders of ``root`` holding a manifest (the bundled tiers, for ``edge-ls models``)."""
+    base = Path(root)
+    return sorted(p.parent for p in base.glob(f"*/{MANIFEST_FILE}")) if base.is_dir() else []
+
+
+def resolve_tier_model(root: str | Path, name: str, role: str | None = None) -> ModelEntry | None:
+    """The verified entry ``<tier>[:<precision>]`` names under ``root``; None when no such tier folder.
+
+    What the bundled-model registry calls: ``--model edge-lite:int8`` -> the primary (cascade: triage)
+    INT8 file of ``root/edge-lite/``, after the manifest verified every file of the tier.
+    """
+    tier, precision = split_name(name)
+    folder = Path(root) / tier
+    if not tier or "/" in tier or not (folder / MANIFEST_FILE).is_file():
+        return None
+    return load_manifest(folder).model(role, precision)
+
+
 def load_manifest(folder: str | Path, check_metadata: bool = True) -> Manifest:
     """Read ``folder/manifest.json`` and verify every file; raise ModelError naming what does not match.
 

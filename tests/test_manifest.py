@@ -99,3 +99,17 @@ def test_manifest_module_never_imports_torch():
 
     code = "import sys, edge_ls.manifest; sys.exit(1 if 'torch' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_resolve_tier_model_by_name(tmp_path):
+    from edge_ls.manifest import resolve_tier_model, split_name, tier_folders
+
+    _write_tier(tmp_path)
+    assert split_name("edge-lite:int8") == ("edge-lite", "int8") and split_name("x") == ("x", None)
+    assert tier_folders(tmp_path) == [tmp_path / "edge-nano"]
+    entry = resolve_tier_model(tmp_path, "edge-nano:fp32")
+    assert entry is not None and entry.path.name == "primary.fp32.onnx"
+    assert resolve_tier_model(tmp_path, "edge-nano").precision == "fp32"  # the default precision
+    assert resolve_tier_model(tmp_path, "unknown:int8") is None
+    with pytest.raises(ModelError, match="no primary model in int8"):
+        resolve_tier_model(tmp_path, "edge-nano:int8")
