@@ -1,0 +1,394 @@
+"""Issue #4's benchmark: every tier through ONNX Runtime on this machine, FP32 vs INT8 vs pruned+INT8.
+
+Run ``python bench/tiers.py --json OUT.json [--tiers edge-lite,edge-cascade] [--quick]``. Per tier and
+variant: params, GFLOPs (at the tier's tile), ONNX size, tiles/s, peak RSS, and pixel F1/IoU on the
+real labelled sets ``cas_hokkaido`` and ``bijie`` (72 tiles, 512 px), with the F1 delta against FP32.
+Targets (issue #4): INT8 >= 1.5x FP32 tiles/s with <= 1 point of F1 lost; pruned+INT8 Edge-Lite
+>= 25 tiles/s at 512 px on the 2 cores.
+
+How: models come from ``edge_ls.training.models.build_model`` -- with trained weights when
+``--checkpoint TIER[:ROLE]=RUN`` gives a training run folder, else random weights (seed 0), in which
+case F1/IoU and their deltas say nothing about landslides (the JSON says which). Each artifact is
+exported and quantized with ``edge_ls.export`` exactly as ``edge-ls export`` does: INT8 calibrated
+on 16 real ``cas_unlabeled`` tiles (disjoint from the evaluation sets), pruning 50% of channels
+rounded to multiples of 8, no fine-tuning without a trained teacher. Every measurement runs in a
+fresh subprocess (peak RSS is per process; no warm caches shared), ONNX Runtime CPU, 2 threads.
+The machine's load average is recorded: other jobs on these shared cores slow every figure.
+Artifacts are cached under ``~/.cache/edge-ls/bench/tiers`` (``--rebuild`` to redo them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EDGE_LS_SHARED", REPO.parent / "shared"))
+REAL = SHARED / "data" / "real"
+EVAL_SETS = ("cas_hokkaido", "bijie")
+CALIB_SET = "cas_unlabeled"
+CACHE = Path(os.environ.get("EDGE_LS_CACHE", Path.home() / ".cache" / "edge-ls")) / "bench" / "tiers"
+BUILD_VERSION = 1
+PRUNE_RATIO = 0.5
+ROUND_TO = 8
+CALIB_TILES = 16
+ROI_THRESHOLD = 0.3
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: tier -> roles (model-family names), tile, timing batch, eval tiles per set (None = all).
+TIERS: dict[str, dict[str, Any]] = {
+    "edge-lite": {"models": {"primary": "edge_lite"}, "tile": 512, "batch": 4, "eval": None},
+    "edge-cascade": {"models": {"triage": "cascade_triage", "refiner": "cascade_refiner"}, "tile": 512,
+                     "batch": 4, "eval": None},
+    "fusion": {"models": {"primary": "fusion"}, "tile": 512, "batch": 2, "eval": 6},
+    "fusion-gan": {"models": {"primary": "fusion_gan"}, "tile": 512, "batch": 2, "eval": 6},
+    "fusion-gan-large": {"models": {"primary": "fusion_gan"}, "tile": 1024, "batch": 1, "eval": 0,
+                         "same_as": "fusion-gan"},
+}
+VARIANTS = ("fp32", "int8", "pruned-fp32", "pruned-int8")
+#: Not a tier: Edge-Lite with its decoder widths deep -> shallow (128, 64, 32, 24; head 16). The
+#: model family's ``edge_lite`` passes (128, 64, 32, 24, 16), which ``UNetDecoder`` reads shallow ->
+#: deep, so its widest 3x3 convs run at stride 2 and full resolution. Shows what that costs.
+PROPOSED = {"edge-lite-proposed": {"models": {"primary": "edge_lite_proposed"}, "tile": 512, "batch": 4,
+                                   "eval": None}}
+
+
+# ------------------------------------------------------------------------------------------ build
+def _spec(name: str, tier: str, tile: int, provenance: dict[str, Any]) -> Any:
+    from edge_ls.artifact import ModelSpec
+
+    return ModelSpec(name=name, tier=tier, bands=("red", "green", "blue"), mean=IMAGENET_MEAN,
+                     std=IMAGENET_STD, input_range="8bit", gsd_m=1.0, tile_size=tile, overlap=0.2,
+                     activation="logits", threshold=0.5, provenance=provenance)
+
+
+def _load_model(family: str, checkpoint: str | None) -> tuple[Any, Any, str]:
+    """(model, spec or None, weights description)."""
+    import torch
+
+    if checkpoint:
+        from edge_ls.artifact import ModelSpec
+        from edge_ls.training.trainer import SPEC_FILE, load_checkpoint_model
+
+        model, _ = load_checkpoint_model(checkpoint)
+        spec_path = Path(checkpoint) / SPEC_FILE
+        spec = ModelSpec.from_json(spec_path.read_text()) if spec_path.is_file() else None
+        return model, spec, f"trained: {checkpoint}"
+    from edge_ls.training.models import EncoderUNet, build_encoder, build_model
+
+    torch.manual_seed(0)
+    if family == "edge_lite_proposed":
+        model = EncoderUNet(build_encoder("mobilenet_v3_small"), (24, 32, 64, 128, 16)).eval()
+    else:
+        model = build_model(family).eval()
+    return model, None, "random (seed 0): F1/IoU meaningless"
+
+
+def build_role(tier: str, role: str, family: str, tile: int, checkpoint: str | None, rebuild: bool,
+               log: Any) -> dict[str, Any]:
+    """Export FP32, INT8, pruned FP32 and pruned INT8 ONNX files for one model; cached."""
+    import torch
+
+    from edge_ls.export.onnx_export import export_onnx
+    from edge_ls.export.prune import prune_channels
+    from edge_ls.export.quantize import quantize_int8
+    from edge_ls.export.tiles import iter_batches, load_tiles
+
+    tag = "ckpt-" + Path(checkpoint).name if checkpoint else "random0"
+    folder = CACHE / f"v{BUILD_VERSION}" / f"{family}-{tag}"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {v: folder / f"{v}.onnx" for v in VARIANTS}
+    info_path = folder / "build.json"
+    if not rebuild and info_path.is_file() and all(p.is_file() for p in paths.values()):
+        return json.loads(info_path.read_text())
+    model, spec, weights = _load_model(family, checkpoint)
+    spec = spec or _spec(f"{tier}-{role}", tier, tile, {"model": family, "weights": weights})
+    sample = load_tiles(REAL / "cas_hokkaido", spec, size=256, limit=2)
+    calib_batch = 1 if family.startswith("fusion") else 2
+    files = {k: str(v) for k, v in paths.items()}
+    info: dict[str, Any] = {"family": family, "weights": weights, "files": files}
+    t0 = time.perf_counter()
+    log(f"  {family}: export FP32")
+    export_onnx(model, spec, paths["fp32"], sample=sample)
+    info["export_s"] = time.perf_counter() - t0
+
+    def calib() -> Any:
+        return iter_batches(REAL / CALIB_SET, spec, batch=calib_batch, size=tile, limit=CALIB_TILES)
+
+    t0 = time.perf_counter()
+    log(f"  {family}: INT8 (calibrating on {CALIB_TILES} {CALIB_SET} tiles)")
+    quantize_int8(paths["fp32"], paths["int8"], calib(), calib_source=f"{CALIB_SET}[0:{CALIB_TILES}]")
+    info["quantize_s"] = time.perf_counter() - t0
+    log(f"  {family}: prune {PRUNE_RATIO:.0%} (round_to {ROUND_TO})")
+    try:
+        pruned, report = prune_channels(model, torch.zeros(1, 3, 64, 64), PRUNE_RATIO, round_to=ROUND_TO)
+        info["prune"] = report.as_dict()
+        export_onnx(pruned, spec, paths["pruned-fp32"], sample=sample)
+        quantize_int8(paths["pruned-fp32"], paths["pruned-int8"], calib(),
+                      calib_source=f"{CALIB_SET}[0:{CALIB_TILES}]")
+    except Exception as exc:  # a pruning failure is a result to report, not a crash
+        info["prune_error"] = f"{type(exc).__name__}: {exc}"[:300]
+        log(f"  {family}: pruning failed: {info['prune_error']}")
+        for v in ("pruned-fp32", "pruned-int8"):
+            paths[v].unlink(missing_ok=True)
+            info["files"].pop(v, None)
+    info_path.write_text(json.dumps(info, indent=2))
+    return info
+
+
+def graph_figures(path: str, tile: int) -> dict[str, Any]:
+    import onnx
+
+    from edge_ls.export.flops import graph_cost
+
+    cost = graph_cost(onnx.load(path), tile)
+    size_mb = Path(path).stat().st_size / 2**20
+    return {"params": cost.params, "gflops": round(cost.gflops, 3), "onnx_mb": round(size_mb, 2)}
+
+
+# ---------------------------------------------------------------------------------------- measure
+def _session(path: str, threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def _timing_tiles(tile: int, batch: int) -> np.ndarray:
+    """Real tiles at ``tile`` px: 512-px CAS tiles, 2x2 mosaics of them for larger tiles."""
+    from edge_ls.export.tiles import load_tiles
+
+    spec = _spec("t", "t", 512, {})
+    base = load_tiles(REAL / "cas_hokkaido", spec, size=512, limit=max(4, batch * 4))
+    reps = -(-tile // 512)
+    tiles = [np.tile(base[i], (1, reps, reps))[:, :tile, :tile] for i in range(batch)]
+    return np.ascontiguousarray(np.stack(tiles), dtype=np.float32)
+
+
+def _throughput(run: Any, batch_x: np.ndarray, min_seconds: float, min_batches: int) -> dict[str, float]:
+    run(batch_x)  # warm-up: session init, allocations
+    n, start = 0, time.perf_counter()
+    while n < min_batches or time.perf_counter() - start < min_seconds:
+        run(batch_x)
+        n += 1
+    elapsed = time.perf_counter() - start
+    tiles = n * len(batch_x)
+    return {"tiles_per_s": tiles / elapsed, "ms_per_tile": 1000 * elapsed / tiles, "timed_tiles": tiles}
+
+
+def measure(args: dict[str, Any]) -> dict[str, Any]:
+    """One variant in this (fresh) process: throughput, peak RSS, then F1/IoU on the real sets."""
+    from edge_ls.export.accuracy import confusion, probabilities, scores
+    from edge_ls.export.tiles import load_labelled
+
+    threads, tile, batch = args["threads"], args["tile"], args["batch"]
+    roles = args["files"]  # role -> path
+    sessions = {role: _session(path, threads) for role, path in roles.items()}
+    names = {role: s.get_inputs()[0].name for role, s in sessions.items()}
+
+    def infer(role: str, x: np.ndarray) -> np.ndarray:
+        return np.asarray(sessions[role].run(None, {names[role]: x})[0], np.float32)
+
+    cascade = "triage" in roles
+    x = _timing_tiles(tile, batch)
+    out: dict[str, Any] = {}
+    if cascade:
+        # Per-model speed; the cascade's own tiles/s comes from the real ROI share below.
+        out["triage"] = _throughput(lambda b: infer("triage", b), x, args["min_seconds"], 2)
+        out["refiner"] = _throughput(lambda b: infer("refiner", b), x, args["min_seconds"], 2)
+    else:
+        out.update(_throughput(lambda b: infer("primary", b), x, args["min_seconds"], 2))
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if not args["eval_tiles"] and args["eval_tiles"] is not None:
+        return out
+
+    from edge_ls.artifact import read_spec
+
+    spec = read_spec(next(iter(roles.values())))
+    per_set: dict[str, Any] = {}
+    pooled = np.zeros(4, np.int64)
+    routed = total = 0
+    for name in EVAL_SETS:
+        data = load_labelled(REAL / name, spec, size=512, limit=args["eval_tiles"])
+        counts = np.zeros(4, np.int64)
+        for i in range(0, len(data), batch):
+            xb = np.ascontiguousarray(data.images[i:i + batch])
+            if cascade:
+                p = probabilities(infer("triage", xb), spec)
+                hit = p.reshape(len(xb), -1).max(axis=1) >= ROI_THRESHOLD
+                prob = np.zeros_like(p)
+                if hit.any():
+                    prob[hit] = probabilities(infer("refiner", np.ascontiguousarray(xb[hit])), spec)
+                routed += int(hit.sum())
+            else:
+                prob = probabilities(infer("primary", xb), spec)
+            counts += confusion(prob, data.masks[i:i + batch], spec.threshold)
+            total += len(xb)
+        per_set[name] = {**scores(counts), "tiles": len(data)}
+        pooled += counts
+    out["accuracy"] = {**scores(pooled), "tiles": total, "per_set": per_set}
+    if cascade:
+        share = routed / total if total else 1.0
+        t, r = out["triage"]["ms_per_tile"], out["refiner"]["ms_per_tile"]
+        out["roi_share"] = share
+        out["tiles_per_s"] = 1000 / (t + share * r)
+        out["ms_per_tile"] = t + share * r
+    return out
+
+
+def run_measure(files: dict[str, str], tile: int, batch: int, threads: int, eval_tiles: int | None,
+                min_seconds: float) -> dict[str, Any]:
+    payload = {"files": files, "tile": tile, "batch": batch, "threads": threads,
+               "eval_tiles": eval_tiles, "min_seconds": min_seconds}
+    proc = subprocess.run([sys.executable, __file__, "--measure", json.dumps(payload)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1][:300]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------------------------- main
+def _machine() -> dict[str, Any]:
+    import onnxruntime
+    import torch
+
+    return {"python": platform.python_version(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
+            "processor": _cpu_name(), "onnxruntime": onnxruntime.__version__, "torch": torch.__version__}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _checkpoints(values: list[str]) -> dict[tuple[str, str], str]:
+    out = {}
+    for v in values:
+        key, _, path = v.partition("=")
+        tier, _, role = key.partition(":")
+        out[(tier, role or "primary")] = path
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--json", type=Path, help="write the results here")
+    p.add_argument("--tiers", default=",".join([*TIERS, *PROPOSED]),
+                   help=f"comma list of {', '.join([*TIERS, *PROPOSED])}")
+    p.add_argument("--quick", action="store_true", help="edge tiers only, 4 eval tiles per set, 3 s timing")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--min-seconds", type=float, default=8.0, help="timing duration per variant")
+    p.add_argument("--checkpoint", action="append", default=[], metavar="TIER[:ROLE]=RUN")
+    p.add_argument("--rebuild", action="store_true")
+    p.add_argument("--measure", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.measure:
+        print(json.dumps(measure(json.loads(args.measure))))
+        return 0
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    TIERS.update(PROPOSED)
+    tiers = [t.strip() for t in args.tiers.split(",") if t.strip()]
+    if args.quick:
+        tiers = [t for t in tiers if t.startswith("edge")]
+        args.min_seconds = min(args.min_seconds, 3.0)
+    unknown = [t for t in tiers if t not in TIERS]
+    if unknown:
+        p.error(f"unknown tier(s) {unknown}: known {', '.join(TIERS)}")
+    ckpts = _checkpoints(args.checkpoint)
+    results: dict[str, Any] = {
+        "benchmark": "issue #4 tiers", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": _machine(), "load_avg_start": os.getloadavg(), "threads": args.threads,
+        "eval_sets": list(EVAL_SETS), "calibration": f"{CALIB_SET}, {CALIB_TILES} tiles",
+        "prune": {"ratio": PRUNE_RATIO, "round_to": ROUND_TO, "fine_tune": "none"},
+        "command": "python bench/tiers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "tiers": {},
+    }
+    for tier in tiers:
+        cfg = TIERS[tier]
+        log(f"{tier}: building")
+        builds = {role: build_role(tier, role, fam, cfg["tile"], ckpts.get((tier, role)), args.rebuild, log)
+                  for role, fam in cfg["models"].items()}
+        eval_tiles = 4 if args.quick and cfg["eval"] != 0 else cfg["eval"]
+        row: dict[str, Any] = {"tile": cfg["tile"], "batch": cfg["batch"], "models": {}, "variants": {}}
+        for role, b in builds.items():
+            row["models"][role] = {"family": b["family"], "weights": b["weights"], "prune": b.get("prune"),
+                                   "prune_error": b.get("prune_error")}
+        for variant in VARIANTS:
+            files = {role: b["files"][variant] for role, b in builds.items() if variant in b["files"]}
+            if len(files) != len(builds):
+                row["variants"][variant] = {"error": "not built (see models.*.prune_error)"}
+                continue
+            log(f"{tier}: measuring {variant}")
+            figures = {role: graph_figures(f, cfg["tile"]) for role, f in files.items()}
+            m = run_measure(files, cfg["tile"], cfg["batch"], args.threads, eval_tiles, args.min_seconds)
+            m["graph"] = figures
+            m["load_avg"] = os.getloadavg()
+            row["variants"][variant] = m
+            log(f"  {variant}: {m.get('tiles_per_s', float('nan')):.2f} tiles/s, "
+                f"F1 {m.get('accuracy', {}).get('f1', float('nan')):.2f}, {m.get('error', '')}")
+        if cfg.get("same_as") and cfg["same_as"] in results["tiers"]:
+            row["accuracy_note"] = f"same model as {cfg['same_as']}: its F1/IoU (512 px tiles) apply"
+        row["targets"] = _targets(tier, row)
+        results["tiers"][tier] = row
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2, default=float))
+    results["load_avg_end"] = os.getloadavg()
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=float))
+        log(f"wrote {args.json}")
+    else:
+        print(json.dumps(results, indent=2, default=float))
+    return 0
+
+
+def _targets(tier: str, row: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets, checked where this row can check them."""
+    v = row["variants"]
+
+    def tps(name: str) -> float | None:
+        return v.get(name, {}).get("tiles_per_s")
+
+    def f1(name: str) -> float | None:
+        return v.get(name, {}).get("accuracy", {}).get("f1")
+
+    out: dict[str, Any] = {}
+    if tps("fp32") and tps("int8"):
+        out["int8_speedup"] = tps("int8") / tps("fp32")
+        out["int8_speedup_ok"] = out["int8_speedup"] >= 1.5
+    if f1("fp32") is not None and f1("int8") is not None:
+        out["int8_delta_f1"] = f1("fp32") - f1("int8")
+        out["int8_delta_f1_ok"] = out["int8_delta_f1"] <= 1.0
+    if tier == "edge-lite" and tps("pruned-int8"):
+        out["pruned_int8_tiles_per_s"] = tps("pruned-int8")
+        out["pruned_int8_25_tiles_per_s_ok"] = tps("pruned-int8") >= 25.0
+    weights = {m["weights"] for m in row["models"].values()}
+    if any(w.startswith("random") for w in weights):
+        out["note"] = "random weights: F1 and its delta do not measure landslide accuracy"
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
