@@ -1,0 +1,28 @@
+from pathlib import Path
+
+import pytest
+
+from edge_ls.errors import ModelError
+from edge_ls.models.registry import DEFAULT_MODEL, bundled_names, list_bundled, resolve
+
+
+def test_default_and_names_resolve_to_bundled_files() -> None:
+    assert resolve("default") == resolve(DEFAULT_MODEL)
+    assert "edge-nano" in bundled_names()
+    assert resolve("edge-nano:fp32") == resolve("edge-nano")
+    assert all(m.spec.name for m in list_bundled())
+
+
+def test_a_path_wins_over_names(tmp_path: Path) -> None:
+    copy = tmp_path / "edge-nano.onnx"
+    copy.write_bytes(resolve("edge-nano").read_bytes())
+    assert resolve(copy) == copy
+
+
+def test_unknown_names_and_missing_paths_are_clear() -> None:
+    with pytest.raises(ModelError, match=r"unknown model 'nope'.*edge-nano"):
+        resolve("nope")
+    with pytest.raises(ModelError, match="model file not found"):
+        resolve("missing/model.onnx")
+    with pytest.raises(ModelError, match="unknown model 'edge-nano:int8'"):
+        resolve("edge-nano:int8")  # edge-nano exists only in fp32
