@@ -55,6 +55,8 @@ class DetectOptions:
     readers: int = 2
     queue_depth: int = 8
     bands: Sequence[int] | None = None
+    #: Declare a nodata value the file does not carry (e.g. 0 for the zero collar of an export).
+    nodata: float | None = None
     #: None: the area of 9 pixels (a 3 x 3 blob), so single-pixel speckle does not flood the GeoJSON.
     min_area_m2: float | None = None
     #: None: half a pixel in CRS units, which removes the pixel staircase without moving edges.
@@ -107,7 +109,7 @@ def detect(
         raise InputError("batch size, readers and queue depth must be at least 1")
     t0 = time.perf_counter()
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024), RasterSource(
-        input_path, spec, bands=options.bands
+        input_path, spec, bands=options.bands, nodata=options.nodata
     ) as source:
         tile_size = options.tile_size or spec.tile_size
         overlap = spec.overlap if options.overlap is None else options.overlap

@@ -103,6 +103,7 @@ def build_report(
         "width": source.width,
         "height": source.height,
         "gsd_m": significant(gsd),
+        "gsd_method": getattr(source, "gsd_description", None),
         "area_km2": significant(area_km2),
         "tiles_per_km2": significant(per_km2),
         "latency_min_per_km2": significant(per_km2 / tps / 60.0) if per_km2 else None,

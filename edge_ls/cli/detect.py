@@ -42,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
     p.add_argument("--bands", type=_bands, help="1-based band indexes in the model's band order, e.g. 1,2,3")
+    p.add_argument("--nodata", type=float, help="nodata value the file lacks (e.g. 0)")
     p.add_argument("--tile-size", type=int, help="tile size in px (default: the model's)")
     p.add_argument("--overlap", type=float, help="tile overlap fraction (default: the model's, usually 0.2)")
     p.add_argument("--threshold", type=float, help="decision threshold (default: the model's)")
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=pick(args.batch, "batch_size") or 1,
         readers=args.readers,
         bands=args.bands,
+        nodata=args.nodata,
         min_area_m2=args.min_area,
         simplify_tolerance=args.simplify,
         progress=not args.quiet and sys.stderr.isatty(),
