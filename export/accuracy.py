@@ -2,7 +2,10 @@
 
 Scores are pooled over every pixel of every tile (micro-averaged): one tile with few landslide pixels
 cannot swing the figure. F1 here is the landslide-class F1 (= 2 IoU / (1 + IoU)), in percentage points,
-so "a delta of 1 point" reads directly off two of these dicts.
+so "a delta of 1 point" reads directly off two of these dicts. The pixel math is that of the runtime's
+scorer (:mod:`edge_ls.evaluate`: sigmoid(z / T), ``p >= threshold``, pooled counts, 0 when undefined)
+-- a test holds the two to the same figures -- but works on tiles already in memory, so calibration
+and evaluation tiles can be checked for overlap and big models scored in small batches.
 """
 
 from __future__ import annotations
@@ -37,10 +40,10 @@ def confusion(prob: np.ndarray, masks: np.ndarray, threshold: float) -> np.ndarr
 def scores(counts: np.ndarray) -> dict[str, float]:
     """F1, IoU, precision, recall (percent) from pooled [tp, fp, fn, tn]."""
     tp, fp, fn, _ = (int(c) for c in counts)
-    iou = tp / (tp + fp + fn) if tp + fp + fn else 1.0
-    precision = tp / (tp + fp) if tp + fp else 1.0 if not fn else 0.0
-    recall = tp / (tp + fn) if tp + fn else 1.0
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
+    iou = tp / (tp + fp + fn) if tp + fp + fn else 0.0
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
     return {"f1": 100 * f1, "iou": 100 * iou, "precision": 100 * precision, "recall": 100 * recall}
 
 
