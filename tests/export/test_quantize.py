@@ -147,3 +147,32 @@ def test_quantize_needs_calibration_tiles_and_an_fp32_model(tmp_path, fp32_onnx,
     bad.write_bytes(b"not a model")
     with pytest.raises(ModelError, match="not an ONNX model"):
         convert_fp16(bad, tmp_path / "h.onnx")
+
+
+def test_int8_keeps_dynamic_shapes(int8_onnx):
+    x = np.random.default_rng(0).standard_normal((3, 3, 96, 160)).astype(np.float32)
+    assert run_onnx(int8_onnx, x).shape == (3, 1, 96, 160)
+
+
+def test_fp16_keeps_resize_scales_float32(tmp_path, real_tiles, spec):
+    """Resize's ``scales`` input is float32-only in ONNX: the cast pass must leave it alone."""
+    import dataclasses
+
+    import torch
+
+    from edge_ls.export.onnx_export import export_onnx
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, stride=2, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.Upsample(scale_factor=2, mode="bilinear"),
+        torch.nn.Conv2d(8, 1, 1), torch.nn.Sigmoid(),
+    ).eval()
+    sig_spec = dataclasses.replace(spec, activation="sigmoid")
+    fp32 = export_onnx(net, sig_spec, tmp_path / "up.onnx", sample=real_tiles[:1])
+    path = convert_fp16(fp32, tmp_path / "up16.onnx")
+    proto = onnx.load(str(path))
+    ops = Counter(n.op_type for n in proto.graph.node)
+    assert ops["Resize"] == 1 and ops["Sigmoid"] == 1
+    ref, got = run_onnx(fp32, real_tiles), run_onnx(path, real_tiles)
+    assert np.abs(got - ref).max() < 1e-2
