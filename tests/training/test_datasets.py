@@ -271,3 +271,33 @@ def test_open_dataset_refuses_unknown_layouts(tmp_path: Path) -> None:
     (tmp_path / "stuff").mkdir()
     with pytest.raises(InputError, match="not a dataset layout"):
         open_dataset(tmp_path)
+
+
+def test_training_input_equals_what_the_runtime_feeds_the_model(real_data: Path, geotiffs: Path) -> None:
+    """normalize(sample.image) with a model's mean/std is exactly RasterSource.read for that model."""
+    from rasterio.windows import Window
+
+    from edge_ls.artifact import ModelSpec
+    from edge_ls.io.reader import RasterSource
+    from edge_ls.pixel_math import normalize
+
+    spec = ModelSpec(
+        name="m",
+        tier="edge-lite",
+        bands=("red", "green", "blue"),
+        mean=(0.35, 0.41, 0.37),
+        std=(0.18, 0.17, 0.16),
+        input_range="8bit",
+        gsd_m=3.0,
+        tile_size=512,
+        overlap=0.2,
+        activation="logits",
+        threshold=0.5,
+    )
+    ds = open_dataset(real_data / "bijie")
+    s = ds[4]
+    with RasterSource(ds.records[4].image, spec) as src, src.open_handle() as h:
+        x, valid = src.read(h, Window(0, 0, src.width, src.height))
+    assert valid.all()
+    ours = normalize(np.moveaxis(s.image, -1, 0), np.asarray(spec.mean), np.asarray(spec.std))
+    np.testing.assert_allclose(ours, x, rtol=0, atol=1e-6)
