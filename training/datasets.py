@@ -109,6 +109,8 @@ class SegmentationDataset:
         self.input_range = input_range
         self.skipped: Counter[str] = Counter()
         self._groups: list[str] | None = None
+        #: Mask files no image claims (reported by QA; they cannot be used).
+        self.orphan_masks: list[Path] = []
 
     # -- to implement -------------------------------------------------------------------------------
     @property
@@ -365,9 +367,16 @@ def _find_dir(root: Path, names: Sequence[str]) -> Path | None:
     return None
 
 
-def _records(name: str, image_dir: Path, mask_dir: Path, region: str = "") -> list[PairRecord]:
+def _records(
+    name: str, image_dir: Path, mask_dir: Path, region: str = "", orphans: list[Path] | None = None
+) -> list[PairRecord]:
+    """Pairs of one image folder; masks no image claims are appended to ``orphans``."""
     images = _rasters(image_dir)
-    masks = _pair_masks(images, _rasters(mask_dir))
+    all_masks = _rasters(mask_dir)
+    masks = _pair_masks(images, all_masks)
+    if orphans is not None:
+        used = set(masks)
+        orphans += [m for m in all_masks if m not in used]
     prefix = f"{name}/{region}/" if region else f"{name}/"
     return [PairRecord(prefix + img.stem, img, m, region) for img, m in zip(images, masks, strict=True)]
 
@@ -384,8 +393,11 @@ class FolderPairs(RasterPairs):
         root = Path(root)
         if not (root / "images").is_dir() or not (root / "masks").is_dir():
             raise InputError(f"{root} has no images/ and masks/ folders")
-        super().__init__(root.name, _records(root.name, root / "images", root / "masks"), bands, input_range)
+        orphans: list[Path] = []
+        records = _records(root.name, root / "images", root / "masks", orphans=orphans)
+        super().__init__(root.name, records, bands, input_range)
         self.root = root
+        self.orphan_masks = orphans
 
 
 class CASLandslide(RasterPairs):
@@ -408,10 +420,12 @@ class CASLandslide(RasterPairs):
         if not subs:
             raise InputError(f"{root} has no CAS sub-dataset folders (img/ and mask/)")
         records: list[PairRecord] = []
+        orphans: list[Path] = []
         for sub in subs:
-            records += _records(root.name, sub / "img", sub / "mask", region=sub.name)
+            records += _records(root.name, sub / "img", sub / "mask", region=sub.name, orphans=orphans)
         super().__init__(root.name, records, bands, input_range, group_by)
         self.root = root
+        self.orphan_masks = orphans
 
 
 def _is_cas_folder(p: Path) -> bool:
@@ -441,11 +455,14 @@ class GDCLDPairs(RasterPairs):
         if not events:
             raise InputError(f"{root} has no image/ + mask/ folders (nor event folders holding them)")
         records: list[PairRecord] = []
+        orphans: list[Path] = []
         for ev in events:
             image_dir, mask_dir = _gdcld_dirs(ev)  # type: ignore[misc]
-            records += _records(root.name, image_dir, mask_dir, region="" if ev == root else ev.name)
+            region = "" if ev == root else ev.name
+            records += _records(root.name, image_dir, mask_dir, region=region, orphans=orphans)
         super().__init__(root.name, records, bands, input_range, group_by)
         self.root = root
+        self.orphan_masks = orphans
 
 
 def _gdcld_dirs(p: Path) -> tuple[Path, Path] | None:
@@ -484,6 +501,7 @@ class Landslide4Sense(SegmentationDataset):
         images = sorted((root / "img").glob("*.h5"), key=lambda p: (len(p.stem), p.stem))
         masks = sorted((root / "mask").glob("*.h5")) if (root / "mask").is_dir() else []
         paired = _pair_masks(images, masks)
+        self.orphan_masks = sorted(set(masks) - set(paired))  # type: ignore[arg-type]
         self.records = [
             PairRecord(f"{self.name}/{img.stem}", img, m) for img, m in zip(images, paired, strict=True)
         ]
@@ -862,11 +880,18 @@ def qa_report(dataset: SegmentationDataset, max_examples: int = 10) -> dict:
         "skipped": {k: len(problems[k]) for k in QA_SKIP_REASONS},
         **{k: len(v) for k, v in problems.items() if k not in QA_SKIP_REASONS},
         "overlap_clusters": sum(1 for s in sizes.values() if s > 1),
+        "orphan_masks": len(_orphans(dataset)),
         "duplicate_sets": list(duplicate_sets.values())[:max_examples],
         "landslide_fraction": positive / pixels if pixels else 0.0,
         "examples": {k: v[:max_examples] for k, v in problems.items() if v},
     }
     return report
+
+
+def _orphans(dataset: SegmentationDataset) -> list[Path]:
+    if isinstance(dataset, ConcatDataset):
+        return [p for m in dataset.members for p in _orphans(m)]
+    return list(dataset.orphan_masks)
 
 
 def _mask_file_kind(dataset: SegmentationDataset, i: int) -> str:

@@ -194,6 +194,7 @@ def _planted(tmp_path: Path, real_data: Path) -> Path:
     shutil.copy(images / f"{ids[5]}.png", images / "nomask.png")  # image without a mask
     shutil.copy(images / f"{ids[5]}.png", images / "empty.png")
     cv2.imwrite(str(masks / "empty.png"), np.zeros((512, 512), np.uint8))  # empty mask
+    shutil.copy(masks / f"{ids[5]}.png", masks / "orphan.png")  # a mask without its image
     return root
 
 
@@ -203,7 +204,7 @@ def test_qa_finds_planted_problems_with_exact_counts(tmp_path: Path, real_data: 
     report = qa_report(ds)
     assert report["skipped"] == {"unreadable": 1, "size_mismatch": 1, "mask_values": 1, "missing_mask": 1}
     assert report["usable"] == 5
-    assert report["mask_0_255"] == 1 and report["empty_masks"] == 1
+    assert report["mask_0_255"] == 1 and report["empty_masks"] == 1 and report["orphan_masks"] == 1
     # dup.png duplicates its source; empty.png duplicates 10089 (same image, other mask); nomask is
     # unreadable as a pair, so it does not count.
     assert report["duplicates"] == 2
