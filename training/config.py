@@ -25,6 +25,8 @@ class RunConfig:
     threads: int = 2
     #: Stop (gracefully, with a checkpoint) after this many minutes; 0 = no budget.
     max_minutes: float = 0.0
+    #: Also score the training split at the end (costly for the fusion family on a CPU).
+    eval_train: bool = True
 
 
 @dataclass
@@ -37,6 +39,9 @@ class DataConfig:
     #: Training crop size in pixels; validation uses the whole tile resized to ``val_size`` (0 = as is).
     crop: int = 256
     val_size: int = 0
+    #: Per-epoch validation on a centre crop of this size (0 = whole tiles); the final metrics
+    #: always use whole tiles. Keeps per-epoch validation of the big models affordable on a CPU.
+    val_crop: int = 0
     batch_size: int = 8
     #: Crops drawn per epoch (0 = one per training tile).
     samples_per_epoch: int = 0

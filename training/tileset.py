@@ -30,6 +30,7 @@ class TileSet:
     batch_size: int = 8
     samples_per_epoch: int = 0
     val_size: int = 0
+    val_crop: int = 0
     split_file: str = ""
     augment: Callable[[np.ndarray, np.ndarray, np.random.Generator], Pair] | None = None
     skipped: dict[str, int] = field(default_factory=dict)
@@ -65,11 +66,17 @@ class TileSet:
                 masks.append(np.ascontiguousarray(mask, dtype=np.float32)[None])
             yield np.stack(images), np.stack(masks)
 
-    def eval_tiles(self, split: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Whole tiles of a split, normalized (resized to ``val_size`` when set)."""
+    def eval_tiles(self, split: str, whole: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Tiles of a split, normalized (resized to ``val_size`` when set; centre-cropped to
+        ``val_crop`` unless ``whole``)."""
         for img, mask in getattr(self, split):
             if self.val_size:
                 img, mask = resize_pair(img, mask, self.val_size)
+            if not whole and self.val_crop:
+                h, w = mask.shape
+                y, x = max(0, (h - self.val_crop) // 2), max(0, (w - self.val_crop) // 2)
+                img = img[:, y : y + self.val_crop, x : x + self.val_crop]
+                mask = mask[y : y + self.val_crop, x : x + self.val_crop]
             yield self.normalize(img), mask
 
 
@@ -165,12 +172,13 @@ def load_tiles(cfg: DataConfig) -> TileSet:
         parts["test"],
         mean,
         std,
-        cfg.crop,
-        cfg.batch_size,
-        cfg.samples_per_epoch,
-        cfg.val_size,
-        cfg.split_file,
-        _augmenter(cfg),
+        crop=cfg.crop,
+        batch_size=cfg.batch_size,
+        samples_per_epoch=cfg.samples_per_epoch,
+        val_size=cfg.val_size,
+        val_crop=cfg.val_crop,
+        split_file=cfg.split_file,
+        augment=_augmenter(cfg),
     )
 
 

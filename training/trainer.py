@@ -209,7 +209,7 @@ class Trainer:
         self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
         self.history = list(state["history"])
         torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(tuple(state["numpy_rng"]))
+        _set_numpy_state(state["numpy_rng"])
         random.setstate(_to_tuple(state["python_rng"]))
         self.say(f"resumed {self.out} after epoch {self.start_epoch - 1} (best {self.best:.4f})")
 
@@ -223,7 +223,7 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "history": self.history,
             "torch_rng": torch.get_rng_state(),
-            "numpy_rng": list(np.random.get_state()),
+            "numpy_rng": _numpy_state(),
             "python_rng": random.getstate(),
         }
         if self.critic is not None:
@@ -312,7 +312,9 @@ class Trainer:
         return {k: v / max(n, 1) for k, v in sums.items()}
 
     @torch.no_grad()
-    def evaluate_split(self, split: str = "val", model: nn.Module | None = None) -> tuple[dict, np.ndarray]:
+    def evaluate_split(
+        self, split: str = "val", model: nn.Module | None = None, whole: bool = True
+    ) -> tuple[dict, np.ndarray]:
         """Pixel metrics over every pixel of a split (PyTorch forward); also the logits for calibration."""
         PixelMetrics = metrics_module().PixelMetrics
 
@@ -320,7 +322,7 @@ class Trainer:
         model.eval()
         acc = PixelMetrics()
         logits_all, masks_all = [], []
-        for img, mask in self.tiles.eval_tiles(split):
+        for img, mask in self.tiles.eval_tiles(split, whole):
             logits = (
                 predict_logits(model, torch.from_numpy(img[None]).to(self.device))[0, 0].float().cpu().numpy()
             )
@@ -365,7 +367,7 @@ class Trainer:
             t0 = time.monotonic()
             train_stats = self._train_epoch(epoch, stage)
             seconds = time.monotonic() - t0
-            metrics, _ = self.evaluate_split("val")
+            metrics, _ = self.evaluate_split("val", whole=False)
             score = float(metrics[tc.monitor])
             improved = score > self.best
             if improved:
@@ -417,7 +419,7 @@ class Trainer:
         val_metrics, calib = self.evaluate_split("val", best)
         temperature = float(fit_temperature(calib[0], calib[1]))
         splits = {"val": val_metrics}
-        for split in ("train", "test"):
+        for split in ("train", "test") if self.cfg.run.eval_train else ("test",):
             if getattr(self.tiles, split):
                 splits[split] = self.evaluate_split(split, best)[0]
         summary: dict[str, Any] = {
@@ -490,7 +492,9 @@ class Trainer:
         """The ONNX artifact, parity-checked on a real validation tile."""
         ec = self.cfg.export
         sample = np.stack([img for img, _ in list(self.tiles.eval_tiles("val"))[:1]])[..., :256, :256]
-        return export_model(model.cpu(), spec, Path(ec.onnx), np.ascontiguousarray(sample, dtype=np.float32))
+        return export_model(
+            model.cpu(), spec, Path(ec.onnx).expanduser(), np.ascontiguousarray(sample, dtype=np.float32)
+        )
 
     def _log(self, row: dict[str, Any]) -> None:
         row = {"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **row}
@@ -516,6 +520,23 @@ def export_run(run: str | Path, out: str | Path) -> Path:
         raise ModelError(f"{run_dir} has no {SPEC_FILE}: the run has not finished (edge-ls train writes it)")
     model, _ = load_checkpoint_model(run_dir)
     return export_model(model, ModelSpec.from_json(spec_path.read_text(), str(spec_path)), Path(out), None)
+
+
+def _numpy_state() -> dict[str, Any]:
+    """numpy's global RNG state in types ``torch.load(weights_only=True)`` accepts (no ndarray)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "name": name,
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached": float(cached),
+    }
+
+
+def _set_numpy_state(state: dict[str, Any]) -> None:
+    keys = state["keys"].numpy().astype(np.uint32)
+    np.random.set_state((state["name"], keys, state["pos"], state["has_gauss"], state["cached"]))
 
 
 def _to_tuple(value: Any) -> Any:

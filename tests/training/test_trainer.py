@@ -1,0 +1,149 @@
+"""Trainer: resume after a stop really resumes, safe checkpoints, config errors, GAN and distillation.
+
+Uses the real labelled pairs (cas_hokkaido + bijie) with tiny crops and epochs so it stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from edge_ls.errors import ConfigError  # noqa: E402
+from edge_ls.training import losses  # noqa: E402
+from edge_ls.training.config import config_from_dict, load_config  # noqa: E402
+from edge_ls.training.models import build_model  # noqa: E402
+from edge_ls.training.trainer import BEST, LAST, LOG_FILE, Trainer, load_checkpoint_model  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _cfg(real_data: Path, tmp_path: Path, **over: dict) -> dict:
+    data = {
+        "run": {"name": "t", "seed": 3, "out_dir": str(tmp_path / "run"), "threads": 2, "eval_train": False},
+        "data": {
+            "roots": [str(real_data / "cas_hokkaido"), str(real_data / "bijie")],
+            "split_file": str(tmp_path / "split.json"),
+            "crop": 64,
+            "val_crop": 64,
+            "val_size": 128,
+            "batch_size": 2,
+            "samples_per_epoch": 4,
+        },
+        "model": {"name": "cascade_triage", "dropout": 0.1},
+        "train": {"epochs": 4, "lr": 0.01, "step_size": 2},
+    }
+    for section, values in over.items():
+        data.setdefault(section, {}).update(values)
+    return data
+
+
+def _weights(run: Path) -> dict:
+    return torch.load(run / BEST if (run / BEST).exists() else run / LAST, weights_only=True)
+
+
+def test_resume_after_stop_matches_an_uninterrupted_run(real_data: Path, tmp_path: Path) -> None:
+    cfg_a = config_from_dict(_cfg(real_data, tmp_path / "a"))
+    Trainer(cfg_a).fit()
+    full = torch.load(tmp_path / "a" / "run" / LAST, weights_only=True)
+
+    cfg_b = config_from_dict(_cfg(real_data, tmp_path / "b"))
+    stopped = Trainer(cfg_b, stop_after_epochs=2).fit()  # as if killed after epoch 1's checkpoint
+    assert stopped == {"stopped": "stop_after_epochs", "epoch": 1}
+    partial = torch.load(tmp_path / "b" / "run" / LAST, weights_only=True)
+    assert partial["epoch"] == 1
+    with pytest.raises(ConfigError, match="--resume"):
+        Trainer(cfg_b).fit()
+    Trainer(cfg_b, resume=True).fit()
+    resumed = torch.load(tmp_path / "b" / "run" / LAST, weights_only=True)
+    assert resumed["epoch"] == full["epoch"] == 3
+    for key, value in full["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    epochs = [
+        json.loads(line)["epoch"]
+        for line in (tmp_path / "b" / "run" / LOG_FILE).read_text().splitlines()
+        if json.loads(line)["event"] == "epoch"
+    ]
+    assert epochs == [0, 1, 2, 3]  # the resumed run did not redo epochs 0-1
+
+
+def test_checkpoints_load_weights_only_and_rebuild(real_data: Path, tmp_path: Path) -> None:
+    cfg = config_from_dict(_cfg(real_data, tmp_path, train={"epochs": 1}))
+    summary = Trainer(cfg).fit()
+    run = tmp_path / "run"
+    assert set(summary["metrics"]) == {"val", "test"}
+    assert 0.0 <= summary["metrics"]["test"]["f1"] <= 1.0 and summary["temperature"] > 0
+    state = torch.load(run / BEST, weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    _model, loaded_cfg = load_checkpoint_model(run)
+    assert loaded_cfg.model.name == "cascade_triage"
+    assert not list(run.glob("*.tmp"))  # atomic writes leave nothing behind
+    spec = json.loads((run / "spec.json").read_text())
+    assert len(spec["mean"]) == 3 and spec["provenance"]["split_sha256"]
+
+
+def test_unknown_config_key_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[data]\nroots = ["x"]\n[train]\nepochs = 2\nlearning_rate = 0.1\n')
+    with pytest.raises(ConfigError, match=r"train\.learning_rate"):
+        load_config(path)
+    path.write_text("[trainer]\nepochs = 2\n")
+    with pytest.raises(ConfigError, match=r"\[trainer\]"):
+        load_config(path)
+    path.write_text('[data]\nroots = ["x"]\n[train]\nepochs = "ten"\n')
+    with pytest.raises(ConfigError, match=r"train\.epochs"):
+        load_config(path)
+
+
+def test_committed_configs_are_valid() -> None:
+    configs = sorted((REPO / "training" / "configs").glob("*.toml"))
+    assert configs
+    for path in configs:
+        load_config(path)
+
+
+def test_distillation_loss_decreases_on_real_tiles(real_data: Path, tmp_path: Path) -> None:
+    """A student trained with soft targets from a (briefly trained) teacher gets closer to it."""
+    teacher_cfg = config_from_dict(_cfg(real_data, tmp_path / "teacher", train={"epochs": 2}))
+    trainer = Trainer(teacher_cfg)
+    trainer.fit()
+    teacher, _ = load_checkpoint_model(tmp_path / "teacher" / "run")
+    torch.manual_seed(0)
+    student = build_model("cascade_triage")
+    opt = torch.optim.Adam(student.parameters(), lr=0.01)
+    rng = np.random.default_rng(0)
+    batches = [next(trainer.tiles.train_batches(rng)) for _ in range(2)]
+    history = []
+    for step in range(30):
+        x, y = (torch.from_numpy(a) for a in batches[step % 2])
+        with torch.no_grad():
+            t = teacher(x)
+        loss = losses.distillation_loss(student(x), t, y, temperature=2.0, alpha=0.7)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        history.append(float(loss))
+    assert np.mean(history[-5:]) < np.mean(history[:5])
+
+
+@pytest.mark.slow
+def test_gan_stage_runs_end_to_end(real_data: Path, tmp_path: Path) -> None:
+    cfg = config_from_dict(
+        _cfg(
+            real_data,
+            tmp_path,
+            model={"name": "fusion_gan"},
+            train={"epochs": 2, "gan_start_epoch": 1},
+            data={"val_size": 64, "crop": 64},
+        )
+    )
+    Trainer(cfg).fit()
+    rows = [json.loads(line) for line in (tmp_path / "run" / LOG_FILE).read_text().splitlines()]
+    epochs = [r for r in rows if r["event"] == "epoch"]
+    assert [r["stage"] for r in epochs] == ["finetune", "gan"]
+    assert np.isfinite(epochs[1]["gp"]) and np.isfinite(epochs[1]["critic"])
+    assert "critic" in torch.load(tmp_path / "run" / LAST, weights_only=True)
