@@ -80,18 +80,20 @@ class OnnxScorer:
         return out.astype(np.float32, copy=False)
 
 
-def score_pairs(scorer: OnnxScorer, pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
-    """Pixel metrics of ``scorer`` over (image in [0, 1] C x H x W, mask H x W) pairs."""
+def score_pairs(
+    scorer: OnnxScorer, pairs: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray | None]]
+) -> dict[str, Any]:
+    """Pixel metrics of ``scorer`` over (image in [0, 1] C x H x W, mask H x W, valid or None)."""
     from edge_ls.training.tileset import metrics_module
 
     acc = metrics_module().PixelMetrics(threshold=scorer.spec.threshold)
     n = 0
-    for unit, mask in pairs:
-        acc.update(scorer.probability(unit), mask)
+    for unit, mask, valid in pairs:
+        acc.update(scorer.probability(unit), mask, valid)
         n += 1
     if n == 0:
         raise InputError("no labelled tiles to score")
-    result = _plain(acc.result())
+    result = _plain(acc.compute())
     result["tiles"] = n
     result["threshold"] = scorer.spec.threshold
     return result
@@ -102,8 +104,8 @@ def dataset_pairs(
     bands: tuple[str, ...],
     split: str = "all",
     split_file: str | Path | None = None,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(image, mask) pairs of a split of one or more datasets, bands as the model wants them."""
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """(image, mask, valid) of a split of one or more datasets, bands as the model wants them."""
     from edge_ls.training.tileset import read_split_pairs
 
     yield from read_split_pairs([str(r) for r in roots], list(bands), split, split_file)

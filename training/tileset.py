@@ -103,70 +103,66 @@ def resize_pair(image: np.ndarray, mask: np.ndarray, size: int) -> Pair:
 
 
 def metrics_module():
-    """``edge_ls.training.metrics`` (PixelMetrics, fit_temperature), or the interim stand-in."""
-    try:
-        from edge_ls.training import metrics
-    except ImportError:
-        from edge_ls.training import _interim as metrics
+    """:mod:`edge_ls.training.metrics` (kept as a function so callers import it lazily)."""
+    from edge_ls.training import metrics
+
     return metrics
 
 
-def read_pairs(roots: list[str], bands: list[str]) -> tuple[list[str], list[str], list[Pair]]:
-    """(ids, groups, pairs) of every readable pair under ``roots``."""
-    from edge_ls.training import _interim
+def open_roots(roots: list[str], bands: list[str]):
+    """One dataset over every root (layout detected per root), RGB or N bands in the model's order."""
+    from edge_ls.training import datasets
 
-    if bands != ["red", "green", "blue"]:
-        raise InputError(f"bands {bands}: the interim reader reads RGB only")
-    ids, groups, pairs = [], [], []
     for root in roots:
         if not Path(root).exists():
             raise InputError(f"dataset folder not found: {root}")
-        for sid, group, img, mask in _interim.read_folder_pairs(root):
-            ids.append(sid)
-            groups.append(group)
-            pairs.append((img, mask))
-    if not pairs:
-        raise InputError(f"no labelled pairs found under {', '.join(roots)}")
-    return ids, groups, pairs
-
-
-def split_ids(roots: list[str], ids: list[str], groups: list[str], split_file: str | Path | None) -> dict:
-    """The split file's assignment (created, grouped 70/15/15, when it does not exist yet)."""
-    from edge_ls.training import _interim
-
-    if split_file and Path(split_file).is_file():
-        return _interim.load_split(str(split_file))
-    split = _interim.grouped_split(ids, groups)
-    if split_file:
-        _interim.save_split(split, str(split_file))
-    return split
+    return datasets.open_datasets([str(r) for r in roots], tuple(bands))
 
 
 def read_split_pairs(
-    roots: list[str], bands: list[str], split: str = "all", split_file: str | Path | None = None
-) -> Iterator[Pair]:
-    """The pairs of one split (``all`` = every pair), images in [0, 1] C x H x W."""
-    ids, groups, pairs = read_pairs(roots, bands)
+    roots: list[str],
+    bands: list[str],
+    split: str = "all",
+    split_file: str | Path | None = None,
+    seed: int = 0,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """(image C x H x W in [0, 1], mask, valid-or-None) of one split (``all`` = every usable pair).
+
+    Without a split file the grouped 70/15/15 split of :mod:`edge_ls.training.splits` is made (not
+    saved). Bad pairs are skipped and counted by the dataset.
+    """
+    from edge_ls.training import datasets, splits
+
+    ds = open_roots(roots, bands)
     if split == "all":
-        yield from pairs
-        return
-    chosen = set(split_ids(roots, ids, groups, split_file)[split])
-    for sid, pair in zip(ids, pairs, strict=True):
-        if sid in chosen:
-            yield pair
+        indices = range(len(ds))
+    else:
+        assignment = splits.splits_for(ds, split_file, seed)
+        indices = datasets.indices_of(ds, assignment[split])
+    for i in indices:
+        sample = ds.try_get(i)
+        if sample is not None:
+            yield np.ascontiguousarray(np.moveaxis(sample.image, -1, 0)), sample.mask, sample.valid
 
 
 def load_tiles(cfg: DataConfig) -> TileSet:
-    """Read every pair of ``cfg.roots``, split them (grouped; split file reused or created) and
-    compute the training split's band statistics."""
-    ids, groups, pairs = read_pairs(cfg.roots, cfg.bands)
-    assignment = split_ids(cfg.roots, ids, groups, cfg.split_file)
-    by_id = dict(zip(ids, pairs, strict=True))
-    parts = {k: [by_id[i] for i in assignment.get(k, []) if i in by_id] for k in ("train", "val", "test")}
-    stack = np.concatenate([img.reshape(img.shape[0], -1) for img, _ in parts["train"]], axis=1)
-    mean = tuple(float(v) for v in stack.mean(axis=1))
-    std = tuple(float(max(v, 1e-6)) for v in stack.std(axis=1))
-    return TileSet(
+    """Read every pair of ``cfg.roots`` (bad pairs skipped and counted), split them with the grouped
+    split file (created when missing) and compute band statistics on the training split only."""
+    from edge_ls.training import datasets, splits
+
+    ds = open_roots(cfg.roots, cfg.bands)
+    assignment = splits.splits_for(ds, cfg.split_file or None, cfg.seed)
+    parts: dict[str, list[Pair]] = {}
+    for name in ("train", "val", "test"):
+        parts[name] = []
+        for i in datasets.indices_of(ds, assignment.get(name, [])):
+            sample = ds.try_get(i)
+            if sample is not None:
+                parts[name].append((np.ascontiguousarray(np.moveaxis(sample.image, -1, 0)), sample.mask))
+    if not parts["train"]:
+        raise InputError(f"no usable training pairs under {', '.join(cfg.roots)}")
+    mean, std = datasets.band_stats(ds, datasets.indices_of(ds, assignment["train"]))
+    tiles = TileSet(
         parts["train"],
         parts["val"],
         parts["test"],
@@ -179,20 +175,15 @@ def load_tiles(cfg: DataConfig) -> TileSet:
         val_crop=cfg.val_crop,
         split_file=cfg.split_file,
         augment=_augmenter(cfg),
+        skipped=dict(ds.skipped),
     )
+    return tiles
 
 
 def _augmenter(cfg: DataConfig) -> Callable[[np.ndarray, np.ndarray, np.random.Generator], Pair] | None:
-    """Flips and the 8 dihedral orientations (interim: the full Augment comes from training.augment)."""
+    """The seed's augmentation (:class:`edge_ls.training.augment.Augment`) on C x H x W crops."""
     if not cfg.augment:
         return None
+    from edge_ls.training.augment import Augment
 
-    def flip_rotate(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> Pair:
-        k = int(rng.integers(0, 4))
-        img, mask = np.rot90(img, k, axes=(1, 2)), np.rot90(mask, k)
-        if rng.random() < 0.5:
-            img, mask = img[:, :, ::-1], mask[:, ::-1]
-        gain = float(rng.uniform(0.8, 1.2))
-        return np.clip(img * gain, 0, 1), mask
-
-    return flip_rotate
+    return Augment(channels_first=True)

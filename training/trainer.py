@@ -330,7 +330,7 @@ class Trainer:
             acc.update(prob, mask)
             logits_all.append(logits.ravel()[::7])
             masks_all.append(mask.ravel()[::7])
-        return acc.result(), np.stack([np.concatenate(logits_all), np.concatenate(masks_all)])
+        return acc.compute(), np.stack([np.concatenate(logits_all), np.concatenate(masks_all)])
 
     # -- the run -------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -347,6 +347,7 @@ class Trainer:
                 "train_tiles": len(self.tiles.train),
                 "val_tiles": len(self.tiles.val),
                 "test_tiles": len(self.tiles.test),
+                "skipped_pairs": self.tiles.skipped,
                 "device": str(self.device),
             }
         )
