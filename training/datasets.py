@@ -46,15 +46,38 @@ REFLECTANCE_SCALE = 10000.0
 #: Landslide4Sense channels, in file order: Sentinel-2 B1..B12 (no B8A), slope, DEM.
 #: B10 (cirrus) has no model band name in ``edge_ls.artifact.KNOWN_BANDS``.
 L4S_BANDS: tuple[str, ...] = (
-    "coastal", "blue", "green", "red", "rededge1", "rededge2", "rededge3", "nir",
-    "watervapour", "cirrus", "swir1", "swir2", "slope", "dem",
+    "coastal",
+    "blue",
+    "green",
+    "red",
+    "rededge1",
+    "rededge2",
+    "rededge3",
+    "nir",
+    "watervapour",
+    "cirrus",
+    "swir1",
+    "swir2",
+    "slope",
+    "dem",
 )
 #: The per-band divisor the Landslide4Sense authors applied to the raw bands (issue #2/#4 of
 #: iarai/Landslide4Sense-2022). Not the mean/std "normalization constants" of their baseline code.
 L4S_DIVISOR: tuple[float, ...] = (
-    1111.81236406, 824.63171476, 663.41636217, 445.17289745, 645.8582926, 1547.73508126,
-    1960.44401001, 1941.32229668, 674.07572865, 9.04787384, 1113.98338755, 519.90397929,
-    20.29228266, 772.83144788,
+    1111.81236406,
+    824.63171476,
+    663.41636217,
+    445.17289745,
+    645.8582926,
+    1547.73508126,
+    1960.44401001,
+    1941.32229668,
+    674.07572865,
+    9.04787384,
+    1113.98338755,
+    519.90397929,
+    20.29228266,
+    772.83144788,
 )
 #: Sentinel-2 band codes accepted as band names (B8 is NIR; Landslide4Sense RGB = B4, B3, B2).
 BAND_ALIASES = {
@@ -197,9 +220,17 @@ class RasterPairs(SegmentationDataset):
             raise ConfigError(f"group_by '{group_by}' must be auto, region or overlap")
         self.group_by = group_by
         self._spec = ModelSpec(
-            name=f"dataset {name}", tier="dataset", bands=self.bands, mean=(0.0,) * len(self.bands),
-            std=(1.0,) * len(self.bands), input_range=self.input_range, gsd_m=1.0, tile_size=512,
-            overlap=0.0, activation="logits", threshold=0.5,
+            name=f"dataset {name}",
+            tier="dataset",
+            bands=self.bands,
+            mean=(0.0,) * len(self.bands),
+            std=(1.0,) * len(self.bands),
+            input_range=self.input_range,
+            gsd_m=1.0,
+            tile_size=512,
+            overlap=0.0,
+            activation="logits",
+            threshold=0.5,
         )
 
     @property
@@ -387,9 +418,7 @@ class FolderPairs(RasterPairs):
     No region information: groups are overlap clusters (see :func:`derive_groups`).
     """
 
-    def __init__(
-        self, root: str | Path, bands: Sequence[str] = RGB, input_range: str | None = None
-    ) -> None:
+    def __init__(self, root: str | Path, bands: Sequence[str] = RGB, input_range: str | None = None) -> None:
         root = Path(root)
         if not (root / "images").is_dir() or not (root / "masks").is_dir():
             raise InputError(f"{root} has no images/ and masks/ folders")
@@ -670,8 +699,10 @@ def open_datasets(
     """One dataset for one path; a :class:`ConcatDataset` for several."""
     members = [open_dataset(p, bands, input_range) for p in paths]
     if len(members) > 1 and input_range is None and len({m.input_range for m in members}) > 1:
-        members = [open_dataset(p, bands, "8bit" if all(m.input_range == "8bit" for m in members)
-                                else "reflectance") for p in paths]
+        members = [
+            open_dataset(p, bands, "8bit" if all(m.input_range == "8bit" for m in members) else "reflectance")
+            for p in paths
+        ]
     return members[0] if len(members) == 1 else ConcatDataset(members)
 
 
@@ -830,8 +861,17 @@ def qa_report(dataset: SegmentationDataset, max_examples: int = 10) -> dict:
     ``overlapping_tiles``: tiles sharing a half-tile block with another (not identical) tile;
     ``overlap_clusters``: connected sets of more than one such tile.
     """
-    problems: dict[str, list[str]] = {k: [] for k in (*QA_SKIP_REASONS, "mask_0_255", "mask_ignore_255",
-                                                       "empty_masks", "duplicates", "overlapping_tiles")}
+    problems: dict[str, list[str]] = {
+        k: []
+        for k in (
+            *QA_SKIP_REASONS,
+            "mask_0_255",
+            "mask_ignore_255",
+            "empty_masks",
+            "duplicates",
+            "overlapping_tiles",
+        )
+    }
     prints: list[TileFingerprint | None] = []
     ids = dataset.ids
     positive = pixels = 0
