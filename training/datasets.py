@@ -131,6 +131,7 @@ class SegmentationDataset:
             raise ConfigError(f"bands {list(bands)}: give each band once")
         self.input_range = input_range
         self.skipped: Counter[str] = Counter()
+        self._skipped_ids: set[str] = set()
         self._groups: list[str] | None = None
         #: Mask files no image claims (reported by QA; they cannot be used).
         self.orphan_masks: list[Path] = []
@@ -170,8 +171,11 @@ class SegmentationDataset:
         try:
             return self[i]
         except BadPair as exc:
-            self.skipped[exc.reason] += 1
-            log.warning("skipping %s: %s", self.ids[i], exc)
+            sid = self.ids[i]
+            if sid not in self._skipped_ids:  # counted once, however often the pair is visited
+                self._skipped_ids.add(sid)
+                self.skipped[exc.reason] += 1
+                log.warning("skipping %s: %s", sid, exc)
             return None
 
     @property
