@@ -28,7 +28,7 @@ SCHEMA_VERSION = 1
 #: descriptions. Order in a spec is the channel order the model expects.
 KNOWN_BANDS = (
     "red", "green", "blue", "nir", "rededge1", "rededge2", "rededge3", "nir08", "swir1", "swir2",
-    "coastal", "watervapour", "gray", "slope", "dem",
+    "coastal", "watervapour", "cirrus", "gray", "slope", "dem",
 )
 #: ``8bit``: trained on 8-bit display imagery; uint8 is divided by 255, anything else is percentile
 #: stretched to [0, 1]. ``reflectance``: trained on surface reflectance in [0, 1]; integer rasters are

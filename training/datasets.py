@@ -314,26 +314,12 @@ def mask_kind(values: np.ndarray) -> str:
 
 
 def check_complete(path: Path) -> None:
-    """Refuse a truncated PNG/JPEG: GDAL's PNG driver zero-fills the missing rows of a truncated
-    file without an error (GDAL 3.10), so a cut-off download would train on black. Cheap: the file
-    must end with its format's end marker (PNG IEND chunk, JPEG EOI)."""
-    marker = _END_MARKERS.get(path.suffix.lower())
-    if marker is None:
-        return
-    try:
-        with path.open("rb") as fh:
-            fh.seek(0, 2)
-            size = fh.tell()
-            fh.seek(max(0, size - 64))
-            tail = fh.read()
-    except OSError as exc:
-        raise BadPair("unreadable", f"{path.name} cannot be read ({exc.strerror or exc})") from None
-    if marker not in tail:
-        raise BadPair("unreadable", f"{path.name} is truncated (no end marker): re-copy or re-download it")
+    """Refuse a truncated PNG/JPEG (the runtime reader's check, so a cut-off copy never trains on black)."""
+    from edge_ls.io.reader import truncation_problem
 
-
-#: End markers of formats whose truncation GDAL does not report.
-_END_MARKERS = {".png": b"IEND", ".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9"}
+    problem = truncation_problem(path)
+    if problem:
+        raise BadPair("unreadable", problem)
 
 
 def _read_first_band(path: Path) -> np.ndarray:

@@ -290,6 +290,27 @@ def _degrees_per_unit(crs: rasterio.crs.CRS) -> float:
     return math.degrees(radians_per_unit) if radians_per_unit else 1.0
 
 
+#: End markers of formats whose truncation GDAL does not report (its PNG driver zero-fills the missing
+#: rows of a truncated file without an error, GDAL 3.10), so a cut-off copy would look valid.
+_END_MARKERS = {".png": b"IEND", ".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9"}
+
+
+def truncation_problem(path: Path) -> str | None:
+    """Say why a PNG/JPEG is truncated (no end marker), or None. Cheap: reads the last 64 bytes."""
+    marker = _END_MARKERS.get(path.suffix.lower())
+    if marker is None or not path.is_file():
+        return None
+    try:
+        with path.open("rb") as fh:
+            fh.seek(max(0, path.stat().st_size - 64))
+            tail = fh.read()
+    except OSError as exc:
+        return f"{path.name} cannot be read ({exc.strerror or exc})"
+    if marker not in tail:
+        return f"{path.name} is truncated (no end marker): re-copy or re-download it"
+    return None
+
+
 def _open(target: str, path: Path) -> rasterio.io.DatasetReader:
     """Open a raster or raise a one-line InputError saying what is wrong with it."""
     local = not (target.startswith("/vsi") or "://" in target or re.match(r"^[A-Za-z0-9_]{2,}:", target))
@@ -298,6 +319,9 @@ def _open(target: str, path: Path) -> rasterio.io.DatasetReader:
             raise InputError(f"input raster not found: {path}")
         if path.is_file() and path.stat().st_size == 0:
             raise InputError(f"{path.name} is empty (0 bytes): not a raster")
+        problem = truncation_problem(path)
+        if problem:
+            raise InputError(problem)
     try:
         # sharing=False: GDAL's shared handles must not be used from two threads at once.
         with _OPEN_LOCK, warnings.catch_warnings():

@@ -500,3 +500,24 @@ def test_bands_of_different_pixel_types_are_read_together(geotiffs: Path, tmp_pa
         assert source.scaling.method == "band 1: uint8/255; band 2: percentile 2-98 (full read)"
         x, _ = read_all(source)
     assert x.shape == (2, 1024, 1024) and 0.1 < x[0].mean() < 0.99 and 0.1 < x[1].mean() < 0.99
+
+
+def test_truncated_png_is_refused_not_zero_filled(tmp_path: Path, real_data: Path) -> None:
+    """GDAL reads a truncated PNG without error (zero rows); the reader must refuse it."""
+    from edge_ls.errors import InputError
+    from edge_ls.io.reader import RasterSource
+
+    png = sorted((real_data / "cas_hokkaido" / "images").glob("*.png"))[0]
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(png.read_bytes()[: png.stat().st_size // 3])
+    with pytest.raises(InputError, match="truncated"):
+        RasterSource(cut, _spec_for_truncation())
+    RasterSource(png, _spec_for_truncation()).close()  # the intact file opens
+
+
+def _spec_for_truncation():
+    from edge_ls.artifact import ModelSpec
+
+    return ModelSpec(name="t", tier="t", bands=("red", "green", "blue"), mean=(0, 0, 0), std=(1, 1, 1),
+                     input_range="8bit", gsd_m=1.0, tile_size=64, overlap=0.2, activation="sigmoid",
+                     threshold=0.5)
