@@ -51,9 +51,9 @@ def test_mosaic_is_georeferenced_tiled_and_made_of_real_tiles(tmp_path: Path, re
         # Every full grid cell is a real tile under one of the 8 flips/rotations.
         for row, col in [(0, 0), (0, 2), (1, 1)]:
             cell = ds.read(window=Window(col * TILE, row * TILE, TILE, TILE))
-            assert any(
-                any(np.array_equal(cell, t) for t in _dihedral(tile)) for tile in pool.tiles
-            ), f"cell {row},{col} is not a real tile"
+            assert any(any(np.array_equal(cell, t) for t in _dihedral(tile)) for tile in pool.tiles), (
+                f"cell {row},{col} is not a real tile"
+            )
         # The cropped bottom row holds the top of its cells.
         bottom = ds.read(window=Window(0, 2 * TILE, TILE, 1200 - 2 * TILE))
         assert np.array_equal(bottom, cell_tile(pool, 20240, 2, 0)[:, : 1200 - 2 * TILE])
