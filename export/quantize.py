@@ -17,6 +17,7 @@ metadata, and fails past the profile's budget (default 1 point of F1).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import logging
 import tempfile
@@ -120,6 +121,7 @@ def calibrate(
     folding them into the ranges. ``collect_data`` called once per batch folds each batch (min of
     mins, max of maxes) and frees it. Returns the ranges and a digest of every tile fed.
     """
+    import onnxruntime as ort
     from onnxruntime.quantization import CalibrationMethod
     from onnxruntime.quantization.calibrate import create_calibrator
 
@@ -128,6 +130,17 @@ def calibrate(
         calibrate_method=CalibrationMethod.MinMax, extra_options={"symmetric": True},
     )
     input_name = calibrator.model.graph.input[0].name
+    calibrator.model = None  # the augmented copy on disk is all the session needs
+    # The calibration session runs unoptimized with every activation observed; without the arena
+    # and memory patterns, freed activations go back to the system instead of being kept pooled.
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.enable_cpu_mem_arena = False
+    options.enable_mem_pattern = False
+    calibrator.infer_session = ort.InferenceSession(
+        calibrator.augmented_model_path, options, providers=["CPUExecutionProvider"]
+    )
+    gc.collect()
     digests: list[str] = []
     for batch in _batches(tiles, channels):
         calibrator.collect_data(_OneBatch(input_name, batch))
@@ -146,15 +159,6 @@ def _save_with_spec(proto: Any, spec: ModelSpec, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, str(out))
     return out
-
-
-def _keep_metadata(dst: Any, src: Any) -> None:
-    """Copy every metadata entry of ``src`` that ``dst`` lacks (quantizers drop them)."""
-    have = {p.key for p in dst.metadata_props}
-    for prop in src.metadata_props:
-        if prop.key not in have:
-            entry = dst.metadata_props.add()
-            entry.key, entry.value = prop.key, prop.value
 
 
 # ------------------------------------------------------------------------------------------- INT8
@@ -176,14 +180,18 @@ def quantize_int8(
     The result keeps the FP32 model's metadata with ``precision`` "int8" and a
     ``provenance.quantization`` entry (calibration tiles, excluded nodes, settings).
     """
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import save_tensors_data
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     src = Path(fp32_path)
     out = Path(out_path)
+    # Only the metadata of the original is kept in memory: a fusion model is 340 MB per copy.
     original = load_model(src)
+    metadata = [(p.key, p.value) for p in original.metadata_props]
     spec = model_spec(original, src.name)
+    del original
     if spec.precision != "fp32":
         raise ModelError(f"{src.name} is already {spec.precision}: quantize the FP32 export")
     with tempfile.TemporaryDirectory(prefix="edge-ls-q-") as tmp:
@@ -195,11 +203,11 @@ def quantize_int8(
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         prepared = load_model(pre)
         name_nodes(prepared)
-        import onnx
-
         onnx.save(prepared, str(pre))
         excluded = list(exclude) if exclude is not None else sensitive_nodes(prepared)
         unknown = sorted(set(excluded) - {n.name for n in prepared.graph.node})
+        del prepared
+        gc.collect()
         if unknown:
             raise ConfigError(f"cannot keep unknown node(s) in float: {', '.join(unknown[:5])}")
         ranges, digests = calibrate(pre, calib_tiles, len(spec.bands), Path(tmp))
@@ -216,8 +224,13 @@ def quantize_int8(
             )
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"INT8 quantization of {src.name} failed: {exc}") from None
+    gc.collect()
     quantized = load_model(out)
-    _keep_metadata(quantized, original)
+    have = {p.key for p in quantized.metadata_props}
+    for key, value in metadata:  # quantize_static drops the metadata
+        if key not in have:
+            entry = quantized.metadata_props.add()
+            entry.key, entry.value = key, value
     provenance = dict(spec.provenance)
     provenance["quantization"] = {
         "method": "onnxruntime quantize_static QDQ, MinMax calibration",
