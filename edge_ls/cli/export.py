@@ -131,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
 def _check_args(args: argparse.Namespace) -> None:
     if args.prune is not None and not 0.0 < args.prune < 1.0:
         raise ConfigError(f"--prune takes a fraction of channels in (0, 1), got {args.prune}")
+    if args.budget is not None and args.budget < 0:
+        raise ConfigError(f"--budget is the F1 points a quantized model may lose: >= 0, got {args.budget}")
     if args.prune and args.onnx:
         raise ConfigError("--prune needs --checkpoint (pruning works on the PyTorch model, not on ONNX)")
     if args.fine_tune_steps and not args.prune:

@@ -70,6 +70,7 @@ def test_checkpoint_with_pruning(tmp_path, hokkaido, spec, capsys):
         (["--precision", "int8", "--calib", "{data}"], 2, "needs --eval"),
         (["--prune", "0.5"], 2, "--prune needs --checkpoint"),
         (["--prune", "1.5"], 2, "fraction of channels"),
+        (["--budget", "-1"], 2, "--budget"),
         (["--precision", "fp32", "--calib", "{data}/nope"], 2, "dataset folder not found"),
     ],
 )
@@ -100,3 +101,27 @@ def test_missing_torch_names_the_extra(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 5, proc.stderr
     assert "pip install 'edge-ls[export]'" in proc.stderr and "torch" in proc.stderr
+
+
+def test_budget_exceeded_fails_and_writes_no_tier(tmp_path, fp32_onnx, hokkaido, capsys, monkeypatch):
+    """An INT8 model scoring 3 points under FP32 must fail the export (exit 3) and leave no tier."""
+    import edge_ls.export.accuracy as accuracy
+
+    real = accuracy.evaluate_onnx
+
+    def degraded(path, data, **kw):
+        result = real(path, data, **kw)
+        if "int8" in path.name:  # simulate a quantization that lost 3 F1 points
+            result = {**result, "f1": result["f1"] - 3.0}
+        return result
+
+    monkeypatch.setattr(accuracy, "evaluate_onnx", degraded)
+    code = main([
+        "export", "--onnx", str(fp32_onnx), "--tier", "edge-lite", "--precision", "fp32,int8",
+        "--calib", str(hokkaido), "--eval", str(hokkaido), "--calib-tiles", "2", "--eval-tiles", "2",
+        "--tile-size", "128", "--out", str(tmp_path), "--quiet",
+    ])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "loses 3.00 F1 points" in err and "budget 1" in err  # edge-lite profile: 1 point
+    assert not (tmp_path / "edge-lite").exists()
