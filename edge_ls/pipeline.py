@@ -130,7 +130,8 @@ def detect(
         factory = runner_factory or _default_runner
         with outputs, factory(loaded, options) as runner:
             stats = _stream(source, plan, runner, spec, outputs, options)
-            stats.wall_s = time.perf_counter() - t0
+            outputs.finalize(background=_quicklook_background(source, spec))
+            stats.wall_s = time.perf_counter() - t0  # everything but writing report.json itself
             report = build_report(
                 stats=stats,
                 plan=plan,
@@ -142,8 +143,7 @@ def detect(
             )
             report["min_area_m2"] = outputs.options.min_area_m2
             report["simplify_tolerance"] = outputs.options.simplify_tolerance
-            committed = outputs.commit(report, background=_quicklook_background(source, spec))
-            report["outputs"] = sorted(p.name for p in committed.values())
+            report["outputs"] = sorted(p.name for p in outputs.commit(report).values())
     return report
 
 

@@ -11,6 +11,7 @@ Definitions (the same on every backend):
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import resource
 import sys
@@ -48,7 +49,15 @@ def significant(value: float | None, digits: int = 4) -> float | None:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB."""
+    """Peak resident set size of this process so far, in MiB.
+
+    Linux: ``VmHWM`` of /proc/self/status, because ``ru_maxrss`` survives fork + exec and would report
+    the peak of a large parent process (a benchmark harness) instead of ours.
+    """
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
 

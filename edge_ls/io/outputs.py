@@ -304,6 +304,7 @@ class OutputSet:
         self._valid_pixels = 0
         self._detected_pixels = 0
         self._done = False  # committed or aborted
+        self._finalized = False  # COGs, GeoJSON and quicklook done; report not yet written
         self._sinks: dict[str, _RawSink] = {}
         self._geojson: _GeoJSONStream | None = None
         self._tmp: Path | None = None
@@ -396,16 +397,17 @@ class OutputSet:
 
     # -- finishing -------------------------------------------------------------------------------
 
-    def commit(self, report: dict, background: Background | None = None) -> dict[str, Path]:
-        """Finish every file, move them into out_dir (report.json last), return {name: final path}.
+    def finalize(self, background: Background | None = None) -> None:
+        """Turn the streamed rasters into COGs, close the GeoJSON, draw the quicklook.
 
+        Separate from :meth:`commit` so the caller can time this work into the report it then commits.
         ``background(h, w)`` may return an RGB uint8 image of that size to draw the quicklook on.
         """
-        if self._done:
-            raise ValueError("commit after commit or abort")
+        if self._done or self._finalized:
+            raise ValueError("finalize after finalize, commit or abort")
         if self._next_row != self.height:
             self.abort()
-            raise ValueError(f"commit before every row was written ({self._next_row} of {self.height})")
+            raise ValueError(f"finalize before every row was written ({self._next_row} of {self.height})")
         assert self._tmp is not None and self._geojson is not None
         try:
             for sink in self._sinks.values():
@@ -416,6 +418,22 @@ class OutputSet:
                 self._to_cog(sink.vrt, self._tmp / name, _OVERVIEW_RESAMPLING[name])
                 sink.path.unlink()
                 sink.vrt.unlink()
+        except _WRITE_ERRORS as exc:
+            raise self._failed(exc) from exc
+        except BaseException:
+            self.abort()
+            raise
+        self._finalized = True
+
+    def commit(self, report: dict, background: Background | None = None) -> dict[str, Path]:
+        """Finish every file (finalize, if not done yet), write report.json, move everything into
+        out_dir (report.json last), return {name: final path}."""
+        if self._done:
+            raise ValueError("commit after commit or abort")
+        if not self._finalized:
+            self.finalize(background)
+        assert self._tmp is not None
+        try:
             full_report = {**report, "outputs": list(FILES.values()), "output_stats": self.stats}
             with (self._tmp / REPORT).open("w", encoding="utf-8") as f:
                 json.dump(full_report, f, indent=2, default=_json_default)
@@ -478,7 +496,11 @@ class OutputSet:
                 dst,
                 driver="COG",
                 BLOCKSIZE=BLOCK_SIZE,
-                COMPRESS="DEFLATE",
+                # ZSTD level 1: the same size as DEFLATE on these rasters, ~4x faster to write
+                # (measured on a 4096² probability raster); readable by GDAL >= 2.3 / QGIS 3.
+                COMPRESS="ZSTD",
+                LEVEL=1,
+                NUM_THREADS="ALL_CPUS",
                 PREDICTOR=predictor,
                 RESAMPLING=resampling,
                 OVERVIEWS="AUTO",

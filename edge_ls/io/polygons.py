@@ -124,7 +124,7 @@ class StreamingPolygonizer:
             return self._close(set(self._open))
 
         local = self._band_stats(labels, n_labels, prob, confidence)
-        for geom, value in zip(*self._pieces(labels, row_off), strict=True):
+        for geom, value in zip(*self._pieces(self._drop_small_closed(labels, local), row_off), strict=True):
             local[int(value)].pieces.append(geom)
 
         label_region = self._merge(labels[0], local)
@@ -157,6 +157,24 @@ class StreamingPolygonizer:
             _Accumulator(int(counts[i]), float(prob_sum[i]), float(prob_max[i]), float(conf_sum[i]))
             for i in range(n_labels)
         ]
+
+    def _drop_small_closed(self, labels: np.ndarray, local: list[_Accumulator]) -> np.ndarray:
+        """Labels without the components that can neither grow nor pass ``min_area``.
+
+        A component that touches neither the band's first nor last row is complete; if it is under
+        the minimum area it would be dropped at close anyway, so GDAL need not polygonize it (on
+        speckled masks these are most components, and polygonizing is the vectorizer's main cost).
+        """
+        if self.min_area <= 0:
+            return labels
+        counts = np.fromiter((acc.pixel_count for acc in local), dtype=np.int64, count=len(local))
+        small = counts * self.pixel_area < self.min_area
+        small[0] = False
+        small[labels[0]] = False
+        small[labels[-1]] = False
+        if not small.any():
+            return labels
+        return np.where(small[labels], 0, labels).astype(labels.dtype, copy=False)
 
     @staticmethod
     def _pieces(labels: np.ndarray, row_off: int) -> tuple[np.ndarray, np.ndarray]:

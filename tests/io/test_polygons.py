@@ -192,3 +192,15 @@ def test_rejects_bands_out_of_order(landsat: dict) -> None:
         poly.add_band(20, mask[20:30], prob[20:30], prob[20:30])
     with pytest.raises(ValueError, match=r"\[h>0"):
         poly.add_band(10, mask[10:20, :-1], prob[10:20, :-1], prob[10:20, :-1])
+
+
+@pytest.mark.parametrize("height", [3, 7, 64, 718])
+def test_min_area_prefilter_keeps_exactly_the_large_regions(landsat: dict, height: int) -> None:
+    """Small components are dropped before polygonizing; regions reaching min_area across bands stay."""
+    mask, prob, labels = landsat["mask"], landsat["prob"], landsat["labels"]
+    counts = np.bincount(labels.ravel())[1:]
+    min_pixels = 12
+    poly = StreamingPolygonizer(mask.shape[1], min_area=min_pixels)
+    regions = run_bands(poly, mask, prob, prob, band_heights(mask.shape[0], height))
+    assert Counter(r.pixel_count for r in regions) == Counter(c for c in counts.tolist() if c >= min_pixels)
+    assert all(r.geometry.area == pytest.approx(r.pixel_count) for r in regions)
