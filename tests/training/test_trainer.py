@@ -1,6 +1,6 @@
 """Trainer: resume after a stop really resumes, safe checkpoints, config errors, GAN and distillation.
 
-Uses the real labelled pairs (cas_hokkaido + bijie) with tiny crops and epochs so it stays fast.
+Uses the real labelled pairs of bijie (36 tiles) with tiny crops and epochs so it stays fast.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def _cfg(real_data: Path, tmp_path: Path, **over: dict) -> dict:
     data = {
         "run": {"name": "t", "seed": 3, "out_dir": str(tmp_path / "run"), "threads": 2, "eval_train": False},
         "data": {
-            "roots": [str(real_data / "cas_hokkaido"), str(real_data / "bijie")],
+            "roots": [str(real_data / "bijie")],
             "split_file": str(tmp_path / "split.json"),
             "crop": 64,
             "val_crop": 64,
@@ -108,18 +108,26 @@ def test_committed_configs_are_valid() -> None:
 
 def test_distillation_loss_decreases_on_real_tiles(real_data: Path, tmp_path: Path) -> None:
     """A student trained with soft targets from a (briefly trained) teacher gets closer to it."""
-    teacher_cfg = config_from_dict(_cfg(real_data, tmp_path / "teacher", train={"epochs": 2}))
-    trainer = Trainer(teacher_cfg)
-    trainer.fit()
-    teacher, _ = load_checkpoint_model(tmp_path / "teacher" / "run")
+    from edge_ls.training.tileset import load_tiles
+
+    tiles = load_tiles(config_from_dict(_cfg(real_data, tmp_path)).data)
+    rng = np.random.default_rng(0)
+    batches = [tuple(torch.from_numpy(a) for a in next(tiles.train_batches(rng))) for _ in range(3)]
     torch.manual_seed(0)
+    teacher = build_model("cascade_triage")
+    opt = torch.optim.Adam(teacher.parameters(), lr=0.01)
+    for step in range(10):
+        x, y = batches[step % 3]
+        loss = losses.segmentation_loss(teacher(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    teacher.eval()
     student = build_model("cascade_triage")
     opt = torch.optim.Adam(student.parameters(), lr=0.01)
-    rng = np.random.default_rng(0)
-    batches = [next(trainer.tiles.train_batches(rng)) for _ in range(2)]
     history = []
-    for step in range(30):
-        x, y = (torch.from_numpy(a) for a in batches[step % 2])
+    for step in range(24):
+        x, y = batches[step % 3]
         with torch.no_grad():
             t = teacher(x)
         loss = losses.distillation_loss(student(x), t, y, temperature=2.0, alpha=0.7)
@@ -127,7 +135,7 @@ def test_distillation_loss_decreases_on_real_tiles(real_data: Path, tmp_path: Pa
         loss.backward()
         opt.step()
         history.append(float(loss))
-    assert np.mean(history[-5:]) < np.mean(history[:5])
+    assert np.mean(history[-6:]) < np.mean(history[:6])
 
 
 @pytest.mark.slow
