@@ -30,13 +30,15 @@ def build_tier(
     *,
     default_precision: str | None = None,
     flops_tile: int | None = None,
+    accuracy: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
     """Write ``out_dir/<name>/`` holding every model and its manifest; returns the folder.
 
     ``models`` maps a role (``primary``, or ``triage`` and ``refiner``) to one ONNX path or several
     (one per precision; each file's precision is read from its edge-ls metadata). Params and FLOPs
     are counted on each graph at ``flops_tile`` (default: the model's tile size); accuracy is the
-    ``provenance.accuracy`` record :func:`edge_ls.export.quantize.accuracy_delta` left in the file.
+    ``provenance.accuracy`` record :func:`edge_ls.export.quantize.accuracy_delta` left in the file,
+    or ``accuracy["<role>:<precision>"]`` when given (e.g. the FP32 scores measured beside it).
     """
     import onnx
 
@@ -71,7 +73,9 @@ def build_tier(
             file = model_filename(role, spec.precision)
             shutil.copyfile(src, staging / file)
             cost = graph_cost(onnx.load(str(src), load_external_data=False), flops_tile or spec.tile_size)
-            entries.append(_entry(role, spec, staging / file, cost))
+            entry = _entry(role, spec, staging / file, cost)
+            entry["accuracy"] = dict((accuracy or {}).get(f"{role}:{spec.precision}", entry["accuracy"]))
+            entries.append(entry)
 
     precisions = [e["precision"] for e in entries]
     chosen = default_precision or next(p for p in PRECISION_PREFERENCE if p in precisions)

@@ -103,9 +103,11 @@ def run(args: argparse.Namespace) -> int:
     info: dict[str, Any] = {"budget_f1": budget, "calib": str(args.calib or ""), "eval": str(args.eval or ""),
                             "command": " ".join(sys.argv[1:]) if sys.argv else ""}
     files: dict[str, list[Path]] = {}
+    accuracy: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="edge-ls-export-") as tmp:
         work = Path(tmp)
-        stages = tqdm(total=len(sources) * (1 + len(args.precision)) + 1, desc=f"export {args.tier}",
+        quantized = [p for p in args.precision if p != "fp32"]
+        stages = tqdm(total=len(sources) * (1 + len(quantized)) + 1, desc=f"export {args.tier}",
                       unit="step", disable=args.quiet, file=sys.stderr)
         for role, source in sources:
             stages.set_postfix_str(f"{role}: fp32")
@@ -113,15 +115,18 @@ def run(args: argparse.Namespace) -> int:
             info[role] = role_info
             stages.update()
             files[role] = [fp32] if "fp32" in args.precision else []
-            for precision in (p for p in args.precision if p != "fp32"):
+            for precision in quantized:
                 stages.set_postfix_str(f"{role}: {precision}")
                 target = work / f"{role}.{precision}.onnx"
-                files[role].append(_quantized(args, fp32, precision, target, budget))
+                path, fp32_scores = _quantized(args, fp32, precision, target, budget)
+                files[role].append(path)
+                accuracy[f"{role}:fp32"] = fp32_scores
                 stages.update()
             if not files[role]:
                 raise ConfigError("--precision must include at least one precision")
         stages.set_postfix_str("manifest")
-        folder = build_tier(args.tier, files, args.out, info, default_precision=args.default_precision)
+        folder = build_tier(args.tier, files, args.out, info, default_precision=args.default_precision,
+                            accuracy=accuracy)
         stages.update()
         stages.close()
     _print_summary(folder)
@@ -244,7 +249,9 @@ def _export_checkpoint(args: argparse.Namespace, role: str, run_dir: Path,
     return path, info
 
 
-def _quantized(args: argparse.Namespace, fp32: Path, precision: str, out: Path, budget: float) -> Path:
+def _quantized(args: argparse.Namespace, fp32: Path, precision: str, out: Path,
+               budget: float) -> tuple[Path, dict[str, Any]]:
+    """Quantize or cast, then measure and enforce the accuracy delta; returns (path, FP32 scores)."""
     from tqdm import tqdm
 
     from edge_ls.artifact import read_spec
@@ -267,7 +274,8 @@ def _quantized(args: argparse.Namespace, fp32: Path, precision: str, out: Path, 
     result = accuracy_delta(fp32, out, data, budget_f1=budget, eval_source=f"{args.eval} ({len(data)} tiles)")
     print(f"edge-ls: {precision}: F1 {result[precision]['f1']:.2f} vs FP32 {result['fp32']['f1']:.2f} "
           f"(delta {result['delta_f1']:+.2f} points, budget {budget:g})", file=sys.stderr)
-    return out
+    fp32_scores = {**result["fp32"], "tiles": result["tiles"], "eval_source": result["eval_source"]}
+    return out, fp32_scores
 
 
 def _print_summary(folder: Path) -> None:

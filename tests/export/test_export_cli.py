@@ -27,6 +27,8 @@ def test_onnx_to_int8_tier(tmp_path, fp32_onnx, hokkaido, capsys):
     assert manifest.names() == ["lite-test:fp32", "lite-test:int8", "lite-test:fp16"]
     int8 = manifest.model(precision="int8")
     assert int8.accuracy["tiles"] == 4 and "delta_f1" in int8.accuracy
+    fp32 = manifest.model(precision="fp32")
+    assert fp32.accuracy["f1"] == pytest.approx(int8.accuracy["fp32"]["f1"]) and fp32.accuracy["tiles"] == 4
     q = int8.spec.provenance["quantization"]["calibration"]
     assert q["tiles"] == 4 and q["source"].endswith("cas_hokkaido[0:4]")
     assert manifest.info["budget_f1"] == 100
