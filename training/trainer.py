@@ -289,15 +289,15 @@ class Trainer:
                 self.d_opt.zero_grad(set_to_none=True)
                 d_loss.backward()
                 self.d_opt.step()
-                sums["critic"] = sums.get("critic", 0.0) + float(d_loss)
-                sums["gp"] = sums.get("gp", 0.0) + float(gp)
+                sums["critic"] = sums.get("critic", 0.0) + float(d_loss.detach())
+                sums["gp"] = sums.get("gp", 0.0) + float(gp.detach())
             self.opt.zero_grad(set_to_none=True)
             with torch.autocast(self.device.type, enabled=self.amp):
                 loss, out = self._supervised(x, y)
                 if stage == "gan":
                     adv = losses.generator_adversarial_loss(self.critic, x, torch.sigmoid(out))
                     loss = loss + tc.adv_weight * adv
-                    sums["adv"] = sums.get("adv", 0.0) + float(adv)
+                    sums["adv"] = sums.get("adv", 0.0) + float(adv.detach())
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
                 self.scaler.step(self.opt)

@@ -134,7 +134,7 @@ def test_distillation_loss_decreases_on_real_tiles(real_data: Path, tmp_path: Pa
         opt.zero_grad()
         loss.backward()
         opt.step()
-        history.append(float(loss))
+        history.append(float(loss.detach()))
     assert np.mean(history[-6:]) < np.mean(history[:6])
 
 
