@@ -1,0 +1,39 @@
+"""bench/tiers.py's measuring step on a small exported model: figures present and sane, cascade routing."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def small_onnx(tmp_path_factory, real_data):
+    import torch
+
+    from edge_ls.artifact import ModelSpec
+    from edge_ls.export.onnx_export import export_onnx
+    from edge_ls.export.tiles import load_tiles
+
+    spec = ModelSpec(name="t", tier="t", bands=("red", "green", "blue"), mean=(0.5,) * 3, std=(0.25,) * 3,
+                     input_range="8bit", gsd_m=1.0, tile_size=512, overlap=0.2, activation="logits",
+                     threshold=0.5)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 1, 1))
+    sample = load_tiles(real_data / "cas_hokkaido", spec, size=64, limit=1)
+    return str(export_onnx(net.eval(), spec, tmp_path_factory.mktemp("b") / "t.onnx", sample=sample))
+
+
+def test_measure_single_and_cascade(small_onnx):
+    from bench.tiers import measure
+
+    args = {"tile": 512, "batch": 2, "threads": 1, "eval_tiles": 1, "min_seconds": 0.0}
+    one = measure({**args, "files": {"primary": small_onnx}})
+    assert one["tiles_per_s"] > 0 and one["peak_rss_mb"] > 10
+    assert one["accuracy"]["tiles"] == 2 and set(one["accuracy"]["per_set"]) == {"cas_hokkaido", "bijie"}
+    cascade = measure({**args, "files": {"triage": small_onnx, "refiner": small_onnx}})
+    assert 0.0 <= cascade["roi_share"] <= 1.0
+    assert cascade["ms_per_tile"] == pytest.approx(
+        cascade["triage"]["ms_per_tile"] + cascade["roi_share"] * cascade["refiner"]["ms_per_tile"])
+    if cascade["roi_share"] == 1.0:  # every tile refined by the same model: same pixels as the single run
+        assert cascade["accuracy"]["f1"] == pytest.approx(one["accuracy"]["f1"])
