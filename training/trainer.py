@@ -559,9 +559,15 @@ def _jsonable(value: Any) -> Any:
 
 
 def train_from_file(
-    path: str | Path, out_dir: str | Path | None = None, resume: bool = False, progress: bool = True
+    path: str | Path,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    max_minutes: float | None = None,
 ) -> dict[str, Any]:
-    """What ``edge-ls train --config FILE`` runs."""
+    """What ``edge-ls train --config FILE`` runs (``max_minutes`` overrides ``run.max_minutes``)."""
     cfg = load_config(path)
+    if max_minutes is not None:
+        cfg.run.max_minutes = max_minutes
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else None
     return Trainer(cfg, out_dir, resume=resume, progress=say, config_source=str(path)).fit()

@@ -26,6 +26,9 @@ def register(subparsers: Any) -> None:
         "--resume", action="store_true", help="continue the run in the output folder from last.pt"
     )
     parser.add_argument("--out", help="run folder (default: run.out_dir of the config)")
+    parser.add_argument(
+        "--max-minutes", type=float, help="wall-clock budget of this invocation (overrides run.max_minutes)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
     parser.add_argument(
         "--json", action="store_true", help="print the final metrics summary as JSON on stdout"
@@ -40,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
         raise MissingExtraError("torch", "train", "edge-ls train") from None
     from edge_ls.training.trainer import train_from_file
 
-    summary = train_from_file(args.config, args.out, resume=args.resume, progress=not args.quiet)
+    summary = train_from_file(
+        args.config, args.out, resume=args.resume, progress=not args.quiet, max_minutes=args.max_minutes
+    )
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True, default=str))
     return 0
