@@ -219,6 +219,12 @@ def _mobilenet_v3(arch: str, pretrained: bool | str | None) -> Encoder:
     net = getattr(tvm, arch)(weights=None)
     _load_imagenet(net, arch, pretrained)
     f = net.features
+    # torchvision's MobileNetV3 uses BN momentum 0.01: tuned for ImageNet's ~10^5 steps per epoch;
+    # on a few hundred steps the running statistics stay near their init and eval-mode output is
+    # garbage (seen: validation F1 collapsing to 0). Use the usual 0.1.
+    for m in f.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = 0.1
     if arch == "mobilenet_v3_small":
         cuts, channels = (1, 2, 4, 9, len(f)), (16, 16, 24, 48, 576)
     else:
