@@ -113,3 +113,10 @@ def test_pretrained_loads_from_local_file(tmp_path) -> None:
 def test_unknown_model_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="unknown model"):
         build_model("unet9000")
+
+
+def test_edge_lite_batch_norm_tracks_statistics_at_the_usual_rate() -> None:
+    """torchvision's MobileNetV3 BN momentum (0.01) left eval-mode stats at init in short runs."""
+    model = build_model("edge_lite")
+    momenta = {m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert momenta == {0.1}
