@@ -376,7 +376,7 @@ class Trainer:
                 atomic_save(self.model.state_dict(), self.out / BEST)
             lr = self.opt.param_groups[0]["lr"]
             self.sched.step()
-            if self.critic is not None:
+            if self.critic is not None and stage == "gan":
                 self.d_sched.step()
             samples = self.tiles.samples_per_epoch
             row = {
