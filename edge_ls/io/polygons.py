@@ -144,15 +144,20 @@ class StreamingPolygonizer:
     def _band_stats(
         labels: np.ndarray, n_labels: int, prob: np.ndarray, confidence: np.ndarray
     ) -> list[_Accumulator]:
-        """Per-label pixel count, prob sum/max and confidence sum, vectorized with bincount."""
+        """Per-label pixel count, prob sum/max and confidence sum, vectorized with bincount.
+
+        Only foreground pixels are gathered, so the float64 temporaries scale with the detected
+        area, not with the (full-width) band.
+        """
         flat = labels.ravel()
-        p = prob.ravel().astype(np.float64)
-        counts = np.bincount(flat, minlength=n_labels)
-        prob_sum = np.bincount(flat, weights=p, minlength=n_labels)
-        conf_sum = np.bincount(flat, weights=confidence.ravel().astype(np.float64), minlength=n_labels)
-        fg = flat > 0
+        fg = np.flatnonzero(flat)
+        lab = flat[fg]
+        p = prob.ravel()[fg].astype(np.float64)
+        counts = np.bincount(lab, minlength=n_labels)
+        prob_sum = np.bincount(lab, weights=p, minlength=n_labels)
+        conf_sum = np.bincount(lab, weights=confidence.ravel()[fg].astype(np.float64), minlength=n_labels)
         prob_max = np.zeros(n_labels, dtype=np.float64)
-        np.maximum.at(prob_max, flat[fg], p[fg])
+        np.maximum.at(prob_max, lab, p)
         return [
             _Accumulator(int(counts[i]), float(prob_sum[i]), float(prob_max[i]), float(conf_sum[i]))
             for i in range(n_labels)
