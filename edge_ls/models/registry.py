@@ -12,6 +12,7 @@ from pathlib import Path
 
 from edge_ls.artifact import ModelSpec, read_spec
 from edge_ls.errors import ModelError
+from edge_ls.manifest import MANIFEST_FILE, load_manifest, resolve_tier_model, tier_folders
 
 BUNDLED_DIR = Path(__file__).resolve().parent
 #: The embedded default. ``edge-nano`` stays bundled as the reference row when trained tiers take over.
@@ -26,8 +27,11 @@ class BundledModel:
 
 
 def bundled_names() -> list[str]:
-    """Names of the single-file bundled models (``*.onnx`` beside this module)."""
-    return sorted(p.stem for p in BUNDLED_DIR.glob("*.onnx"))
+    """Names ``--model`` accepts for bundled models: single files, then ``<tier>:<precision>``."""
+    names = sorted(p.stem for p in BUNDLED_DIR.glob("*.onnx"))
+    for folder in tier_folders(BUNDLED_DIR):
+        names += load_manifest(folder, check_metadata=False).names()
+    return names
 
 
 def resolve(name_or_path: str | Path) -> Path:
@@ -35,13 +39,18 @@ def resolve(name_or_path: str | Path) -> Path:
     candidate = Path(name_or_path)
     if candidate.is_file():
         return candidate
+    if (candidate / MANIFEST_FILE).is_file():  # a tier folder given by path: verified, default precision
+        return load_manifest(candidate).model().path
     name = str(name_or_path)
     if name == "default":
         name = DEFAULT_MODEL
     bundled = BUNDLED_DIR / f"{name}.onnx"
     if bundled.is_file():
         return bundled
-    if ":" in name:  # tier:precision, e.g. edge-lite:int8
+    entry = resolve_tier_model(BUNDLED_DIR, name)  # a bundled tier folder; every file verified first
+    if entry is not None:
+        return entry.path
+    if ":" in name:  # tier:precision of a single-file model, e.g. edge-nano:fp32
         tier, precision = name.split(":", 1)
         bundled = BUNDLED_DIR / f"{tier}.onnx"
         if bundled.is_file() and precision == read_spec(bundled).precision:
@@ -56,5 +65,9 @@ def resolve(name_or_path: str | Path) -> Path:
 
 def list_bundled() -> list[BundledModel]:
     """Every bundled model with its validated spec (what ``edge-ls models`` shows)."""
-    paths = [BUNDLED_DIR / f"{n}.onnx" for n in bundled_names()]
-    return [BundledModel(p.stem, p, read_spec(p)) for p in paths]
+    models = [BundledModel(p.stem, p, read_spec(p)) for p in sorted(BUNDLED_DIR.glob("*.onnx"))]
+    for folder in tier_folders(BUNDLED_DIR):
+        manifest = load_manifest(folder)
+        models += [BundledModel(f"{manifest.tier}:{e.precision}", e.path, e.spec) for e in manifest.models
+                   if e.role in ("primary", "triage")]
+    return models

@@ -26,3 +26,15 @@ def test_unknown_names_and_missing_paths_are_clear() -> None:
         resolve("missing/model.onnx")
     with pytest.raises(ModelError, match="unknown model 'edge-nano:int8'"):
         resolve("edge-nano:int8")  # edge-nano exists only in fp32
+
+
+def test_a_tier_folder_path_resolves_after_verification(tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    from edge_ls.export.tier import build_tier
+
+    folder = build_tier("nano-tier", {"primary": resolve("edge-nano")}, tmp_path)
+    path = resolve(folder)
+    assert path.parent == folder and path.suffix == ".onnx"
+    path.write_bytes(path.read_bytes() + b"\0")  # tampered after packaging
+    with pytest.raises(ModelError, match=path.name):
+        resolve(folder)
