@@ -16,10 +16,12 @@ metadata, and fails past the profile's budget (default 1 point of F1).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import hashlib
 import logging
+import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -196,11 +198,14 @@ def quantize_int8(
         raise ModelError(f"{src.name} is already {spec.precision}: quantize the FP32 export")
     with tempfile.TemporaryDirectory(prefix="edge-ls-q-") as tmp:
         pre = Path(tmp) / "pre.onnx"
-        try:
-            quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
-        except Exception as exc:  # symbolic shape inference fails on some graphs: plain ONNX shapes then
-            log.info("quantization pre-processing with symbolic shapes failed (%s); retrying without", exc)
-            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        # ONNX Runtime's pre-processing writes its large-model temporaries (sym_shape_infer_temp.onnx,
+        # <uuid>.data) into the working directory: run it inside the temporary folder.
+        with _working_directory(Path(tmp)):
+            try:
+                quant_pre_process(str(src.resolve()), str(pre), skip_symbolic_shape=False)
+            except Exception as exc:  # symbolic shape inference fails on some graphs: plain ONNX shapes
+                log.info("pre-processing with symbolic shapes failed (%s); retrying without", exc)
+                quant_pre_process(str(src.resolve()), str(pre), skip_symbolic_shape=True)
         prepared = load_model(pre)
         name_nodes(prepared)
         onnx.save(prepared, str(pre))
@@ -441,3 +446,14 @@ def _record_accuracy(path: Path, spec: ModelSpec, result: dict[str, Any]) -> Non
     provenance["accuracy"] = result
     write_spec(proto, dataclasses.replace(spec, provenance=provenance))
     onnx.save(proto, str(path))
+
+
+@contextlib.contextmanager
+def _working_directory(path: Path) -> Iterator[None]:
+    """chdir for the duration of a block (contextlib.chdir is Python >= 3.11 only)."""
+    previous = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)

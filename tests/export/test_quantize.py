@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -176,3 +177,14 @@ def test_fp16_keeps_resize_scales_float32(tmp_path, real_tiles, spec):
     assert ops["Resize"] == 1 and ops["Sigmoid"] == 1
     ref, got = run_onnx(fp32, real_tiles), run_onnx(path, real_tiles)
     assert np.abs(got - ref).max() < 1e-2
+
+
+
+def test_quantization_writes_nothing_into_the_working_directory(tmp_path, monkeypatch, fp32_onnx, real_tiles):
+    """ORT's pre-processing drops large-model temporaries into the cwd; quantize_int8 runs it elsewhere."""
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    quantize_int8(fp32_onnx, tmp_path / "q.onnx", real_tiles[:2])
+    assert list(work.iterdir()) == []
+    assert Path.cwd() == work
