@@ -15,8 +15,8 @@ from edge_ls.errors import ModelError
 from edge_ls.manifest import MANIFEST_FILE, load_manifest, resolve_tier_model, tier_folders
 
 BUNDLED_DIR = Path(__file__).resolve().parent
-#: The embedded default. ``edge-nano`` stays bundled as the reference row when trained tiers take over.
-DEFAULT_MODEL = "edge-nano"
+#: The embedded default: the trained Edge-Lite (training/README.md); edge-nano stays as reference row.
+DEFAULT_MODEL = "edge-lite"
 
 
 @dataclass(frozen=True)

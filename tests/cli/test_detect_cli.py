@@ -33,16 +33,16 @@ def test_main_job_prints_the_report_and_writes_outputs(tmp_path: Path) -> None:
     proc = run_cli("detect", str(SAMPLE), "--out", str(tmp_path / "out"), "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    assert report["model"] == "edge-nano" and report["tiles"] == 15
+    assert report["model"] == "edge-lite" and report["tiles"] == 15  # the embedded default
     assert (tmp_path / "out" / "report.json").is_file()
 
 
 def test_several_inputs_get_one_subfolder_each(tmp_path: Path, real_data: Path) -> None:
     a, b = sorted((real_data / "cas_unlabeled").glob("Hokkaido*.tiff"))[:2]
-    proc = run_cli("detect", str(a), str(b), "--out", str(tmp_path / "out"), "--quiet")
+    proc = run_cli("detect", str(a), str(b), "--out", str(tmp_path / "o"), "--quiet", "--model", "edge-nano")
     assert proc.returncode == 0, proc.stderr
     for p in (a, b):
-        report = json.loads((tmp_path / "out" / p.stem / "report.json").read_text())
+        report = json.loads((tmp_path / "o" / p.stem / "report.json").read_text())
         assert report["georeferenced"] is False  # no CRS: pixel space, said in the outputs
     assert "no georeference" in proc.stderr
 
@@ -107,7 +107,7 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
 
 def test_models_lists_the_bundled_models() -> None:
     proc = run_cli("models")
-    assert proc.returncode == 0 and "edge-nano" in proc.stdout and "(default)" in proc.stdout
+    assert proc.returncode == 0 and "edge-nano" in proc.stdout and "edge-lite (default)" in proc.stdout
 
 
 def _write(path: Path, data: bytes) -> Path:
