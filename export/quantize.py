@@ -224,7 +224,8 @@ def quantize_int8(
                 reduce_range=reduce_range, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                 nodes_to_exclude=excluded, calibrate_method=CalibrationMethod.MinMax,
                 op_types_to_quantize=list(op_types) if op_types else None,
-                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+                # QuantizeBias=False: TensorRT dequantizes INT8/FP8/INT4 only, never an INT32 bias.
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
                 calibration_cache_path=str(cache),
             )
         except (ValueError, RuntimeError) as exc:

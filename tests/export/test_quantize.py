@@ -188,3 +188,10 @@ def test_quantization_writes_nothing_into_the_working_directory(tmp_path, monkey
     quantize_int8(fp32_onnx, tmp_path / "q.onnx", real_tiles[:2])
     assert list(work.iterdir()) == []
     assert Path.cwd() == work
+
+
+def test_int8_artifact_passes_the_tensorrt_operator_check(int8_onnx):
+    """What export writes must be buildable: symmetric INT8 Q/DQ and no INT32 bias dequantization."""
+    from edge_ls.engines.support import check_model
+
+    assert check_model(int8_onnx) == []
