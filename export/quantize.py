@@ -187,8 +187,8 @@ def quantize_int8(
     from onnxruntime.quantization.calibrate import save_tensors_data
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    src = Path(fp32_path)
-    out = Path(out_path)
+    src = Path(fp32_path).resolve()  # absolute: pre-processing runs in another working directory
+    out = Path(out_path).resolve()
     # Only the metadata of the original is kept in memory: a fusion model is 340 MB per copy.
     original = load_model(src)
     metadata = [(p.key, p.value) for p in original.metadata_props]
@@ -202,10 +202,10 @@ def quantize_int8(
         # <uuid>.data) into the working directory: run it inside the temporary folder.
         with _working_directory(Path(tmp)):
             try:
-                quant_pre_process(str(src.resolve()), str(pre), skip_symbolic_shape=False)
+                quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
             except Exception as exc:  # symbolic shape inference fails on some graphs: plain ONNX shapes
                 log.info("pre-processing with symbolic shapes failed (%s); retrying without", exc)
-                quant_pre_process(str(src.resolve()), str(pre), skip_symbolic_shape=True)
+                quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         prepared = load_model(pre)
         name_nodes(prepared)
         onnx.save(prepared, str(pre))

@@ -183,10 +183,11 @@ def test_fp16_keeps_resize_scales_float32(tmp_path, real_tiles, spec):
 def test_quantization_writes_nothing_into_the_working_directory(tmp_path, monkeypatch, fp32_onnx, real_tiles):
     """ORT's pre-processing drops large-model temporaries into the cwd; quantize_int8 runs it elsewhere."""
     work = tmp_path / "cwd"
-    work.mkdir()
+    (work / "models").mkdir(parents=True)
+    (work / "models" / "m.onnx").write_bytes(Path(fp32_onnx).read_bytes())
     monkeypatch.chdir(work)
-    quantize_int8(fp32_onnx, tmp_path / "q.onnx", real_tiles[:2])
-    assert list(work.iterdir()) == []
+    quantize_int8("models/m.onnx", "models/q.onnx", real_tiles[:2])  # relative paths, as users type them
+    assert sorted(p.name for p in work.rglob("*")) == ["m.onnx", "models", "q.onnx"]
     assert Path.cwd() == work
 
 
