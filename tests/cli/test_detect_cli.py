@@ -150,3 +150,11 @@ def _all_nodata(d: Path, r: Path) -> Path:
 
 def test_sample_scene_is_bundled() -> None:
     assert SAMPLE.is_file() and shutil.disk_usage(SAMPLE.parent).free > 0
+
+
+def test_profile_auto_says_what_it_picked_and_runs_it(tmp_path: Path) -> None:
+    proc = run_cli("detect", str(SAMPLE), "--profile", "auto", "--out", str(tmp_path / "o"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert "--profile auto picked 'edge-lite'" in proc.stderr and "no NVIDIA GPU" in proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["precision"] == "int8" and report["tier"] == "edge-lite"

@@ -38,3 +38,12 @@ def test_a_tier_folder_path_resolves_after_verification(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes() + b"\0")  # tampered after packaging
     with pytest.raises(ModelError, match=path.name):
         resolve(folder)
+
+
+def test_bundled_int8_tier_resolves_verified() -> None:
+    from edge_ls.artifact import read_spec
+
+    path = resolve("edge-lite:int8")
+    assert path.parent.name == "edge-lite" and read_spec(path).precision == "int8"
+    assert "edge-lite:int8" in bundled_names()
+    assert read_spec(resolve("default")).precision == "fp32"
