@@ -370,7 +370,7 @@ class OutputSet:
 
         Everything works in chunks of ``CHUNK_ROWS`` rows, which keeps the temporaries small: a
         full-width band of a 20k-px scene would otherwise cost hundreds of MB of scratch arrays.
-        Measured trade-off (edge-nano, 10k² / 20k² scenes): whole-band polygonizing was ~35% faster
+        Measured trade-off (bench/rss_probe.py, edge-nano, 10k² / 20k²): whole-band polygonizing ~35% faster
         in the vectorizer (fewer seams to union) but peaked at 608 / 805 MiB vs 549 / 631 MiB chunked.
         """
         if self._done:
@@ -510,7 +510,7 @@ class OutputSet:
                 driver="COG",
                 BLOCKSIZE=BLOCK_SIZE,
                 # ZSTD level 1: the same size as DEFLATE on these rasters, ~4x faster to write
-                # (measured on a 4096² probability raster); readable by GDAL >= 2.3 / QGIS 3.
+                # (bench/cog_codecs.py, 4096² probability raster); readable by GDAL >= 2.3 / QGIS 3.
                 COMPRESS="ZSTD",
                 LEVEL=1,
                 NUM_THREADS="ALL_CPUS",

@@ -1,0 +1,52 @@
+"""Peak-memory probe for one ``detect`` run: VmRSS sampled every 0.5 s, the report's peak, throughput.
+
+Used for the memory figures quoted in ``edge_ls/pipeline.py`` (glibc mmap threshold) and
+``edge_ls/io/outputs.py`` (chunked vs whole-band writing). Run each scene in a fresh process:
+
+    python bench/rss_probe.py SCENE.tif OUT_DIR [--threshold 0.5] [--model edge-nano]
+
+Scenes: ``bench/scenes.py`` (e.g. ~/.cache/edge-ls/bench/mosaic_10000x10000_s20240_v1.tif).
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from pathlib import Path
+
+from edge_ls.pipeline import DetectOptions, detect
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scene", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--threshold", type=float, default=None)
+    parser.add_argument("--model", default="edge-nano")
+    args = parser.parse_args()
+    samples: list[tuple[float, float]] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        t0 = time.perf_counter()
+        while not done.is_set():
+            samples.append((time.perf_counter() - t0, _rss_mb()))
+            time.sleep(0.5)
+
+    threading.Thread(target=sample, daemon=True).start()
+    report = detect(args.scene, args.model, args.out, DetectOptions(threshold=args.threshold))
+    done.set()
+    print(f"tiles {report['tiles']}  tiles/s {report['tiles_per_s']}  peak RSS {report['peak_rss_mb']} MiB")
+    print("max sampled VmRSS", round(max(r for _, r in samples)), "MiB over", round(samples[-1][0], 1), "s")
+
+
+if __name__ == "__main__":
+    main()
