@@ -206,7 +206,7 @@ def _throughput(run: Any, batch_x: np.ndarray, min_seconds: float, min_batches: 
 
 def measure(args: dict[str, Any]) -> dict[str, Any]:
     """One variant in this (fresh) process: throughput, peak RSS, then F1/IoU on the real sets."""
-    from edge_ls.export.accuracy import confusion, probabilities, scores
+    from edge_ls.export.accuracy import confusion, scores
     from edge_ls.export.tiles import load_labelled
 
     threads, tile, batch = args["threads"], args["tile"], args["batch"]
@@ -242,14 +242,14 @@ def measure(args: dict[str, Any]) -> dict[str, Any]:
         for i in range(0, len(data), batch):
             xb = np.ascontiguousarray(data.images[i:i + batch])
             if cascade:
-                p = probabilities(infer("triage", xb), spec)
+                p = spec.probabilities(infer("triage", xb))
                 hit = p.reshape(len(xb), -1).max(axis=1) >= ROI_THRESHOLD
                 prob = np.zeros_like(p)
                 if hit.any():
-                    prob[hit] = probabilities(infer("refiner", np.ascontiguousarray(xb[hit])), spec)
+                    prob[hit] = spec.probabilities(infer("refiner", np.ascontiguousarray(xb[hit])))
                 routed += int(hit.sum())
             else:
-                prob = probabilities(infer("primary", xb), spec)
+                prob = spec.probabilities(infer("primary", xb))
             counts += confusion(prob, data.masks[i:i + batch], spec.threshold)
             total += len(xb)
         per_set[name] = {**scores(counts), "tiles": len(data)}

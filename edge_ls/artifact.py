@@ -19,7 +19,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edge_ls.errors import ModelError
+from edge_ls.pixel_math import sigmoid
 
 METADATA_KEY = "edge_ls"
 SCHEMA_VERSION = 1
@@ -70,6 +73,13 @@ class ModelSpec:
     def stride(self) -> int:
         """Tile stride in pixels for the recommended overlap."""
         return max(1, round(self.tile_size * (1.0 - self.overlap)))
+
+    def probabilities(self, raw: np.ndarray) -> np.ndarray:
+        """Model output -> float32 probabilities, as every consumer must read it: logits are
+        temperature-scaled through a sigmoid, a ``sigmoid`` model's output is taken as it is."""
+        if self.activation == "logits":
+            return sigmoid(raw, self.temperature)
+        return np.asarray(raw, dtype=np.float32)
 
     def to_json(self) -> str:
         data = asdict(self)

@@ -24,7 +24,7 @@ import numpy as np
 from edge_ls.artifact import ModelSpec, read_spec
 from edge_ls.backends.onnxrt import OnnxRuntimeRunner
 from edge_ls.errors import InputError, ModelError
-from edge_ls.pixel_math import normalize, sigmoid
+from edge_ls.pixel_math import normalize
 
 #: Tiles are padded to a multiple of this before inference (encoders downsample by 32).
 PAD_MULTIPLE = 32
@@ -74,10 +74,7 @@ class OnnxScorer:
         out = self.runner.infer(np.ascontiguousarray(x[None], dtype=np.float32))
         if out.ndim != 4 or out.shape[:2] != (1, 1):
             raise ModelError(f"{self.path.name} output has shape {out.shape}; edge-ls expects N x 1 x H x W")
-        out = out[0, 0, :h, :w]
-        if self.spec.activation == "logits":
-            return sigmoid(out, self.spec.temperature)
-        return out.astype(np.float32, copy=False)
+        return self.spec.probabilities(out[0, 0, :h, :w])
 
 
 def score_pairs(

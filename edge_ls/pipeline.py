@@ -36,7 +36,7 @@ from edge_ls.errors import EdgeLSError, InputError
 from edge_ls.io.outputs import OutputOptions, OutputSet
 from edge_ls.io.reader import RasterSource
 from edge_ls.models.registry import resolve
-from edge_ls.pixel_math import sigmoid, to_unit_range
+from edge_ls.pixel_math import to_unit_range
 from edge_ls.report import RunStats, build_report
 from edge_ls.tiling import Tile, pad_tile, plan_tiles
 
@@ -343,10 +343,7 @@ def _to_probability(raw: np.ndarray, spec: ModelSpec) -> np.ndarray:
     """N x 1 x H x W model output -> N x H x W probabilities, per the spec's activation."""
     if raw.ndim != 4 or raw.shape[1] != 1:
         raise EdgeLSError(f"model output has shape {raw.shape}; edge-ls expects N x 1 x H x W")
-    out = raw[:, 0]
-    if spec.activation == "logits":
-        return sigmoid(out, spec.temperature)
-    return out
+    return spec.probabilities(raw[:, 0])
 
 
 def _progress_bar(total: int, enabled: bool):

@@ -16,15 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from edge_ls.artifact import ModelSpec, read_spec
+from edge_ls.artifact import read_spec
 from edge_ls.errors import ModelError
 from edge_ls.export.tiles import LabelledTiles
-from edge_ls.pixel_math import sigmoid
-
-
-def probabilities(raw: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """Model output -> probabilities, as the runtime reads them (logits are temperature-scaled)."""
-    return sigmoid(raw, spec.temperature) if spec.activation == "logits" else raw.astype(np.float32)
 
 
 def confusion(prob: np.ndarray, masks: np.ndarray, threshold: float) -> np.ndarray:
@@ -70,7 +64,7 @@ def evaluate_onnx(onnx_path: str | Path, data: LabelledTiles | Iterable[Labelled
         for i in range(0, len(part), batch):
             x = np.ascontiguousarray(part.images[i:i + batch], dtype=np.float32)
             (raw,) = session.run(None, {input_name: x})[:1]
-            counts += confusion(probabilities(np.asarray(raw, np.float32), spec), part.masks[i:i + batch],
+            counts += confusion(spec.probabilities(np.asarray(raw, np.float32)), part.masks[i:i + batch],
                                 spec.threshold)
             tiles += len(x)
     if tiles == 0:

@@ -96,3 +96,14 @@ def test_not_an_onnx_file(tmp_path: Path) -> None:
     bad.write_bytes(b"\x00garbage" * 10)
     with pytest.raises(ModelError, match="not a loadable ONNX model"):
         read_spec(bad)
+
+
+def test_probabilities_follow_activation_and_temperature() -> None:
+    import numpy as np
+
+    spec = read_spec(NANO)  # activation "sigmoid": taken as it is
+    raw = np.array([[0.2, 0.9]], dtype=np.float64)
+    np.testing.assert_array_equal(spec.probabilities(raw), raw.astype(np.float32))
+    logits = ModelSpec(**{**asdict(spec), "activation": "logits", "temperature": 2.0})
+    expected = [0.5, 1 / (1 + np.exp(-1.0))]  # sigmoid(z / T) with T = 2
+    np.testing.assert_allclose(logits.probabilities(np.array([0.0, 2.0])), expected, rtol=1e-6)
