@@ -282,12 +282,17 @@ class UNetDecoder(nn.Module):
 
     def __init__(self, enc_channels: Sequence[int], widths: Sequence[int], dropout: float = 0.0) -> None:
         super().__init__()
-        # enc_channels / widths are given shallow -> deep (strides 2..32); decode deep -> shallow.
+        # enc_channels are shallow -> deep (strides 2..32); widths are in decoding order, deep -> shallow
+        # (the widest block works at stride 16, the last width at full resolution), as in
+        # segmentation_models_pytorch. Reading widths shallow-first put the widest 3x3 convs at stride 2
+        # (Edge-Lite: 44 instead of ~8 GFLOPs at 512 px).
+        if len(widths) != len(enc_channels):
+            raise ConfigError(f"decoder needs {len(enc_channels)} widths, got {len(widths)}")
         deep = enc_channels[-1]
         self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
         blocks = []
         cin = deep
-        for skip, width in zip(reversed(enc_channels[:-1]), reversed(widths[:-1]), strict=True):
+        for skip, width in zip(reversed(enc_channels[:-1]), widths[:-1], strict=True):
             blocks.append(nn.Sequential(conv_bn_relu(cin + skip, width), conv_bn_relu(width, width)))
             cin = width
         self.blocks = nn.ModuleList(blocks)
