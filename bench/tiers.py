@@ -39,7 +39,7 @@ REAL = SHARED / "data" / "real"
 EVAL_SETS = ("cas_hokkaido", "bijie")
 CALIB_SET = "cas_unlabeled"
 CACHE = Path(os.environ.get("EDGE_LS_CACHE", Path.home() / ".cache" / "edge-ls")) / "bench" / "tiers"
-BUILD_VERSION = 2
+BUILD_VERSION = 3  # 3: U-Net decoder widths deep -> shallow (training/models.py fix)
 PRUNE_RATIO = 0.5
 ROUND_TO = 8
 CALIB_TILES = 16
@@ -58,11 +58,6 @@ TIERS: dict[str, dict[str, Any]] = {
                          "same_as": "fusion-gan"},
 }
 VARIANTS = ("fp32", "int8", "pruned-fp32", "pruned-int8")
-#: Not a tier: Edge-Lite with its decoder widths deep -> shallow (128, 64, 32, 24; head 16). The
-#: model family's ``edge_lite`` passes (128, 64, 32, 24, 16), which ``UNetDecoder`` reads shallow ->
-#: deep, so its widest 3x3 convs run at stride 2 and full resolution. Shows what that costs.
-PROPOSED = {"edge-lite-proposed": {"models": {"primary": "edge_lite_proposed"}, "tile": 512, "batch": 4,
-                                   "eval": None}}
 
 
 # ------------------------------------------------------------------------------------------ build
@@ -86,13 +81,10 @@ def _load_model(family: str, checkpoint: str | None) -> tuple[Any, Any, str]:
         spec_path = Path(checkpoint) / SPEC_FILE
         spec = ModelSpec.from_json(spec_path.read_text()) if spec_path.is_file() else None
         return model, spec, f"trained: {checkpoint}"
-    from edge_ls.training.models import EncoderUNet, build_encoder, build_model
+    from edge_ls.training.models import build_model
 
     torch.manual_seed(0)
-    if family == "edge_lite_proposed":
-        model = EncoderUNet(build_encoder("mobilenet_v3_small"), (24, 32, 64, 128, 16)).eval()
-    else:
-        model = build_model(family).eval()
+    model = build_model(family).eval()
     return model, None, "random (seed 0): F1/IoU meaningless"
 
 
@@ -306,8 +298,7 @@ def _checkpoints(values: list[str]) -> dict[tuple[str, str], str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", type=Path, help="write the results here")
-    p.add_argument("--tiers", default=",".join([*TIERS, *PROPOSED]),
-                   help=f"comma list of {', '.join([*TIERS, *PROPOSED])}")
+    p.add_argument("--tiers", default=",".join(TIERS), help=f"comma list of {', '.join(TIERS)}")
     p.add_argument("--quick", action="store_true", help="edge tiers only, 4 eval tiles per set, 3 s timing")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--min-seconds", type=float, default=8.0, help="timing duration per variant")
@@ -322,7 +313,6 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    TIERS.update(PROPOSED)
     tiers = [t.strip() for t in args.tiers.split(",") if t.strip()]
     if args.quick:
         tiers = [t for t in tiers if t.startswith("edge")]
