@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import os
 import queue
 import sys
 import threading
@@ -30,7 +31,7 @@ from rasterio.windows import Window
 
 from edge_ls.artifact import ModelSpec, read_spec
 from edge_ls.backends.base import Runner
-from edge_ls.backends.onnxrt import OnnxRuntimeRunner
+from edge_ls.backends.onnxrt import OnnxRuntimeRunner, available_providers
 from edge_ls.blend import FinishedBand, RowBandBlender
 from edge_ls.errors import EdgeLSError, InputError
 from edge_ls.io.outputs import OutputOptions, OutputSet
@@ -65,6 +66,8 @@ class DetectOptions:
     #: None: half a pixel in CRS units, which removes the pixel staircase without moving edges.
     simplify_tolerance: float | None = None
     intra_op_threads: int | None = None
+    #: Threads calling the runner at once; None: one per core (at most 2) on the CPU, one on a GPU.
+    streams: int | None = None
     progress: bool = False
 
 
@@ -108,13 +111,14 @@ def detect(
     options = options or DetectOptions()
     loaded = model if isinstance(model, LoadedModel) else LoadedModel.load(model)
     spec = loaded.spec
-    if options.batch_size < 1 or options.readers < 1 or options.queue_depth < 1:
-        raise InputError("batch size, readers and queue depth must be at least 1")
+    if options.batch_size < 1 or options.readers < 1 or options.queue_depth < 1 or (options.streams or 1) < 1:
+        raise InputError("batch size, readers, streams and queue depth must be at least 1")
     _pin_malloc_mmap_threshold()
     t0 = time.perf_counter()
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024), RasterSource(
-        input_path, spec, bands=options.bands, nodata=options.nodata
-    ) as source:
+    with (
+        rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024),
+        RasterSource(input_path, spec, bands=options.bands, nodata=options.nodata) as source,
+    ):
         tile_size = options.tile_size or spec.tile_size
         overlap = spec.overlap if options.overlap is None else options.overlap
         threshold = spec.threshold if options.threshold is None else options.threshold
@@ -202,7 +206,25 @@ _M_MMAP_THRESHOLD = -3
 
 
 def _default_runner(model: LoadedModel, options: DetectOptions) -> Runner:
-    return OnnxRuntimeRunner(model.path, intra_op_threads=options.intra_op_threads)
+    providers = available_providers()
+    return OnnxRuntimeRunner(
+        model.path,
+        providers=providers,
+        intra_op_threads=options.intra_op_threads,
+        streams=options.streams or default_streams(providers),
+    )
+
+
+#: Most inference streams used by default: two single-threaded streams fill a 2-core ground station;
+#: more streams on a big CPU would only multiply activation memory for little gain over intra-op threads.
+MAX_DEFAULT_STREAMS = 2
+
+
+def default_streams(providers: Sequence[str]) -> int:
+    """One stream per core (at most MAX_DEFAULT_STREAMS) on the CPU; one when a GPU provider leads."""
+    if providers and providers[0] != "CPUExecutionProvider":
+        return 1
+    return max(1, min(MAX_DEFAULT_STREAMS, os.cpu_count() or 1))
 
 
 def _stream(
@@ -213,14 +235,23 @@ def _stream(
     outputs: OutputSet,
     options: DetectOptions,
 ) -> RunStats:
-    """Drive the threads; return timing statistics. Any stage's failure stops all and re-raises."""
+    """Drive the threads; return timing statistics. Any stage's failure stops all and re-raises.
+
+    This thread gathers batches; ``runner.concurrency`` inference threads run them and blend the
+    results (blending and handing bands to the writer happen under one lock, so bands leave in order).
+    """
     stop = threading.Event()
     errors: list[BaseException] = []
     next_index = iter(range(plan.count))
     index_lock = threading.Lock()
+    blend_lock = threading.Lock()
+    streams = max(1, runner.concurrency)
     read_q: queue.Queue[_ReadTile | _Done] = queue.Queue(maxsize=options.queue_depth)
+    infer_q: queue.Queue[list[_ReadTile] | None] = queue.Queue(maxsize=streams)
     write_q: queue.Queue[FinishedBand | None] = queue.Queue(maxsize=1)
     stats = RunStats()
+    blender = RowBandBlender(plan)
+    progress = _progress_bar(plan.count, options.progress)
 
     def put(q: queue.Queue, item: object) -> None:
         while True:
@@ -231,6 +262,14 @@ def _stream(
                 return
             except queue.Full:
                 continue
+
+    def get(q: queue.Queue) -> object:
+        while True:
+            try:
+                return q.get(timeout=_POLL_S)
+            except queue.Empty:
+                if stop.is_set():
+                    raise _Stop from None
 
     def fail(exc: BaseException) -> None:
         if not isinstance(exc, _Stop):
@@ -256,29 +295,54 @@ def _stream(
         except BaseException as exc:
             fail(exc)
 
+    def blend(items: list[_ReadTile], probs: Sequence[np.ndarray | None]) -> None:
+        with blend_lock:
+            for item, prob in zip(items, probs, strict=True):
+                if prob is None:
+                    bands = blender.skip(item.tile)
+                    stats.skipped += 1
+                else:
+                    bands = blender.add(item.tile, prob, item.valid)
+                    stats.latencies_ms.append((time.perf_counter() - item.started) * 1000.0)
+                    stats.inferred += 1
+                for band in bands:
+                    put(write_q, band)
+            progress.update(len(items))
+
+    def inference() -> None:
+        try:
+            while True:
+                pending = get(infer_q)
+                if pending is None:
+                    return
+                batch = np.stack([t.data for t in pending]).astype(np.float32, copy=False)
+                t_infer = time.perf_counter()
+                raw = runner.infer(batch)
+                elapsed = time.perf_counter() - t_infer
+                with blend_lock:
+                    stats.infer_s += elapsed
+                blend(pending, list(_to_probability(raw, spec)))
+        except BaseException as exc:
+            fail(exc)
+
     def writer() -> None:
         try:
             while True:
-                try:
-                    band = write_q.get(timeout=_POLL_S)
-                except queue.Empty:
-                    if stop.is_set():
-                        return
-                    continue
+                band = get(write_q)
                 if band is None:
                     return
                 outputs.write_rows(band.row_off, band.prob, band.valid)
         except BaseException as exc:
             fail(exc)
 
-    blender = RowBandBlender(plan)
+    workers = [threading.Thread(target=inference, name=f"infer-{i}", daemon=True) for i in range(streams)]
     threads = [
-        threading.Thread(target=reader, name=f"reader-{i}", daemon=True) for i in range(options.readers)
+        *(threading.Thread(target=reader, name=f"reader-{i}", daemon=True) for i in range(options.readers)),
+        *workers,
     ]
-    threads.append(threading.Thread(target=writer, name="writer", daemon=True))
-    for thread in threads:
+    writer_thread = threading.Thread(target=writer, name="writer", daemon=True)
+    for thread in [*threads, writer_thread]:
         thread.start()
-    progress = _progress_bar(plan.count, options.progress)
     try:
         readers_left = options.readers
         pending: list[_ReadTile] = []
@@ -298,32 +362,21 @@ def _stream(
                 if isinstance(item, _Done):
                     readers_left -= 1
                 elif item.data is None:
-                    for band in blender.skip(item.tile):
-                        put(write_q, band)
-                    stats.skipped += 1
-                    progress.update(1)
+                    blend([item], [None])
                 else:
                     pending.append(item)
-            if not pending:
-                continue
-            batch = np.stack([t.data for t in pending]).astype(np.float32, copy=False)
-            t_infer = time.perf_counter()
-            raw = runner.infer(batch)
-            stats.infer_s += time.perf_counter() - t_infer
-            probs = _to_probability(raw, spec)
-            for item, prob in zip(pending, probs, strict=True):
-                for band in blender.add(item.tile, prob, item.valid):
-                    put(write_q, band)
-                stats.latencies_ms.append((time.perf_counter() - item.started) * 1000.0)
-            stats.inferred += len(pending)
-            progress.update(len(pending))
-            pending = []
-        put(write_q, None)
+            if pending:
+                put(infer_q, pending)
+                pending = []
+        for _ in workers:
+            put(infer_q, None)
         for thread in threads:
             thread.join()
+        put(write_q, None)  # after every inference thread is done: bands come before the end marker
+        writer_thread.join()
     except BaseException as exc:
         fail(exc)
-        for thread in threads:
+        for thread in [*threads, writer_thread]:
             thread.join(timeout=5)
     finally:
         progress.close()
@@ -360,4 +413,3 @@ class _NoProgress:
 
     def close(self) -> None:
         pass
-

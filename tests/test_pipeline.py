@@ -23,9 +23,21 @@ from edge_ls.pipeline import DetectOptions, LoadedModel, detect
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "examples" / "chattogram_s2.tif"
 REPORT_KEYS = {
-    "tiles", "tiles_per_s", "tile_latency_ms_p50", "tile_latency_ms_p95", "peak_rss_mb", "peak_vram_mb",
-    "gsd_m", "area_km2", "tiles_per_km2", "latency_min_per_km2", "latency_min_per_km2_at_0p1m", "model",
-    "tier", "precision", "backend",
+    "tiles",
+    "tiles_per_s",
+    "tile_latency_ms_p50",
+    "tile_latency_ms_p95",
+    "peak_rss_mb",
+    "peak_vram_mb",
+    "gsd_m",
+    "area_km2",
+    "tiles_per_km2",
+    "latency_min_per_km2",
+    "latency_min_per_km2_at_0p1m",
+    "model",
+    "tier",
+    "precision",
+    "backend",
 }
 
 
@@ -34,17 +46,30 @@ def blur_model(path: Path, kernel: int = 9, tile: int = 128) -> Path:
     weight = np.full((1, 3, kernel, kernel), 1.0 / (3 * kernel * kernel), dtype=np.float32)
     node = helper.make_node("Conv", ["image", "w"], ["prob"], pads=[kernel // 2] * 4)
     graph = helper.make_graph(
-        [node], "blur",
+        [node],
+        "blur",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])],
         [helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["n", 1, "h", "w"])],
         initializer=[numpy_helper.from_array(weight, "w")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    write_spec(model, ModelSpec(
-        name="blur", tier="test", bands=("red", "green", "blue"), mean=(0, 0, 0), std=(1, 1, 1),
-        input_range="8bit", gsd_m=300.0, tile_size=tile, overlap=0.25, activation="sigmoid", threshold=0.3,
-    ))
+    write_spec(
+        model,
+        ModelSpec(
+            name="blur",
+            tier="test",
+            bands=("red", "green", "blue"),
+            mean=(0, 0, 0),
+            std=(1, 1, 1),
+            input_range="8bit",
+            gsd_m=300.0,
+            tile_size=tile,
+            overlap=0.25,
+            activation="sigmoid",
+            threshold=0.3,
+        ),
+    )
     onnx.save(model, path)
     return path
 
@@ -53,8 +78,14 @@ def test_sample_scene_end_to_end(tmp_path: Path) -> None:
     report = detect(SAMPLE, "edge-nano", tmp_path / "out")
     out = tmp_path / "out"
     names = {p.name for p in out.iterdir()}
-    assert {"probability.tif", "mask.tif", "confidence.tif", "detections.geojson", "quicklook.png",
-            "report.json"} <= names
+    assert {
+        "probability.tif",
+        "mask.tif",
+        "confidence.tif",
+        "detections.geojson",
+        "quicklook.png",
+        "report.json",
+    } <= names
     assert not [n for n in names if "partial" in n]
     assert set(report) >= REPORT_KEYS
     saved = json.loads((out / "report.json").read_text())
@@ -65,9 +96,11 @@ def test_sample_scene_end_to_end(tmp_path: Path) -> None:
     assert 9.0 < gsd < 10.5  # 8.98e-5 degrees at 22.4° N
     assert report["tiles_per_km2"] == pytest.approx((1000 / (gsd * 410)) ** 2, rel=1e-2)
     assert report["latency_min_per_km2"] == pytest.approx(
-        report["tiles_per_km2"] / report["tiles_per_s"] / 60, rel=2e-2)
+        report["tiles_per_km2"] / report["tiles_per_s"] / 60, rel=2e-2
+    )
     assert report["latency_min_per_km2_at_0p1m"] == pytest.approx(
-        (1000 / (0.1 * 409.6)) ** 2 / report["tiles_per_s"] / 60, rel=2e-2)
+        (1000 / (0.1 * 409.6)) ** 2 / report["tiles_per_s"] / 60, rel=2e-2
+    )
     with rasterio.open(SAMPLE) as src, rasterio.open(out / "probability.tif") as prob:
         assert prob.crs == src.crs and prob.transform == src.transform
         assert (prob.width, prob.height) == (src.width, src.height)
@@ -98,6 +131,47 @@ def test_conv_model_through_the_pipeline_matches_the_whole_image(tmp_path: Path,
     assert err.mean() < 1e-3 and err.max() < 0.05
 
 
+def test_two_inference_streams_give_the_same_outputs_as_one(tmp_path: Path, geotiffs: Path) -> None:
+    """Concurrent streams blend tiles in a different order: same probabilities (to float rounding),
+    same mask, same polygons, and bands still reach the writer in order."""
+    model = blur_model(tmp_path / "blur.onnx")
+    src_path = geotiffs / "rasterio" / "RGB.byte.tif"
+    one = detect(src_path, model, tmp_path / "one", DetectOptions(streams=1, batch_size=2))
+    two = detect(src_path, model, tmp_path / "two", DetectOptions(streams=2, batch_size=2, queue_depth=2))
+    assert one["tiles"] == two["tiles"] and two["tiles_inferred"] == one["tiles_inferred"]
+    with (
+        rasterio.open(tmp_path / "one" / "probability.tif") as a,
+        rasterio.open(tmp_path / "two" / "probability.tif") as b,
+    ):
+        np.testing.assert_allclose(a.read(1), b.read(1), atol=1e-6)
+    with rasterio.open(tmp_path / "one" / "mask.tif") as a, rasterio.open(tmp_path / "two" / "mask.tif") as b:
+        assert (a.read(1) != b.read(1)).mean() < 1e-4  # only pixels within rounding of the threshold
+    polygons = [json.loads((tmp_path / d / "detections.geojson").read_text()) for d in ("one", "two")]
+    assert abs(len(polygons[0]["features"]) - len(polygons[1]["features"])) <= 1
+
+
+def test_runner_concurrency_sets_the_streams(tmp_path: Path) -> None:
+    model = blur_model(tmp_path / "blur.onnx")
+    runner = OnnxRuntimeRunner(model, streams=2)
+    assert runner.concurrency == 2 and runner.intra_op_threads >= 1
+    with pytest.raises(ValueError, match="streams"):
+        OnnxRuntimeRunner(model, streams=0)
+
+
+def test_failure_in_one_of_two_streams_stops_the_run(tmp_path: Path, geotiffs: Path) -> None:
+    model = blur_model(tmp_path / "blur.onnx")
+    out = tmp_path / "out"
+
+    def factory(m, o):
+        runner = _FailingRunner(m.path, fail_after=5)
+        runner.concurrency = 2
+        return runner
+
+    with pytest.raises(EdgeLSError, match="runner died"):
+        detect(geotiffs / "rasterio" / "RGB.byte.tif", model, out, DetectOptions(), runner_factory=factory)
+    assert not out.exists() or not any(out.iterdir())
+
+
 class _FailingRunner(OnnxRuntimeRunner):
     def __init__(self, path: Path, fail_after: int) -> None:
         super().__init__(path)
@@ -116,8 +190,13 @@ def test_failure_mid_run_leaves_earlier_outputs_and_no_partial(tmp_path: Path, g
     detect(geotiffs / "rasterio" / "RGB.byte.tif", model, out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     with pytest.raises(EdgeLSError, match="runner died"):
-        detect(geotiffs / "rasterio" / "RGB.byte.tif", model, out, DetectOptions(),
-               runner_factory=lambda m, o: _FailingRunner(m.path, fail_after=5))
+        detect(
+            geotiffs / "rasterio" / "RGB.byte.tif",
+            model,
+            out,
+            DetectOptions(),
+            runner_factory=lambda m, o: _FailingRunner(m.path, fail_after=5),
+        )
     after = {p.name: p.read_bytes() for p in out.iterdir()}
     assert after == before, "a failed run must not touch the outputs of an earlier one"
 

@@ -18,6 +18,8 @@ class Runner(ABC):
 
     #: Backend name reported to the user ("onnxruntime", "tensorrt").
     backend: str = "unknown"
+    #: How many threads may call ``infer`` at the same time (a TensorRT execution context: one).
+    concurrency: int = 1
 
     def __init__(self) -> None:
         self.is_active = False

@@ -48,6 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, help="decision threshold (default: the model's)")
     p.add_argument("--batch", type=int, default=None, help="tiles per batch (default 1, or the profile's)")
     p.add_argument("--readers", type=int, default=2, help="reader threads (default 2)")
+    p.add_argument(
+        "--streams", type=int, default=None,
+        help="inference threads calling the model at once (default: one per core, at most 2, on the CPU)",
+    )
     p.add_argument("--min-area", type=float, metavar="M2", help="minimum polygon area in m² (default: 9 px)")
     p.add_argument(
         "--simplify", type=float, metavar="TOL",
@@ -83,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         threshold=pick(args.threshold, "threshold"),
         batch_size=pick(args.batch, "batch_size") or 1,
         readers=args.readers,
+        streams=args.streams,
         bands=args.bands,
         nodata=args.nodata,
         min_area_m2=args.min_area,
