@@ -111,7 +111,12 @@ def detect(
     options = options or DetectOptions()
     loaded = model if isinstance(model, LoadedModel) else LoadedModel.load(model)
     spec = loaded.spec
-    if options.batch_size < 1 or options.readers < 1 or options.queue_depth < 1 or (options.streams or 1) < 1:
+    if (
+        options.batch_size < 1
+        or options.readers < 1
+        or options.queue_depth < 1
+        or (options.streams is not None and options.streams < 1)
+    ):
         raise InputError("batch size, readers, streams and queue depth must be at least 1")
     _pin_malloc_mmap_threshold()
     t0 = time.perf_counter()
