@@ -24,3 +24,9 @@ def real_data() -> Path:
 @pytest.fixture(scope="session")
 def geotiffs(real_data: Path) -> Path:
     return real_data / "geotiffs"
+
+
+@pytest.fixture(autouse=True)
+def _no_user_models(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Name lookups see the bundled models only, never the developer's ~/.cache/edge-ls/models."""
+    monkeypatch.setenv("EDGE_LS_MODELS", str(tmp_path_factory.mktemp("user-models")))

@@ -1,12 +1,18 @@
-"""Bundled models by name: ``--model`` takes a path or one of these names.
+"""Models by name: ``--model`` takes a path or one of these names.
 
-A bundled model is ``<name>.onnx`` in this folder (a single-file tier), or a tier folder
-``<name>/`` holding ONNX files and a ``manifest.json`` (see :mod:`edge_ls.manifest`), addressed as
-``<name>:<precision>`` when it carries several precisions. ``default`` points at the embedded default.
+A named model is ``<name>.onnx`` (a single-file tier), or a tier folder ``<name>/`` holding ONNX files
+and a ``manifest.json`` (see :mod:`edge_ls.manifest`), addressed as ``<name>:<precision>`` when it
+carries several precisions. ``default`` points at the embedded default.
+
+Two places are searched, in order: the models bundled in this package, then the user's model folder
+(``$EDGE_LS_MODELS``, else ``~/.cache/edge-ls/models``), where tiers too large to ship in the
+package live (the fusion family, ~80 M parameters): ``edge-ls export --out`` that folder and the tier
+resolves by name like a bundled one.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +21,8 @@ from edge_ls.errors import ModelError
 from edge_ls.manifest import MANIFEST_FILE, load_manifest, resolve_tier_model, tier_folders
 
 BUNDLED_DIR = Path(__file__).resolve().parent
+#: Environment variable naming the user's model folder.
+USER_MODELS_ENV = "EDGE_LS_MODELS"
 #: The embedded default: the trained Edge-Lite (training/README.md); edge-nano stays as reference row.
 DEFAULT_MODEL = "edge-lite"
 
@@ -26,12 +34,26 @@ class BundledModel:
     spec: ModelSpec
 
 
+def user_models_dir() -> Path:
+    """The user's model folder: ``$EDGE_LS_MODELS``, else ``~/.cache/edge-ls/models``."""
+    configured = os.environ.get(USER_MODELS_ENV)
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "edge-ls" / "models"
+
+
+def search_dirs() -> list[Path]:
+    """Where names are looked up, first match wins: the package's bundled models, then the user's."""
+    user = user_models_dir()
+    return [BUNDLED_DIR] if user.resolve() == BUNDLED_DIR else [BUNDLED_DIR, user]
+
+
 def bundled_names() -> list[str]:
-    """Names ``--model`` accepts for bundled models: single files, then ``<tier>:<precision>``."""
-    names = sorted(p.stem for p in BUNDLED_DIR.glob("*.onnx"))
-    for folder in tier_folders(BUNDLED_DIR):
-        names += load_manifest(folder, check_metadata=False).names()
-    return names
+    """Names ``--model`` accepts: single files, then ``<tier>:<precision>``, bundled then user's."""
+    names: list[str] = []
+    for root in search_dirs():
+        names += sorted(p.stem for p in root.glob("*.onnx")) if root.is_dir() else []
+        for folder in tier_folders(root):
+            names += load_manifest(folder, check_metadata=False).names()
+    return list(dict.fromkeys(names))
 
 
 def resolve(name_or_path: str | Path) -> Path:
@@ -44,17 +66,11 @@ def resolve(name_or_path: str | Path) -> Path:
     name = str(name_or_path)
     if name == "default":
         name = DEFAULT_MODEL
-    bundled = BUNDLED_DIR / f"{name}.onnx"
-    if bundled.is_file():
-        return bundled
-    entry = resolve_tier_model(BUNDLED_DIR, name)  # a bundled tier folder; every file verified first
-    if entry is not None:
-        return entry.path
-    if ":" in name:  # tier:precision of a single-file model, e.g. edge-nano:fp32
-        tier, precision = name.split(":", 1)
-        bundled = BUNDLED_DIR / f"{tier}.onnx"
-        if bundled.is_file() and precision == read_spec(bundled).precision:
-            return bundled
+    if "/" not in name and name not in (".", ".."):
+        for root in search_dirs():
+            found = _resolve_in(root, name)
+            if found is not None:
+                return found
     if candidate.suffix or "/" in name:
         raise ModelError(f"model file not found: {name_or_path}")
     raise ModelError(
@@ -63,11 +79,46 @@ def resolve(name_or_path: str | Path) -> Path:
     )
 
 
+def _resolve_in(root: Path, name: str) -> Path | None:
+    """``name`` as a single file or a verified tier folder under ``root``; None when absent there."""
+    single = root / f"{name}.onnx"
+    if single.is_file():
+        return single
+    entry = resolve_tier_model(root, name)  # a tier folder; every file verified first
+    if entry is not None:
+        return entry.path
+    if ":" in name:  # tier:precision of a single-file model, e.g. edge-nano:fp32
+        tier, precision = name.split(":", 1)
+        single = root / f"{tier}.onnx"
+        if single.is_file() and precision == read_spec(single).precision:
+            return single
+    return None
+
+
 def list_bundled() -> list[BundledModel]:
-    """Every bundled model with its validated spec (what ``edge-ls models`` shows)."""
-    models = [BundledModel(p.stem, p, read_spec(p)) for p in sorted(BUNDLED_DIR.glob("*.onnx"))]
-    for folder in tier_folders(BUNDLED_DIR):
-        manifest = load_manifest(folder)
-        models += [BundledModel(f"{manifest.tier}:{e.precision}", e.path, e.spec) for e in manifest.models
-                   if e.role in ("primary", "triage")]
+    """Every named model with its validated spec (what ``edge-ls models`` shows), bundled first.
+
+    A damaged model in the user's folder is skipped here (``--model`` on it says what is wrong).
+    """
+    models: list[BundledModel] = []
+    seen: set[str] = set()
+    for root in search_dirs():
+        found: list[BundledModel] = []
+        try:
+            found += [BundledModel(p.stem, p, read_spec(p)) for p in sorted(root.glob("*.onnx"))]
+            for folder in tier_folders(root):
+                manifest = load_manifest(folder)
+                found += [
+                    BundledModel(f"{manifest.tier}:{e.precision}", e.path, e.spec)
+                    for e in manifest.models
+                    if e.role in ("primary", "triage")
+                ]
+        except ModelError:
+            if root == BUNDLED_DIR:
+                raise
+            continue
+        for m in found:
+            if m.name not in seen:
+                seen.add(m.name)
+                models.append(m)
     return models

@@ -47,3 +47,36 @@ def test_bundled_int8_tier_resolves_verified() -> None:
     assert path.parent.name == "edge-lite" and read_spec(path).precision == "int8"
     assert "edge-lite:int8" in bundled_names()
     assert read_spec(resolve("default")).precision == "fp32"
+
+
+def test_tiers_in_the_user_folder_resolve_by_name_after_bundled_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("onnx")
+    from edge_ls.export.tier import build_tier
+
+    user = tmp_path / "user"
+    monkeypatch.setenv("EDGE_LS_MODELS", str(user))
+    folder = build_tier("big-tier", {"primary": resolve("edge-nano")}, user)
+    names = bundled_names()
+    assert "big-tier:fp32" in names and names.index("edge-nano") < names.index("big-tier:fp32")
+    assert resolve("big-tier:fp32").parent == folder
+    assert "big-tier:fp32" in {m.name for m in list_bundled()}
+    # a bundled name is never shadowed by the user's folder
+    (user / "edge-nano.onnx").write_bytes(b"not onnx")
+    assert resolve("edge-nano").parent != user
+
+
+def test_a_damaged_user_tier_is_refused_by_name_and_skipped_in_the_listing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("onnx")
+    from edge_ls.export.tier import build_tier
+
+    monkeypatch.setenv("EDGE_LS_MODELS", str(tmp_path))
+    folder = build_tier("bad-tier", {"primary": resolve("edge-nano")}, tmp_path)
+    model = next(folder.glob("*.onnx"))
+    model.write_bytes(model.read_bytes() + b"\0")
+    with pytest.raises(ModelError, match=model.name):
+        resolve("bad-tier:fp32")
+    assert "bad-tier:fp32" not in {m.name for m in list_bundled()}
