@@ -139,3 +139,15 @@ def test_decoder_width_count_must_match_encoder() -> None:
     enc = build_encoder("resnet18", 3, None)
     with pytest.raises(ConfigError, match="5 widths"):
         models.UNetDecoder(enc.channels, (64, 32, 16))
+
+
+def test_edge_lite_head_runs_at_stride_two_and_upsamples_only_logits() -> None:
+    """Edge-Lite's last block and head work at stride 2: no 3x3 conv or many-channel resize at full size."""
+    model = build_model("edge_lite").eval()
+    assert model.decoder.head_full_res is False
+    seen: list[tuple[int, ...]] = []
+    hook = model.decoder.final.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape)))
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, 128, 128))
+    hook.remove()
+    assert out.shape == (1, 1, 128, 128) and seen == [(1, 1, 64, 64)]
