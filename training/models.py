@@ -499,8 +499,8 @@ def build_model(
     """Any model of the family by name; logits N x 1 x H x W at input resolution.
 
     Baselines use decoder widths (256, 128, 64, 32, 16); Edge-Lite is MobileNetV3-small with a narrow
-    decoder whose head works at stride 2 (~2 M parameters); the cascade refiner is ResNet18 U-Net; the triage model is a ~20 k
-    parameter depthwise net (see :class:`CascadeTriage`).
+    decoder whose head works at stride 2 (~2 M parameters); the cascade refiner is ResNet18 U-Net; the
+    triage model is a ~9 k parameter depthwise net (see :class:`CascadeTriage`).
     """
     if in_channels < 1:
         raise ConfigError(f"in_channels must be at least 1, got {in_channels}")
