@@ -11,8 +11,11 @@ import pytest
 import rasterio
 import rasterio.features
 import shapely
+import shapely.affinity
+from affine import Affine
 from shapely.geometry import shape
 
+from edge_ls.io import polygons as polygons_mod
 from edge_ls.io.polygons import CONNECTIVITY, StreamingPolygonizer
 
 THRESHOLD = 0.12
@@ -204,3 +207,128 @@ def test_min_area_prefilter_keeps_exactly_the_large_regions(landsat: dict, heigh
     regions = run_bands(poly, mask, prob, prob, band_heights(mask.shape[0], height))
     assert Counter(r.pixel_count for r in regions) == Counter(c for c in counts.tolist() if c >= min_pixels)
     assert all(r.geometry.area == pytest.approx(r.pixel_count) for r in regions)
+
+
+# -- polygonized once per region: equal to the whole mask, band borders leave no trace ---------------
+
+
+@pytest.fixture(scope="module")
+def cas_mosaic(real_data: Path) -> dict:
+    """Real landslide masks (CAS Hokkaido, 512² each) tiled 4x4: 2048², 320 real regions, 21 holes."""
+    paths = sorted((real_data / "cas_hokkaido" / "masks").glob("*.png"))[:16]
+    tiles = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) == 1 for p in paths]
+    mask = np.block([tiles[0:4], tiles[4:8], tiles[8:12], tiles[12:16]])
+    rng = np.random.default_rng(7)
+    prob = np.where(mask, rng.uniform(0.5, 1.0, mask.shape), rng.uniform(0.0, 0.5, mask.shape))
+    return {"mask": mask, "prob": prob.astype(np.float32)}
+
+
+def whole_mask_reference(mask: np.ndarray, min_pixels: int, transform, tolerance: float) -> dict:
+    """Label and polygonize the whole mask in one GDAL call: {(pixel_count, bounds): [(raw, simplified)]}."""
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=CONNECTIVITY)
+    keep = stats[:, cv2.CC_STAT_AREA] >= min_pixels
+    keep[0] = False
+    labels = np.where(keep[labels], labels, 0).astype(np.int32)
+    reference: dict = {}
+    for geojson, value in rasterio.features.shapes(labels, mask=labels > 0, connectivity=CONNECTIVITY):
+        raw = shapely.affinity.affine_transform(shape(geojson), transform.to_shapely())
+        simple = shapely.simplify(raw, tolerance, preserve_topology=True) if tolerance > 0 else raw
+        count = int(stats[int(value), cv2.CC_STAT_AREA])
+        reference.setdefault((count, raw.bounds), []).append((raw, simple))
+    return reference
+
+
+@pytest.mark.parametrize("heights", [64, 7, 1])
+def test_real_mask_regions_equal_one_go_polygonizing(cas_mosaic: dict, heights: int) -> None:
+    """Hundreds of real landslides, many crossing band borders: same regions, areas and geometries.
+
+    Georeferenced and simplified as ``detect`` does it. Unsimplified, every region equals the one-go
+    polygon exactly (symmetric difference 0, area = pixel count x pixel area); simplified, it is the
+    one-go polygon simplified, vertex for vertex: where band borders fell leaves no trace.
+    """
+    mask, prob = cas_mosaic["mask"], cas_mosaic["prob"]
+    transform = Affine(0.5, 0.0, 500000.0, 0.0, -0.5, 3100000.0)
+    min_pixels, pixel_area = 9, 0.25
+    stats = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=CONNECTIVITY)[2]
+    top, height = stats[1:, cv2.CC_STAT_TOP], stats[1:, cv2.CC_STAT_HEIGHT]
+    crossing = (top // heights != (top + height - 1) // heights) & (stats[1:, cv2.CC_STAT_AREA] >= min_pixels)
+    assert crossing.sum() >= 100  # the test is about regions cut by band borders
+
+    for tolerance in (0.0, 0.25):
+        reference = whole_mask_reference(mask, min_pixels, transform, tolerance)
+        poly = StreamingPolygonizer(
+            mask.shape[1],
+            transform=transform,
+            pixel_area=pixel_area,
+            min_area=min_pixels * pixel_area,
+            simplify_tolerance=tolerance,
+        )
+        regions = run_bands(poly, mask, prob, prob, band_heights(mask.shape[0], heights))
+        assert len(regions) == sum(len(v) for v in reference.values())
+        for region in regions:
+            assert region.area == region.pixel_count * pixel_area
+            assert region.geometry.geom_type == "Polygon" and region.geometry.is_valid
+            if tolerance == 0:
+                key = (region.pixel_count, region.geometry.bounds)
+                assert region.geometry.area == pytest.approx(region.area, rel=1e-12)
+                assert any(
+                    shapely.symmetric_difference(region.geometry, raw).area == 0 for raw, _ in reference[key]
+                )
+            else:
+                candidates = [
+                    s for group in reference.values() for _, s in group if s.bounds == region.geometry.bounds
+                ]
+                assert any(shapely.equals_exact(region.geometry, s, 0) for s in candidates)
+
+
+def test_regions_cut_into_slabs_are_still_exact(cas_mosaic: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regions whose bbox exceeds ``SLAB_PIXELS`` are polygonized in row slabs and unioned.
+
+    With a tiny limit nearly every real region takes that path (and every canvas holds one slab): the
+    polygons must be the same as in one piece, holes included.
+    """
+    mask, prob = cas_mosaic["mask"], cas_mosaic["prob"]
+    heights = band_heights(mask.shape[0], 64)
+    whole = run_bands(StreamingPolygonizer(mask.shape[1]), mask, prob, prob, heights)
+    monkeypatch.setattr(polygons_mod, "SLAB_PIXELS", 500)
+    slabbed = run_bands(StreamingPolygonizer(mask.shape[1]), mask, prob, prob, heights)
+    assert [r.pixel_count for r in whole] == [r.pixel_count for r in slabbed]
+    assert sum(len(r.geometry.interiors) for r in slabbed) == 21
+    for a, b in zip(whole, slabbed, strict=True):
+        assert b.geometry.geom_type == "Polygon" and b.geometry.is_valid
+        assert a.geometry.area == b.geometry.area == a.pixel_count
+        assert shapely.symmetric_difference(a.geometry, b.geometry).area == 0
+
+
+@pytest.mark.parametrize("density", [0.45, 0.55, 0.6])
+def test_noisy_masks_give_valid_polygons_without_repair(density: float) -> None:
+    """Speckle near the percolation threshold: pinch points everywhere, yet GDAL's rings are valid.
+
+    The polygonizer no longer runs ``make_valid``; this is the check that it does not need to.
+    """
+    rng = np.random.default_rng(int(density * 100))
+    mask = rng.random((300, 257)) < density
+    prob = np.full(mask.shape, 0.9, dtype=np.float32)
+    n, _ = cv2.connectedComponents(mask.astype(np.uint8), connectivity=CONNECTIVITY)
+    regions = run_bands(StreamingPolygonizer(mask.shape[1]), mask, prob, prob, band_heights(300, 64))
+    assert len(regions) == n - 1
+    geoms = np.array([r.geometry for r in regions], dtype=object)
+    assert shapely.is_valid(geoms).all()
+    assert (shapely.get_type_id(geoms) == 3).all()  # Polygon
+    assert (shapely.area(geoms) == [r.pixel_count for r in regions]).all()
+
+
+def test_memory_is_bounded_by_open_regions_not_the_scene(real_data: Path) -> None:
+    """A tall scene of 36 real masks stacked: what the polygonizer holds stays a band's worth."""
+    paths = sorted((real_data / "cas_hokkaido" / "masks").glob("*.png"))
+    mask = np.concatenate([cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) == 1 for p in paths])
+    prob = mask.astype(np.float32)
+    poly = StreamingPolygonizer(mask.shape[1])
+    held, total = [], 0
+    for row in range(0, mask.shape[0], 64):
+        total += len(poly.add_band(row, mask[row : row + 64], prob[row : row + 64], prob[row : row + 64]))
+        held.append(poly.open_pixels)
+    total += len(poly.finish())
+    assert total > 500 and mask.size > 9_000_000
+    assert max(held) < 64 * mask.shape[1] * 4  # a few bands' worth of crops ...
+    assert max(held) < mask.size / 50  # ... never a noticeable part of the scene
