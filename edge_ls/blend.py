@@ -12,6 +12,7 @@ a band is handed out as soon as every tile row touching it is complete. Nodata i
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,11 +23,23 @@ from edge_ls.tiling import Tile, TilePlan
 
 @dataclass
 class FinishedBand:
-    """A fully blended band of rows, ready to be written."""
+    """A fully blended band of rows, ready to be written.
+
+    Nodata stays NaN in ``prob`` (no separate validity array travels with the band: one less
+    full-width array per band in flight; the writer derives ``valid`` chunk by chunk).
+    """
 
     row_off: int
-    prob: np.ndarray  # float32 [h, width], 0 where invalid
-    valid: np.ndarray  # bool [h, width]
+    prob: np.ndarray  # float32 [h, width] in [0, 1], NaN where nodata
+
+    @property
+    def valid(self) -> np.ndarray:
+        return ~np.isnan(self.prob)
+
+    def chunks(self, rows: int) -> Iterator[FinishedBand]:
+        """The band as contiguous copies of at most ``rows`` rows, so a writer queue holds chunks."""
+        for start in range(0, self.prob.shape[0], rows):
+            yield FinishedBand(self.row_off + start, self.prob[start : start + rows].copy())
 
 
 def _coverage_profile(length: int, count: int, stride: int, window: np.ndarray) -> np.ndarray:
@@ -109,10 +122,8 @@ class RowBandBlender:
             if band is None:  # no tile ever touched it (cannot happen on a full plan): all nodata
                 start, end = self._band_rows(k)
                 band = np.full((end - start, self.plan.width), np.nan, dtype=np.float32)
-            valid = ~np.isnan(band)
-            np.clip(band, 0.0, 1.0, out=band)
-            band[~valid] = 0.0
-            finished.append(FinishedBand(self._band_rows(k)[0], band, valid))
+            np.clip(band, 0.0, 1.0, out=band)  # NaN (nodata) stays NaN
+            finished.append(FinishedBand(self._band_rows(k)[0], band))
             self._next_band += 1
         return finished
 

@@ -43,6 +43,9 @@ from edge_ls.tiling import Tile, pad_tile, plan_tiles
 
 log = logging.getLogger(__name__)
 
+#: Rows per piece handed to the writer: with a one-piece queue, the write side holds ~2 pieces, not
+#: ~3 full-width bands (bench/rss_probe.py: what made peak memory grow with the scene's width).
+WRITE_CHUNK_ROWS = 64
 #: GDAL block cache for one run: enough for the writer's partial blocks, small enough to bound RSS.
 GDAL_CACHE_MB = 128
 _POLL_S = 0.1
@@ -310,8 +313,9 @@ def _stream(
                     bands = blender.add(item.tile, prob, item.valid)
                     stats.latencies_ms.append((time.perf_counter() - item.started) * 1000.0)
                     stats.inferred += 1
-                for band in bands:
-                    put(write_q, band)
+                for band in bands:  # in chunks: the write queue then holds a few rows, not a band
+                    for chunk in band.chunks(WRITE_CHUNK_ROWS):
+                        put(write_q, chunk)
             progress.update(len(items))
 
     def inference() -> None:
@@ -336,7 +340,7 @@ def _stream(
                 band = get(write_q)
                 if band is None:
                     return
-                outputs.write_rows(band.row_off, band.prob, band.valid)
+                outputs.write_rows(band.row_off, band.prob, band.valid)  # valid: not NaN
         except BaseException as exc:
             fail(exc)
 

@@ -108,7 +108,7 @@ def test_nodata_and_skipped_tiles_stay_nodata() -> None:
     assert not out_valid[:100, :100].any()  # covered only by the skipped (all-nodata) tile
     assert not out_valid[200:, :150].any()
     np.testing.assert_allclose(out_prob[out_valid], 0.7, atol=1e-5)
-    assert (out_prob[~out_valid] == 0).all()
+    assert np.isnan(out_prob[~out_valid]).all()
 
 
 @pytest.mark.parametrize("overlap", [0.0, 0.5])
