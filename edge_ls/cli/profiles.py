@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{p.overlap:g}",
                 p.precision,
                 " > ".join(p.backends),
-                "yes" if all(_installed(m) for m in p.models.values()) else "no",
+                "yes" if all(_installed(m, role) for role, m in p.models.items()) else "no",
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -59,13 +59,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _installed(ref: str) -> bool:
+def _installed(ref: str, role: str) -> bool:
     """Whether a model reference resolves on this installation (bundled name or existing file)."""
     from edge_ls.errors import ModelError
     from edge_ls.models.registry import resolve
 
     try:
-        resolve(ref)
+        resolve(ref, None if role == "primary" else role)
     except ModelError:
         return False
     return True
@@ -111,6 +111,6 @@ def _as_dict(p) -> dict:
             "version_compatible": trt.version_compatible,
             "hardware_compatibility": trt.hardware_compatibility,
         },
-        "installed": all(_installed(m) for m in p.models.values()),
+        "installed": all(_installed(m, role) for role, m in p.models.items()),
         "file": str(p.source) if p.source else None,
     }

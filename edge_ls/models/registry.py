@@ -56,19 +56,23 @@ def bundled_names() -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def resolve(name_or_path: str | Path) -> Path:
-    """Turn ``--model`` into an ONNX path: an existing path wins, then a bundled name."""
+def resolve(name_or_path: str | Path, role: str | None = None) -> Path:
+    """Turn ``--model`` into an ONNX path: an existing path wins, then a bundled name.
+
+    ``role`` picks a model of a cascade tier (``triage`` or ``refiner``); by default a tier's primary
+    model, or its triage model for a cascade.
+    """
     candidate = Path(name_or_path)
     if candidate.is_file():
         return candidate
     if (candidate / MANIFEST_FILE).is_file():  # a tier folder given by path: verified, default precision
-        return load_manifest(candidate).model().path
+        return load_manifest(candidate).model(role).path
     name = str(name_or_path)
     if name == "default":
         name = DEFAULT_MODEL
     if "/" not in name and name not in (".", ".."):
         for root in search_dirs():
-            found = _resolve_in(root, name)
+            found = _resolve_in(root, name, role)
             if found is not None:
                 return found
     if candidate.suffix or "/" in name:
@@ -79,12 +83,12 @@ def resolve(name_or_path: str | Path) -> Path:
     )
 
 
-def _resolve_in(root: Path, name: str) -> Path | None:
+def _resolve_in(root: Path, name: str, role: str | None = None) -> Path | None:
     """``name`` as a single file or a verified tier folder under ``root``; None when absent there."""
     single = root / f"{name}.onnx"
     if single.is_file():
         return single
-    entry = resolve_tier_model(root, name)  # a tier folder; every file verified first
+    entry = resolve_tier_model(root, name, role)  # a tier folder; every file verified first
     if entry is not None:
         return entry.path
     if ":" in name:  # tier:precision of a single-file model, e.g. edge-nano:fp32

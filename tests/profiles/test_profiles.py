@@ -47,8 +47,8 @@ def test_table7_columns_per_tier():
     lite, cascade = load_profile("edge-lite"), load_profile("edge-cascade")
     assert lite.primary_model == "edge-lite:int8" and lite.precision == "int8" and not lite.is_cascade
     assert cascade.is_cascade
-    assert dict(cascade.models) == {"triage": "edge-lite:int8", "refiner": "fusion:int8"}
-    assert cascade.primary_model == "edge-lite:int8" and cascade.roi_threshold == 0.3
+    assert dict(cascade.models) == {"triage": "edge-cascade:int8", "refiner": "edge-cascade:int8"}
+    assert cascade.primary_model == "edge-cascade:int8" and cascade.roi_threshold == 0.3
     large = load_profile("fusion-gan-large")
     assert large.tile == 1024 and large.uncertainty and large.tensorrt.hardware_compatibility == "ampere+"
     assert load_profile("edge-nano").primary_model == "edge-nano"
