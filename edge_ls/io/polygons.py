@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import cv2
@@ -256,7 +257,9 @@ class StreamingPolygonizer:
         np.maximum.at(prob_max, lab, p)
         return _BandStats(counts, prob_sum, prob_max, conf_sum)
 
-    def _merge(self, pairs: np.ndarray, stats: _BandStats, label_region: np.ndarray, crop) -> None:
+    def _merge(
+        self, pairs: np.ndarray, stats: _BandStats, label_region: np.ndarray, crop: Callable[[int], _Crop]
+    ) -> None:
         """Attach the band's components that touch open regions (``pairs``: region id, label) to them.
 
         Regions joined through the band keep the smallest id; sums are absorbed in id, then label
@@ -413,7 +416,7 @@ def _slabs(index: int, crops: list[_Crop]) -> list[_Item]:
     return items
 
 
-def _pack(items: list[_Item], width: int):
+def _pack(items: list[_Item], width: int) -> Iterator[tuple[list[_Item], np.ndarray, np.ndarray]]:
     """Paint items onto canvases (shelves, tallest first), one distinct value per item.
 
     Yields (items of the canvas, canvas with item i painted as i + 1 in the smallest dtype that fits,
