@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -32,6 +33,7 @@ from rasterio.windows import Window
 from edge_ls.artifact import ModelSpec, read_spec
 from edge_ls.backends.base import Runner
 from edge_ls.backends.onnxrt import OnnxRuntimeRunner, available_providers
+from edge_ls.backends.select import CPU_PROVIDER, select_runner
 from edge_ls.blend import FinishedBand, RowBandBlender
 from edge_ls.errors import EdgeLSError, InputError
 from edge_ls.io.outputs import OutputOptions, OutputSet
@@ -71,6 +73,8 @@ class DetectOptions:
     intra_op_threads: int | None = None
     #: Threads calling the runner at once; None: one per core (at most 2) on the CPU, one on a GPU.
     streams: int | None = None
+    #: A tier profile (edge_ls.profiles.Profile): its backend preference order picks the runner.
+    profile: Any = None
     progress: bool = False
 
 
@@ -157,6 +161,7 @@ def detect(
                 runner=runner,
                 threshold=threshold,
             )
+            report["backend_skipped"] = list(runner.selection_notes)
             report["min_area_m2"] = outputs.options.min_area_m2
             report["simplify_tolerance"] = outputs.options.simplify_tolerance
             report["outputs"] = sorted(p.name for p in outputs.commit(report).values())
@@ -214,6 +219,14 @@ _M_MMAP_THRESHOLD = -3
 
 
 def _default_runner(model: LoadedModel, options: DetectOptions) -> Runner:
+    if options.profile is not None:  # the profile's backends, best first, down to what is here
+        return select_runner(
+            model.path,
+            options.profile.backends,
+            profile=options.profile,
+            streams=options.streams or default_streams([CPU_PROVIDER]),
+            intra_op_threads=options.intra_op_threads,
+        ).runner
     providers = available_providers()
     return OnnxRuntimeRunner(
         model.path,

@@ -20,6 +20,8 @@ class Runner(ABC):
     backend: str = "unknown"
     #: How many threads may call ``infer`` at the same time (a TensorRT execution context: one).
     concurrency: int = 1
+    #: Why the backends a profile preferred over this one were not used (see backends/select.py).
+    selection_notes: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self.is_active = False

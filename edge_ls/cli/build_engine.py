@@ -3,17 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
-
-def default_cache_dir() -> Path:
-    """``$EDGE_LS_ENGINE_CACHE``, else ``$XDG_CACHE_HOME/edge-ls/engines`` (``~/.cache/...``)."""
-    env = os.environ.get("EDGE_LS_ENGINE_CACHE")
-    if env:
-        return Path(env)
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "edge-ls" / "engines"
+from edge_ls.backends.select import default_engine_cache as default_cache_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:

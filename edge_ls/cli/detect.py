@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         streams=args.streams,
         bands=args.bands,
         nodata=args.nodata,
+        profile=defaults.get("profile"),
         min_area_m2=args.min_area,
         simplify_tolerance=args.simplify,
         progress=not args.quiet and sys.stderr.isatty(),
@@ -98,6 +99,9 @@ def run(args: argparse.Namespace) -> int:
     for path in args.inputs:
         out_dir = args.out / Path(path).stem if several else args.out
         report = detect(path, model, out_dir, options)
+        for note in report.get("backend_skipped", []):
+            ran = f"{report['backend']} ({report['device']})"
+            print(f"edge-ls: backend {note}; ran on {ran}", file=sys.stderr)
         if args.json:
             print(json.dumps(report, indent=2))
         else:
@@ -135,6 +139,7 @@ def _model_from_args(args: argparse.Namespace) -> tuple[str, dict[str, object], 
         "overlap": profile.overlap,
         "threshold": profile.decision_threshold,
         "batch_size": profile.batch,
+        "profile": profile,
     }
     notes.append(f"profile '{profile.name}': model {profile.primary_model}, tile {profile.tile}, "
                  f"batch {profile.batch}, overlap {profile.overlap}")
