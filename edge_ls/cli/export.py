@@ -70,6 +70,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calib-tiles", type=int, default=32, metavar="N", help="calibration tiles (default 32)")
     p.add_argument("--eval-tiles", type=int, default=0, metavar="N", help="evaluation tiles (default all)")
     p.add_argument("--tile-size", type=int, help="tile size for calibration/eval (default: the model's)")
+    p.add_argument("--model-tile", type=int, metavar="N",
+                   help="tile size written into the artifacts' metadata (a large-tile tier of the same "
+                        "model; default: the source's)")
     p.add_argument("--budget", type=float, metavar="F1_POINTS",
                    help="max F1 points a quantized model may lose (default: the tier profile's, else 1)")
     p.add_argument("--default-precision", choices=PRECISION_CHOICES,
@@ -190,8 +193,32 @@ def _fp32_model(args: argparse.Namespace, role: str, source: Path, work: Path) -
         spec = read_spec(source)  # ModelError for a missing/corrupt file or missing metadata
         if spec.precision != "fp32":
             raise ConfigError(f"{source.name} is {spec.precision}: --onnx takes the FP32 export")
-        return source, {"source": str(source)}
-    return _export_checkpoint(args, role, source, work)
+        path, info = source, {"source": str(source)}
+    else:
+        path, info = _export_checkpoint(args, role, source, work)
+    return _retagged(args, role, path, work), info
+
+
+def _retagged(args: argparse.Namespace, role: str, path: Path, work: Path) -> Path:
+    """``path``, or a copy whose metadata names this tier (and ``--model-tile``), so every artifact of a
+    tier folder says which tier it belongs to and the tile it is meant for."""
+    import dataclasses
+
+    import onnx
+
+    from edge_ls.artifact import read_spec, write_spec
+
+    spec = read_spec(path)
+    tile = args.model_tile or spec.tile_size
+    if spec.tier == args.tier and spec.tile_size == tile:
+        return path
+    if tile % 32 or tile < 32:
+        raise ConfigError(f"--model-tile must be a multiple of 32, got {tile}")
+    target = work / f"{role}.fp32.tagged.onnx"
+    model = onnx.load(str(path))
+    write_spec(model, dataclasses.replace(spec, tier=args.tier, tile_size=tile))
+    onnx.save(model, str(target))
+    return target
 
 
 def _export_checkpoint(args: argparse.Namespace, role: str, run_dir: Path,

@@ -35,6 +35,23 @@ def test_onnx_to_int8_tier(tmp_path, fp32_onnx, hokkaido, capsys):
     assert "lite-test:int8" in captured.out
 
 
+def test_every_artifact_names_its_tier_and_model_tile(tmp_path, fp32_onnx, hokkaido, capsys):
+    """A large-tile tier of the same model: metadata says the tier folder's name and the new tile."""
+    code = main([
+        "export", "--onnx", str(fp32_onnx), "--tier", "big-tiles", "--precision", "fp32",
+        "--model-tile", "1024", "--out", str(tmp_path), "--quiet",
+    ])
+    assert code == 0, capsys.readouterr().err
+    entry = load_manifest(tmp_path / "big-tiles").model(precision="fp32")
+    assert entry.spec.tier == "big-tiles" and entry.spec.tile_size == 1024
+    code = main([
+        "export", "--onnx", str(fp32_onnx), "--tier", "odd", "--precision", "fp32",
+        "--model-tile", "1000", "--out", str(tmp_path), "--quiet",
+    ])
+    assert code == 2 and "multiple of 32" in capsys.readouterr().err
+    assert not (tmp_path / "odd").exists()
+
+
 def test_checkpoint_with_pruning(tmp_path, hokkaido, spec, capsys):
     """A training run folder (config.json, best.pt, spec.json) -> pruned FP32 + INT8 tier."""
     torch = pytest.importorskip("torch")
