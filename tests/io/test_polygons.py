@@ -332,3 +332,28 @@ def test_memory_is_bounded_by_open_regions_not_the_scene(real_data: Path) -> Non
     assert total > 500 and mask.size > 9_000_000
     assert max(held) < 64 * mask.shape[1] * 4  # a few bands' worth of crops ...
     assert max(held) < mask.size / 50  # ... never a noticeable part of the scene
+
+
+def test_thin_diagonal_over_the_slab_limit_stays_exact_and_bounded() -> None:
+    """A 2-px staircase across the scene: its bbox (17.6 Mpx) exceeds ``SLAB_PIXELS`` for 8,400 pixels.
+
+    It is polygonized in slabs (no canvas of its bbox), its crops stay a band's height per band, and
+    the union of the slabs is the one-go polygon.
+    """
+    n = 4200
+    assert n * (n + 1) > polygons_mod.SLAB_PIXELS
+    mask = np.zeros((n, n + 1), dtype=bool)
+    mask[np.arange(n), np.arange(n)] = mask[np.arange(n), np.arange(n) + 1] = True
+    prob = mask.astype(np.float32)
+    poly = StreamingPolygonizer(mask.shape[1])
+    regions, held = [], 0
+    for row in range(0, n, 64):
+        regions += poly.add_band(row, mask[row : row + 64], prob[row : row + 64], prob[row : row + 64])
+        held = max(held, poly.open_pixels)
+    regions += poly.finish()
+    (region,) = regions
+    assert region.pixel_count == 2 * n and region.geometry.area == 2 * n
+    assert region.geometry.geom_type == "Polygon" and region.geometry.is_valid
+    assert held <= 64 * 65 * (n // 64 + 1)  # one 64x65 crop per band so far, not the bbox
+    (reference,) = [shape(g) for g, _ in rasterio.features.shapes(mask.astype(np.uint8), mask=mask)]
+    assert shapely.symmetric_difference(region.geometry, reference).area == 0
