@@ -573,8 +573,15 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         if compute_size == sizes["scene"]
         else ensure_mosaic(compute_size, cache_dir, real_root, args.seed)
     )
-    exported = run_isolated("export", cache_dir=str(cache_dir), real_root=str(real_root))
-    unet = exported["path"]
+    if args.compute_model:  # another model for the compute-bound regime (a path or a named model)
+        from edge_ls.models.registry import resolve
+
+        unet = str(resolve(args.compute_model))
+        exported = {"path": unet, "what": f"--compute-model {args.compute_model}"}
+    else:
+        exported = run_isolated("export", cache_dir=str(cache_dir), real_root=str(real_root))
+        exported["what"] = "MobileNetV3-small U-Net, random weights (bench/light_unet.py)"
+        unet = exported["path"]
     runs_dir = cache_dir / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     common = {"batch_size": args.batch_size, "readers": args.readers, "queue_depth": args.queue_depth}
@@ -692,7 +699,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "compute": {**_scene_info(compute_scene), "is": compute_note},
         },
         "models": {
-            "compute": {**exported, "what": "MobileNetV3-small U-Net, random weights (bench/light_unet.py)"},
+            "compute": exported,
             "io": "edge-nano (bundled spectral-index model)",
         },
         "e2e_over_bare": {
@@ -822,6 +829,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         type=float,
         default=0.25,
         help="a run during which other processes used more cores than this counts as disturbed",
+    )
+    parser.add_argument(
+        "--compute-model",
+        help="model of the compute-bound regime: a path or named model (default: the light U-Net)",
     )
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--readers", type=int, default=2)
