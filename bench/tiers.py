@@ -43,6 +43,10 @@ BUILD_VERSION = 3  # 3: U-Net decoder widths deep -> shallow (training/models.py
 PRUNE_RATIO = 0.5
 ROUND_TO = 8
 CALIB_TILES = 16
+#: The committed split: trained models are evaluated on its test tiles, pruned ones fine-tuned on train.
+SPLIT_FILE = REPO / "training" / "configs" / "real_split.json"
+#: Distillation steps that recover a pruned trained model from its unpruned self (train split, 256 px).
+FINE_TUNE_STEPS = 150
 ROI_THRESHOLD = 0.3
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -125,7 +129,26 @@ def build_role(tier: str, role: str, family: str, tile: int, checkpoint: str | N
     info["quantize_s"] = time.perf_counter() - t0
     log(f"  {family}: prune {PRUNE_RATIO:.0%} (round_to {ROUND_TO})")
     try:
-        pruned, report = prune_channels(model, torch.zeros(1, 3, 64, 64), PRUNE_RATIO, round_to=ROUND_TO)
+        fine_tune = None
+        if checkpoint:  # a trained model: recover the pruned one by distillation on the train split
+            from edge_ls.export.prune import distill_fine_tune
+            from edge_ls.export.tiles import load_labelled
+
+            train = _split_names("train") or set()
+            sets = [load_labelled(REAL / n, spec, size=256) for n in EVAL_SETS]
+            keep = [(d, [i for i, name in enumerate(d.names) if f"{n}/{name}" in train])
+                    for d, n in zip(sets, EVAL_SETS, strict=True)]
+            images = np.concatenate([d.images[idx] for d, idx in keep])
+            masks = np.concatenate([d.masks[idx] for d, idx in keep])
+            info["fine_tune"] = {"steps": FINE_TUNE_STEPS, "tiles": len(images), "split": "train",
+                                 "size": 256}
+
+            def fine_tune(student: Any, teacher: Any) -> None:
+                distill_fine_tune(student, teacher, images, masks, steps=FINE_TUNE_STEPS)
+
+        pruned, report = prune_channels(model, torch.zeros(1, 3, 64, 64), PRUNE_RATIO, round_to=ROUND_TO,
+                                        fine_tune=fine_tune)
+        pruned.eval()
         info["prune"] = report.as_dict()
         export_onnx(pruned, spec, paths["pruned-fp32"], sample=sample)
         quantize_int8(paths["pruned-fp32"], paths["pruned-int8"], calib(),
@@ -185,15 +208,30 @@ def _timing_tiles(tile: int, batch: int) -> np.ndarray:
     return np.ascontiguousarray(np.stack(tiles), dtype=np.float32)
 
 
-def _throughput(run: Any, batch_x: np.ndarray, min_seconds: float, min_batches: int) -> dict[str, float]:
-    run(batch_x)  # warm-up: session init, allocations
-    n, start = 0, time.perf_counter()
-    while n < min_batches or time.perf_counter() - start < min_seconds:
-        run(batch_x)
-        n += 1
+def _throughput(run: Any, batch_x: np.ndarray, min_seconds: float, min_batches: int,
+                streams: int = 1) -> dict[str, float]:
+    """Tiles/s with ``streams`` threads calling the session at once (as ``edge-ls detect`` does)."""
+    import threading
+
+    for _ in range(streams):
+        run(batch_x)  # warm-up: session init, allocations (per stream)
+    counts = [0] * streams
+    start = time.perf_counter()
+
+    def loop(i: int) -> None:
+        while counts[i] < min_batches or time.perf_counter() - start < min_seconds:
+            run(batch_x)
+            counts[i] += 1
+
+    pool = [threading.Thread(target=loop, args=(i,)) for i in range(streams)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
     elapsed = time.perf_counter() - start
-    tiles = n * len(batch_x)
-    return {"tiles_per_s": tiles / elapsed, "ms_per_tile": 1000 * elapsed / tiles, "timed_tiles": tiles}
+    tiles = sum(counts) * len(batch_x)
+    return {"tiles_per_s": tiles / elapsed, "ms_per_tile": 1000 * elapsed / tiles, "timed_tiles": tiles,
+            "streams": streams}
 
 
 def measure(args: dict[str, Any]) -> dict[str, Any]:
@@ -202,8 +240,9 @@ def measure(args: dict[str, Any]) -> dict[str, Any]:
     from edge_ls.export.tiles import load_labelled
 
     threads, tile, batch = args["threads"], args["tile"], args["batch"]
+    streams = args.get("streams", 1)
     roles = args["files"]  # role -> path
-    sessions = {role: _session(path, threads) for role, path in roles.items()}
+    sessions = {role: _session(path, max(1, threads // streams)) for role, path in roles.items()}
     names = {role: s.get_inputs()[0].name for role, s in sessions.items()}
 
     def infer(role: str, x: np.ndarray) -> np.ndarray:
@@ -214,10 +253,10 @@ def measure(args: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if cascade:
         # Per-model speed; the cascade's own tiles/s comes from the real ROI share below.
-        out["triage"] = _throughput(lambda b: infer("triage", b), x, args["min_seconds"], 2)
-        out["refiner"] = _throughput(lambda b: infer("refiner", b), x, args["min_seconds"], 2)
+        out["triage"] = _throughput(lambda b: infer("triage", b), x, args["min_seconds"], 2, streams)
+        out["refiner"] = _throughput(lambda b: infer("refiner", b), x, args["min_seconds"], 2, streams)
     else:
-        out.update(_throughput(lambda b: infer("primary", b), x, args["min_seconds"], 2))
+        out.update(_throughput(lambda b: infer("primary", b), x, args["min_seconds"], 2, streams))
     out["peak_rss_mb"] = peak_rss_mb()
     if not args["eval_tiles"] and args["eval_tiles"] is not None:
         return out
@@ -228,8 +267,13 @@ def measure(args: dict[str, Any]) -> dict[str, Any]:
     per_set: dict[str, Any] = {}
     pooled = np.zeros(4, np.int64)
     routed = total = 0
+    split = _split_names(args.get("eval_split"))
     for name in EVAL_SETS:
-        data = load_labelled(REAL / name, spec, size=512, limit=args["eval_tiles"])
+        data = load_labelled(REAL / name, spec, size=512)
+        if split is not None:  # trained models: only tiles no model saw in training or validation
+            data = data.subset([i for i, n in enumerate(data.names) if f"{name}/{n}" in split])
+        if args["eval_tiles"]:
+            data = data.subset(range(min(len(data), args["eval_tiles"])))
         counts = np.zeros(4, np.int64)
         for i in range(0, len(data), batch):
             xb = np.ascontiguousarray(data.images[i:i + batch])
@@ -256,10 +300,17 @@ def measure(args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _split_names(split: str | None) -> set[str] | None:
+    """``<set>/<stem>`` names of one split of the committed split file (None: every tile)."""
+    if not split:
+        return None
+    return set(json.loads(SPLIT_FILE.read_text())["splits"][split])
+
+
 def run_measure(files: dict[str, str], tile: int, batch: int, threads: int, eval_tiles: int | None,
-                min_seconds: float) -> dict[str, Any]:
-    payload = {"files": files, "tile": tile, "batch": batch, "threads": threads,
-               "eval_tiles": eval_tiles, "min_seconds": min_seconds}
+                min_seconds: float, streams: int = 1, eval_split: str | None = None) -> dict[str, Any]:
+    payload = {"files": files, "tile": tile, "batch": batch, "threads": threads, "streams": streams,
+               "eval_tiles": eval_tiles, "min_seconds": min_seconds, "eval_split": eval_split}
     proc = subprocess.run([sys.executable, __file__, "--measure", json.dumps(payload)],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -301,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tiers", default=",".join(TIERS), help=f"comma list of {', '.join(TIERS)}")
     p.add_argument("--quick", action="store_true", help="edge tiers only, 4 eval tiles per set, 3 s timing")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--streams", type=int, default=2,
+                   help="threads calling each session at once, threads // streams ORT threads each "
+                        "(default 2: how edge-ls detect runs on 2 cores)")
     p.add_argument("--min-seconds", type=float, default=8.0, help="timing duration per variant")
     p.add_argument("--checkpoint", action="append", default=[], metavar="TIER[:ROLE]=RUN")
     p.add_argument("--rebuild", action="store_true")
@@ -325,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "issue #4 tiers", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": _machine(), "load_avg_start": os.getloadavg(), "threads": args.threads,
         "eval_sets": list(EVAL_SETS), "calibration": f"{CALIB_SET}, {CALIB_TILES} tiles",
-        "prune": {"ratio": PRUNE_RATIO, "round_to": ROUND_TO, "fine_tune": "none"},
+        "prune": {"ratio": PRUNE_RATIO, "round_to": ROUND_TO,
+              "fine_tune": f"trained models: {FINE_TUNE_STEPS} distillation steps on the train split"},
         "command": "python bench/tiers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "tiers": {},
     }
@@ -346,7 +401,10 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             log(f"{tier}: measuring {variant}")
             figures = {role: graph_figures(f, cfg["tile"]) for role, f in files.items()}
-            m = run_measure(files, cfg["tile"], cfg["batch"], args.threads, eval_tiles, args.min_seconds)
+            trained = all(not b["weights"].startswith("random") for b in builds.values())
+            m = run_measure(files, cfg["tile"], cfg["batch"], args.threads, eval_tiles, args.min_seconds,
+                            args.streams, "test" if trained else None)
+            m["eval_split"] = "test (training/configs/real_split.json)" if trained else "all tiles"
             m["graph"] = figures
             m["load_avg"] = os.getloadavg()
             row["variants"][variant] = m
