@@ -314,6 +314,7 @@ class OutputSet:
         self._tmp: Path | None = None
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_partials(self.out_dir)
             suffix = f".partial-{os.getpid()}"
             self._tmp = Path(tempfile.mkdtemp(prefix=".edge_ls.", suffix=suffix, dir=self.out_dir))
             geo = {"crs": self.crs, "transform": self.transform}
@@ -571,6 +572,32 @@ class OutputSet:
         _fsync_dir(self.out_dir)
         shutil.rmtree(self._tmp, ignore_errors=True)
         return final
+
+
+def remove_stale_partials(out_dir: Path) -> list[Path]:
+    """Remove the temporary folders of runs killed before they could clean up (their pid is gone).
+
+    A run's folder is ``.edge_ls.<random>.partial-<pid>``; a folder whose process still exists is left
+    alone (another run may be writing it). Returns what was removed.
+    """
+    removed = []
+    for folder in out_dir.glob(".edge_ls.*.partial-*"):
+        pid_text = folder.name.rsplit("-", 1)[-1]
+        if not folder.is_dir() or not pid_text.isdigit() or _pid_alive(int(pid_text)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _fsync_dir(path: Path) -> None:

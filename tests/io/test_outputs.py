@@ -451,3 +451,19 @@ def test_crs_member_names_the_crs() -> None:
     custom = CRS.from_proj4("+proj=tmerc +lat_0=0 +lon_0=33.3 +k=1 +x_0=0 +y_0=0 +ellps=GRS80 +units=m")
     assert crs_member(custom)["properties"]["name"].startswith(("PROJCS", "PROJCRS"))
     assert crs_member(None) is None
+
+
+def test_temporary_folders_of_killed_runs_are_removed_live_ones_kept(tmp_path: Path) -> None:
+    """A run killed with SIGKILL leaves its .partial folder; the next run in that folder removes it."""
+    from edge_ls.io.outputs import remove_stale_partials
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    stale = tmp_path / f".edge_ls.abc123.partial-{dead}"
+    (stale / "sub").mkdir(parents=True)
+    live = tmp_path / f".edge_ls.def456.partial-{os.getpid()}"
+    live.mkdir()
+    unrelated = tmp_path / "keep.partial-1"
+    unrelated.mkdir()
+    assert remove_stale_partials(tmp_path) == [stale]
+    assert not stale.exists() and live.is_dir() and unrelated.is_dir()
