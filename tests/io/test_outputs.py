@@ -457,8 +457,9 @@ def test_temporary_folders_of_killed_runs_are_removed_live_ones_kept(tmp_path: P
     """A run killed with SIGKILL leaves its .partial folder; the next run in that folder removes it."""
     from edge_ls.io.outputs import remove_stale_partials
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True, check=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     stale = tmp_path / f".edge_ls.abc123.partial-{dead}"
     (stale / "sub").mkdir(parents=True)
     live = tmp_path / f".edge_ls.def456.partial-{os.getpid()}"
