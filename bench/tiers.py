@@ -45,8 +45,10 @@ ROUND_TO = 8
 CALIB_TILES = 16
 #: The committed split: trained models are evaluated on its test tiles, pruned ones fine-tuned on train.
 SPLIT_FILE = REPO / "training" / "configs" / "real_split.json"
-#: Distillation steps that recover a pruned trained model from its unpruned self (train split, 256 px).
+#: Distillation steps that recover a pruned trained model from its unpruned self (train split, 256 px);
+#: fewer for the ~80 M-parameter fusion family (a step there costs ~30x an Edge-Lite step on 2 cores).
 FINE_TUNE_STEPS = 150
+FUSION_FINE_TUNE_STEPS = 40
 ROI_THRESHOLD = 0.3
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -140,11 +142,11 @@ def build_role(tier: str, role: str, family: str, tile: int, checkpoint: str | N
                     for d, n in zip(sets, EVAL_SETS, strict=True)]
             images = np.concatenate([d.images[idx] for d, idx in keep])
             masks = np.concatenate([d.masks[idx] for d, idx in keep])
-            info["fine_tune"] = {"steps": FINE_TUNE_STEPS, "tiles": len(images), "split": "train",
-                                 "size": 256}
+            steps = FUSION_FINE_TUNE_STEPS if family.startswith("fusion") else FINE_TUNE_STEPS
+            info["fine_tune"] = {"steps": steps, "tiles": len(images), "split": "train", "size": 256}
 
             def fine_tune(student: Any, teacher: Any) -> None:
-                distill_fine_tune(student, teacher, images, masks, steps=FINE_TUNE_STEPS)
+                distill_fine_tune(student, teacher, images, masks, steps=steps)
 
         pruned, report = prune_channels(model, torch.zeros(1, 3, 64, 64), PRUNE_RATIO, round_to=ROUND_TO,
                                         fine_tune=fine_tune)
@@ -380,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": _machine(), "load_avg_start": os.getloadavg(), "threads": args.threads,
         "eval_sets": list(EVAL_SETS), "calibration": f"{CALIB_SET}, {CALIB_TILES} tiles",
         "prune": {"ratio": PRUNE_RATIO, "round_to": ROUND_TO,
-              "fine_tune": f"trained models: {FINE_TUNE_STEPS} distillation steps on the train split"},
+              "fine_tune": f"trained models: {FINE_TUNE_STEPS} distillation steps on the train split "
+                           f"({FUSION_FINE_TUNE_STEPS} for the fusion family)"},
         "command": "python bench/tiers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "tiers": {},
     }
