@@ -95,8 +95,12 @@ def _load_model(family: str, checkpoint: str | None) -> tuple[Any, Any, str]:
 
 
 def build_role(tier: str, role: str, family: str, tile: int, checkpoint: str | None, rebuild: bool,
-               log: Any) -> dict[str, Any]:
-    """Export FP32, INT8, pruned FP32 and pruned INT8 ONNX files for one model; cached."""
+               log: Any, prune: bool = True) -> dict[str, Any]:
+    """Export FP32, INT8, pruned FP32 and pruned INT8 ONNX files for one model; cached.
+
+    ``prune=False`` (``--no-prune``): FP32 and INT8 only; FP32/INT8 files left by an earlier build that
+    was stopped while pruning are reused (each was complete before pruning started).
+    """
     import torch
 
     from edge_ls.export.onnx_export import export_onnx
@@ -109,8 +113,14 @@ def build_role(tier: str, role: str, family: str, tile: int, checkpoint: str | N
     folder.mkdir(parents=True, exist_ok=True)
     paths = {v: folder / f"{v}.onnx" for v in VARIANTS}
     info_path = folder / "build.json"
-    if not rebuild and info_path.is_file() and all(p.is_file() for p in paths.values()):
+    wanted = VARIANTS if prune else ("fp32", "int8")
+    if not rebuild and info_path.is_file() and all(paths[v].is_file() for v in wanted):
         return json.loads(info_path.read_text())
+    if not prune and not rebuild and all(paths[v].is_file() for v in wanted):
+        info = {"family": family, "weights": f"trained: {checkpoint}" if checkpoint else "random (seed 0)",
+                "files": {v: str(paths[v]) for v in wanted}, "prune_error": "not pruned (--no-prune)"}
+        info_path.write_text(json.dumps(info, indent=2))
+        return info
     model, spec, weights = _load_model(family, checkpoint)
     spec = spec or _spec(f"{tier}-{role}", tier, tile, {"model": family, "weights": weights})
     sample = load_tiles(REAL / "cas_hokkaido", spec, size=256, limit=2)
@@ -129,6 +139,12 @@ def build_role(tier: str, role: str, family: str, tile: int, checkpoint: str | N
     log(f"  {family}: INT8 (calibrating on {CALIB_TILES} {CALIB_SET} tiles)")
     quantize_int8(paths["fp32"], paths["int8"], calib(), calib_source=f"{CALIB_SET}[0:{CALIB_TILES}]")
     info["quantize_s"] = time.perf_counter() - t0
+    if not prune:
+        info["prune_error"] = "not pruned (--no-prune)"
+        for v in ("pruned-fp32", "pruned-int8"):
+            info["files"].pop(v, None)
+        info_path.write_text(json.dumps(info, indent=2))
+        return info
     log(f"  {family}: prune {PRUNE_RATIO:.0%} (round_to {ROUND_TO})")
     try:
         fine_tune = None
@@ -354,6 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tiers", default=",".join(TIERS), help=f"comma list of {', '.join(TIERS)}")
     p.add_argument("--quick", action="store_true", help="edge tiers only, 4 eval tiles per set, 3 s timing")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-prune", type=lambda v: set(v.split(",")), default=set(), metavar="TIER,...",
+                   help="tiers built without the pruned variants (pruning the fusion family with "
+                        "torch-pruning ran > 30 CPU-min on 2 cores without finishing)")
     p.add_argument("--streams", type=int, default=2,
                    help="threads calling each session at once, threads // streams ORT threads each "
                         "(default 2: how edge-ls detect runs on 2 cores)")
@@ -390,7 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     for tier in tiers:
         cfg = TIERS[tier]
         log(f"{tier}: building")
-        builds = {role: build_role(tier, role, fam, cfg["tile"], ckpts.get((tier, role)), args.rebuild, log)
+        builds = {role: build_role(tier, role, fam, cfg["tile"], ckpts.get((tier, role)), args.rebuild, log,
+                                   prune=tier not in args.no_prune)
                   for role, fam in cfg["models"].items()}
         eval_tiles = 4 if args.quick and cfg["eval"] != 0 else cfg["eval"]
         row: dict[str, Any] = {"tile": cfg["tile"], "batch": cfg["batch"], "models": {}, "variants": {}}
