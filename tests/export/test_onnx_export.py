@@ -47,9 +47,9 @@ def test_profile_tile_sizes(fp32_onnx, unet, size):
 
 
 def test_parity_failure_raises_with_the_difference(tmp_path, unet, real_tiles, spec):
-    # A model whose ONNX graph cannot reproduce PyTorch: atol 0 is beyond float32 reach.
+    # A model whose ONNX graph cannot reproduce PyTorch: atol 0 (and rtol 0) is beyond float32 reach.
     with pytest.raises(ModelError, match=r"max \|diff\|"):
-        export_onnx(unet, spec, tmp_path / "m.onnx", sample=real_tiles[:1], atol=0.0)
+        export_onnx(unet, spec, tmp_path / "m.onnx", sample=real_tiles[:1], atol=0.0, rtol=0.0)
 
 
 def test_parity_catches_a_shape_baked_into_the_graph(tmp_path, real_tiles, spec):
