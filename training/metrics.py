@@ -260,7 +260,7 @@ def cross_dataset_matrix(
     Rows and columns follow ``order`` when given (names missing from it come after), else first
     appearance; the diagonal is the in-domain score.
     """
-    names: list[str] = list(order or [])
+    names: list[str] = list(dict.fromkeys(order or []))  # a name given twice is one row/column
     for a, b in results:
         for n in (a, b):
             if n not in names:

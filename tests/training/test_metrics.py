@@ -170,3 +170,13 @@ def test_bad_inputs_are_refused() -> None:
         m.update(np.array([np.nan]), np.array([1]))
     m.update(np.zeros((1, 1, 4, 4)), np.zeros((4, 4)))  # N x 1 x H x W output against H x W mask
     assert m.pixels == 16
+
+
+def test_cross_dataset_matrix_order_with_repeated_names():
+    # bench/cross_dataset.py passes [*datasets, *models]; a model named after its dataset repeats a name
+    results = {
+        ("a", "a"): {"f1": 0.7}, ("a", "b"): {"f1": 0.3}, ("b", "a"): {"f1": 0.1}, ("b", "b"): {"f1": 0.4}
+    }
+    m = cross_dataset_matrix(results, "f1", order=["a", "b", "a", "b"])
+    assert m.train == ["a", "b"] and m.test == ["a", "b"]
+    assert m.values.tolist() == [[0.7, 0.3], [0.1, 0.4]]
