@@ -36,7 +36,7 @@ from edge_ls.backends.onnxrt import OnnxRuntimeRunner, available_providers
 from edge_ls.backends.select import CPU_PROVIDER, select_runner
 from edge_ls.blend import FinishedBand, RowBandBlender
 from edge_ls.errors import EdgeLSError, InputError
-from edge_ls.io.outputs import OutputOptions, OutputSet
+from edge_ls.io.outputs import CHUNK_ROWS, OutputOptions, OutputSet
 from edge_ls.io.reader import RasterSource
 from edge_ls.models.registry import resolve
 from edge_ls.pixel_math import to_unit_range
@@ -45,9 +45,6 @@ from edge_ls.tiling import Tile, pad_tile, plan_tiles
 
 log = logging.getLogger(__name__)
 
-#: Rows per piece handed to the writer: with a one-piece queue, the write side holds ~2 pieces, not
-#: ~3 full-width bands (bench/rss_probe.py: what made peak memory grow with the scene's width).
-WRITE_CHUNK_ROWS = 64
 #: GDAL block cache for one run: enough for the writer's partial blocks, small enough to bound RSS.
 GDAL_CACHE_MB = 128
 _POLL_S = 0.1
@@ -326,8 +323,10 @@ def _stream(
                     bands = blender.add(item.tile, prob, item.valid)
                     stats.latencies_ms.append((time.perf_counter() - item.started) * 1000.0)
                     stats.inferred += 1
-                for band in bands:  # in chunks: the write queue then holds a few rows, not a band
-                    for chunk in band.chunks(WRITE_CHUNK_ROWS):
+                # In the writer's own chunks: with a one-piece queue the write side holds ~2 chunks, not
+                # ~3 full-width bands (what made peak memory grow with the scene's width).
+                for band in bands:
+                    for chunk in band.chunks(CHUNK_ROWS):
                         put(write_q, chunk)
             progress.update(len(items))
 
@@ -353,7 +352,7 @@ def _stream(
                 band = get(write_q)
                 if band is None:
                     return
-                outputs.write_rows(band.row_off, band.prob, band.valid)  # valid: not NaN
+                outputs.write_rows(band.row_off, band.prob)  # nodata is NaN in the band
         except BaseException as exc:
             fail(exc)
 

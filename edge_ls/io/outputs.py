@@ -366,8 +366,10 @@ class OutputSet:
             "area_unit": "m2" if self.area_in_m2 else "pixel",
         }
 
-    def write_rows(self, row_off: int, prob: np.ndarray, valid: np.ndarray) -> None:
+    def write_rows(self, row_off: int, prob: np.ndarray, valid: np.ndarray | None = None) -> None:
         """Write one finished band of rows to every output.
+
+        ``valid=None``: every finite probability is valid (the pipeline's bands carry nodata as NaN).
 
         Everything works in chunks of ``CHUNK_ROWS`` rows, which keeps the temporaries small: a
         full-width band of a 20k-px scene would otherwise cost hundreds of MB of scratch arrays.
@@ -382,7 +384,7 @@ class OutputSet:
             raise ValueError(f"row bands must be contiguous: expected row {self._next_row}, got {row_off}")
         if prob.ndim != 2 or prob.shape[1] != self.width or prob.shape[0] == 0:
             raise ValueError(f"prob band must be [h>0, {self.width}], got {prob.shape}")
-        if valid.shape != prob.shape:
+        if valid is not None and valid.shape != prob.shape:
             raise ValueError(f"valid {valid.shape} and prob {prob.shape} bands differ in shape")
         h = prob.shape[0]
         if row_off + h > self.height:
@@ -394,7 +396,9 @@ class OutputSet:
             for start in range(0, h, CHUNK_ROWS):
                 rows = slice(start, start + CHUNK_ROWS)
                 p = prob[rows].astype(np.float32, copy=False)
-                ok = valid[rows].astype(bool, copy=False) & np.isfinite(p)
+                ok = np.isfinite(p)
+                if valid is not None:
+                    ok &= valid[rows].astype(bool, copy=False)
                 clean = np.where(ok, p, np.float32(0.0))
                 detected = ok & (clean >= threshold)
                 conf = confidence(clean, self.options.threshold)

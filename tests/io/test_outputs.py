@@ -221,6 +221,26 @@ def test_nan_probability_is_nodata_everywhere(scene: dict, tmp_path: Path) -> No
             assert (ds.read(1)[300:320, 300:320] == nodata).all()
 
 
+def test_nan_coded_rows_without_a_validity_array_give_the_same_outputs(scene: dict, tmp_path: Path) -> None:
+    """``valid=None`` (the pipeline's NaN-coded bands) writes what an explicit validity array writes."""
+    nan_coded = np.where(scene["valid"], scene["prob"], np.float32(np.nan))
+    with open_set(tmp_path / "explicit", scene) as out:
+        write_all(out, scene["prob"], scene["valid"], BANDS)
+        out.commit({})
+    with open_set(tmp_path / "nan", scene) as out:
+        row = 0
+        for h in BANDS:
+            out.write_rows(row, nan_coded[row : row + h])
+            row += h
+        out.commit({})
+    for name in ("probability.tif", "mask.tif", "confidence.tif"):
+        with rasterio.open(tmp_path / "explicit" / name) as a, rasterio.open(tmp_path / "nan" / name) as b:
+            np.testing.assert_array_equal(a.read(1), b.read(1))
+    assert (tmp_path / "explicit" / "detections.geojson").read_text() == (
+        tmp_path / "nan" / "detections.geojson"
+    ).read_text()
+
+
 def test_not_georeferenced_input_writes_pixel_space(real_data: Path, tmp_path: Path) -> None:
     path = sorted((real_data / "cas_unlabeled").glob("*.tiff"))[0]
     with rasterio.open(path) as src:
