@@ -123,6 +123,12 @@ def export_onnx(
 
 def parity_max_diff(onnx_path: str | Path, model: Any, batch: np.ndarray) -> float:
     """Max absolute difference between ONNX Runtime and PyTorch outputs on ``batch``."""
+    got, reference = _onnx_and_torch(onnx_path, model, batch)
+    return float(np.max(np.abs(got.astype(np.float64) - reference.astype(np.float64))))
+
+
+def _onnx_and_torch(onnx_path: str | Path, model: Any, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ONNX Runtime output, PyTorch output) on ``batch``; refuses outputs of different shapes."""
     import torch
 
     with torch.no_grad():
@@ -133,7 +139,7 @@ def parity_max_diff(onnx_path: str | Path, model: Any, batch: np.ndarray) -> flo
             f"{Path(onnx_path).name}: ONNX output shape {got.shape} != PyTorch {reference.shape} "
             f"for input {batch.shape}: the dynamic axes were not exported"
         )
-    return float(np.max(np.abs(got.astype(np.float64) - reference.astype(np.float64))))
+    return got, reference
 
 
 def run_onnx(onnx_path: str | Path, batch: np.ndarray, threads: int | None = None) -> np.ndarray:
@@ -166,16 +172,7 @@ def _parity(
     """Compare and raise loudly past ``atol + rtol * |reference|`` (elementwise); returns the max
     absolute difference."""
     if reference is None:
-        import torch
-
-        with torch.no_grad():
-            reference = _torch_forward(model.eval(), torch.from_numpy(np.ascontiguousarray(batch)))
-        got = run_onnx(path, batch)
-        if got.shape != reference.shape:
-            raise ModelError(
-                f"{path.name}: ONNX output shape {got.shape} != PyTorch {reference.shape} "
-                f"for input {batch.shape}: the dynamic axes were not exported"
-            )
+        got, reference = _onnx_and_torch(path, model, batch)
     else:
         got = run_onnx(path, batch)
         if got.shape != reference.shape:
