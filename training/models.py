@@ -289,8 +289,9 @@ class UNetDecoder(nn.Module):
     ) -> None:
         super().__init__()
         # head_full_res=False: the last block and the 1x1 head run at stride 2 and only the 1-channel
-        # logits are upsampled. For an edge model that removes the two costliest operators (a 3x3 conv
-        # and a many-channel resize at full resolution: 26% of Edge-Lite's CPU time at 512 px).
+        # logits are upsampled. For an edge model that removes a 3x3 conv and a many-channel resize at
+        # full resolution, the costliest operators of the full-resolution head (Edge-Lite's GFLOPs per
+        # 512-px tile and tiles/s: bench/tiers.py, bench/README.md).
         self.head_full_res = head_full_res
         # enc_channels are shallow -> deep (strides 2..32); widths are in decoding order, deep -> shallow
         # (the widest block works at stride 16, the last width at full resolution), as in
