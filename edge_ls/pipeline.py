@@ -67,6 +67,8 @@ class DetectOptions:
     min_area_m2: float | None = None
     #: None: half a pixel in CRS units, which removes the pixel staircase without moving edges.
     simplify_tolerance: float | None = None
+    #: Probability/confidence rasters: "percent" (uint8 0..100, scale 0.01) or "float32" (0..1).
+    layers: str = "percent"
     intra_op_threads: int | None = None
     #: Threads calling the runner at once; None: one per core (at most 2) on the CPU, one on a GPU.
     streams: int | None = None
@@ -197,6 +199,7 @@ def _output_options(source: RasterSource, options: DetectOptions, threshold: flo
         threshold=threshold,
         min_area_m2=MIN_AREA_PIXELS * pixel_area if min_area is None else min_area,
         simplify_tolerance=0.5 * pixel_size if tolerance is None else tolerance,
+        layers=options.layers,
     )
 
 

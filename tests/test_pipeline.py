@@ -117,7 +117,8 @@ def test_conv_model_through_the_pipeline_matches_the_whole_image(tmp_path: Path,
     """The stitched result of a translation-equivariant model matches one pass over the whole raster."""
     model = blur_model(tmp_path / "blur.onnx")
     src_path = geotiffs / "rasterio" / "RGB.byte.tif"
-    report = detect(src_path, model, tmp_path / "out", DetectOptions(readers=2, batch_size=3))
+    options = DetectOptions(readers=2, batch_size=3, layers="float32")
+    report = detect(src_path, model, tmp_path / "out", options)
     assert report["tiles"] > 20
     spec = LoadedModel.load(model).spec
     with RasterSource(src_path, spec) as source, source.open_handle() as handle:
@@ -136,8 +137,9 @@ def test_two_inference_streams_give_the_same_outputs_as_one(tmp_path: Path, geot
     same mask, same polygons, and bands still reach the writer in order."""
     model = blur_model(tmp_path / "blur.onnx")
     src_path = geotiffs / "rasterio" / "RGB.byte.tif"
-    one = detect(src_path, model, tmp_path / "one", DetectOptions(streams=1, batch_size=2))
-    two = detect(src_path, model, tmp_path / "two", DetectOptions(streams=2, batch_size=2, queue_depth=2))
+    one = detect(src_path, model, tmp_path / "one", DetectOptions(streams=1, batch_size=2, layers="float32"))
+    two = detect(src_path, model, tmp_path / "two",
+                 DetectOptions(streams=2, batch_size=2, queue_depth=2, layers="float32"))
     assert one["tiles"] == two["tiles"] and two["tiles_inferred"] == one["tiles_inferred"]
     with (
         rasterio.open(tmp_path / "one" / "probability.tif") as a,

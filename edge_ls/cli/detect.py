@@ -57,6 +57,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--simplify", type=float, metavar="TOL",
         help="polygon simplification tolerance in CRS units (default: half a pixel; 0: none)",
     )
+    p.add_argument(
+        "--layers", choices=("percent", "float32"), default="percent",
+        help="probability/confidence rasters as uint8 percent 0-100 with scale 0.01 (default: a quarter "
+             "of the bytes) or float32 0-1",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -93,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         profile=defaults.get("profile"),
         min_area_m2=args.min_area,
         simplify_tolerance=args.simplify,
+        layers=args.layers,
         progress=not args.quiet and sys.stderr.isatty(),
     )
     several = len(args.inputs) > 1

@@ -2,14 +2,17 @@
 
 Files (all in the input's CRS and transform; pixel space when the input has no georeference):
 
-* ``probability.tif``: COG, float32, DEFLATE + floating-point predictor, 512-px tiles, AVERAGE
-  overviews. **Nodata is -1.0** (not NaN): -1 lies outside [0, 1], so it cannot be mistaken for a
-  probability, and unlike NaN it is handled the same way by every GIS (statistics, styling, nodata
-  comparisons).
-* ``mask.tif``: COG, uint8, 1 = landslide (``prob >= threshold``), 0 = not, **nodata 255**, MODE
-  overviews.
-* ``confidence.tif``: COG, float32, ``pixel_math.confidence(prob, threshold)``, nodata -1.0 like the
-  probability.
+* ``probability.tif``: COG, ZSTD + predictor, 512-px tiles, AVERAGE overviews. By default
+  (``layers="percent"``) **uint8 percent**: 0..100 = round(100 x probability), band scale 0.01 (GDAL
+  and QGIS unscale it to 0..1), **nodata 255**; the way the Copernicus High Resolution Layers publish
+  their confidence. One percent is far finer than any calibration error of these models, and the
+  layer costs a quarter of the bytes to compress and to build overviews for (bench/cog_codecs.py:
+  ~4x less CPU than float32). ``layers="float32"``: float32 0..1, **nodata -1.0** (not NaN: -1 lies
+  outside [0, 1], so it cannot be mistaken for a probability, and unlike NaN it is handled the same
+  way by every GIS).
+* ``mask.tif``: COG, uint8, 1 = landslide (``prob >= threshold``, decided on the float probability
+  before any rounding), 0 = not, **nodata 255**, MODE overviews.
+* ``confidence.tif``: COG, ``pixel_math.confidence(prob, threshold)``, encoded like the probability.
 * ``detections.geojson``: one Feature per 4-connected landslide region of the stitched mask
   (vectorized in a streaming way by ``polygons.StreamingPolygonizer``), properties ``id``,
   ``area_m2``, ``mean_prob``, ``max_prob``, ``mean_confidence``. A ``crs`` member names the input's
@@ -38,6 +41,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -60,6 +64,12 @@ from edge_ls.pixel_math import confidence
 
 #: Nodata of the float rasters (probability, confidence): outside [0, 1], unlike NaN understood by every GIS.
 FLOAT_NODATA = -1.0
+#: Nodata of the percent rasters (uint8 0..100).
+PERCENT_NODATA = 255
+#: Band scale of the percent rasters: value x 0.01 = probability (GDAL's unscaling convention).
+PERCENT_SCALE = 0.01
+#: How the probability and confidence rasters are stored (see the module docstring).
+LAYER_ENCODINGS = ("percent", "float32")
 #: Nodata of the mask raster.
 MASK_NODATA = 255
 #: Tile size of the COGs (and of the streamed intermediates, so the COG copy reads whole tiles).
@@ -108,6 +118,9 @@ _RAMP_ANCHORS = np.array(
 Background = Callable[[int, int], "np.ndarray | None"]
 
 
+#: Finishing jobs (quicklook, COG copies) run at once by finalize: one per core of this machine class.
+FINALIZE_WORKERS = 2
+
 #: Rows processed at once by write_rows (bounds its scratch memory independently of the band height).
 CHUNK_ROWS = 64
 
@@ -118,6 +131,19 @@ class OutputOptions:
     min_area_m2: float = 0.0  # smaller polygons are dropped (pixel units^2 when not georeferenced)
     simplify_tolerance: float = 0.0  # CRS units (pixels when not georeferenced)
     quicklook_max_size: int = 1024  # longest side of the PNG overlay
+    layers: str = "percent"  # probability/confidence encoding, one of LAYER_ENCODINGS
+
+    def __post_init__(self) -> None:
+        if self.layers not in LAYER_ENCODINGS:
+            raise ValueError(f"layers must be one of {LAYER_ENCODINGS}, got {self.layers!r}")
+
+    @property
+    def layer_dtype(self) -> str:
+        return "uint8" if self.layers == "percent" else "float32"
+
+    @property
+    def layer_nodata(self) -> float:
+        return PERCENT_NODATA if self.layers == "percent" else FLOAT_NODATA
 
 
 def magma_ramp(values: np.ndarray) -> np.ndarray:
@@ -210,17 +236,18 @@ class _RawSink:
     late would yield a corrupt raster that looks complete. Plain ``os.pwrite`` raises ``OSError`` on
     every failed write, and the whole file is reserved up front (``posix_fallocate``), so a disk too
     small for the intermediates fails at construction, before any inference. The cost is uncompressed
-    scratch space: 9 bytes per pixel for the three rasters, freed at commit.
+    scratch space: 3 bytes per pixel for the three rasters (9 with float32 layers), freed at commit.
     """
 
-    def __init__(self, path: Path, *, dtype: str, nodata: float, width: int, height: int, crs, transform):
+    def __init__(self, path: Path, *, dtype: str, nodata: float, width: int, height: int, crs, transform,
+                 scale: float | None = None):
         self.path = path
         self.vrt = path.with_suffix(".vrt")
         self._dtype = np.dtype(dtype).newbyteorder("<")
         self._row_bytes = width * self._dtype.itemsize
         self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         _reserve(self._fd, self._row_bytes * height)
-        self.vrt.write_text(_raw_vrt(path.name, self._dtype, nodata, width, height, crs, transform))
+        self.vrt.write_text(_raw_vrt(path.name, self._dtype, nodata, width, height, crs, transform, scale))
 
     def write(self, row_off: int, band: np.ndarray) -> None:
         assert self._fd is not None
@@ -255,8 +282,11 @@ def _reserve(fd: int, size: int) -> None:
 _GDAL_TYPES = {"float32": "Float32", "uint8": "Byte"}
 
 
-def _raw_vrt(raw_name: str, dtype: np.dtype, nodata: float, width: int, height: int, crs, transform) -> str:
-    """A VRT describing a raw single-band row-major little-endian file beside it."""
+def _raw_vrt(raw_name: str, dtype: np.dtype, nodata: float, width: int, height: int, crs, transform,
+             scale: float | None = None) -> str:
+    """A VRT describing a raw single-band row-major little-endian file beside it (``scale``: the band's
+    unscaling factor, carried into the COG)."""
+    unscale = f"    <Offset>0</Offset>\n    <Scale>{scale!r}</Scale>\n" if scale is not None else ""
     geo = ""
     if crs is not None:
         geo += f"  <SRS>{xml_escape(crs.to_wkt())}</SRS>\n"
@@ -266,7 +296,7 @@ def _raw_vrt(raw_name: str, dtype: np.dtype, nodata: float, width: int, height: 
     return (
         f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">\n{geo}'
         f'  <VRTRasterBand dataType="{_GDAL_TYPES[dtype.name]}" band="1" subClass="VRTRawRasterBand">\n'
-        f"    <NoDataValue>{nodata!r}</NoDataValue>\n"
+        f"    <NoDataValue>{nodata!r}</NoDataValue>\n{unscale}"
         f'    <SourceFilename relativeToVRT="1">{xml_escape(raw_name)}</SourceFilename>\n'
         f"    <ImageOffset>0</ImageOffset>\n"
         f"    <PixelOffset>{dtype.itemsize}</PixelOffset>\n"
@@ -317,14 +347,13 @@ class OutputSet:
             remove_stale_partials(self.out_dir)
             suffix = f".partial-{os.getpid()}"
             self._tmp = Path(tempfile.mkdtemp(prefix=".edge_ls.", suffix=suffix, dir=self.out_dir))
-            geo = {"crs": self.crs, "transform": self.transform}
+            geo = {"crs": self.crs, "transform": self.transform, "width": width, "height": height}
+            layer = {"dtype": options.layer_dtype, "nodata": options.layer_nodata,
+                     "scale": PERCENT_SCALE if options.layers == "percent" else None}
             self._sinks = {
-                PROBABILITY: _RawSink(self._stream_path(PROBABILITY), dtype="float32",
-                                         nodata=FLOAT_NODATA, width=width, height=height, **geo),
-                MASK: _RawSink(self._stream_path(MASK), dtype="uint8",
-                                  nodata=MASK_NODATA, width=width, height=height, **geo),
-                CONFIDENCE: _RawSink(self._stream_path(CONFIDENCE), dtype="float32",
-                                        nodata=FLOAT_NODATA, width=width, height=height, **geo),
+                PROBABILITY: _RawSink(self._stream_path(PROBABILITY), **layer, **geo),
+                MASK: _RawSink(self._stream_path(MASK), dtype="uint8", nodata=MASK_NODATA, **geo),
+                CONFIDENCE: _RawSink(self._stream_path(CONFIDENCE), **layer, **geo),
             }  # fmt: skip
             self._geojson = _GeoJSONStream(self._tmp / DETECTIONS, self._geojson_header())
         except _WRITE_ERRORS as exc:
@@ -403,9 +432,9 @@ class OutputSet:
                 detected = ok & (clean >= threshold)
                 conf = confidence(clean, self.options.threshold)
                 r0 = row_off + start
-                self._sinks[PROBABILITY].write(r0, np.where(ok, clean, np.float32(FLOAT_NODATA)))
+                self._sinks[PROBABILITY].write(r0, self._encode(clean, ok))
                 self._sinks[MASK].write(r0, np.where(ok, detected.astype(np.uint8), np.uint8(MASK_NODATA)))
-                self._sinks[CONFIDENCE].write(r0, np.where(ok, conf, np.float32(FLOAT_NODATA)))
+                self._sinks[CONFIDENCE].write(r0, self._encode(conf, ok))
                 self._geojson.write(self._polygons.add_band(r0, detected, clean, conf))
                 self._valid_pixels += int(ok.sum())
                 self._detected_pixels += int(detected.sum())
@@ -414,6 +443,13 @@ class OutputSet:
         except _WRITE_ERRORS as exc:
             raise self._failed(exc) from exc
         self._next_row += h
+
+    def _encode(self, values: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        """[0, 1] floats -> the stored layer (uint8 percent, rounded half up, or float32); nodata off ok."""
+        if self.options.layers == "percent":
+            percent = (values * np.float32(100.0) + np.float32(0.5)).astype(np.uint8)
+            return np.where(ok, percent, np.uint8(PERCENT_NODATA))
+        return np.where(ok, values, np.float32(FLOAT_NODATA))
 
     # -- finishing -------------------------------------------------------------------------------
 
@@ -433,12 +469,15 @@ class OutputSet:
             for sink in self._sinks.values():
                 sink.close()
             self._geojson.close()
-            self._write_quicklook(background)
-            # One after another on purpose: the three copies in a thread pool took the same wall time on
-            # 2 cores (each copy already compresses on ALL_CPUS: 2.61 vs 2.63 s, 4096² bench output) for
-            # ~215 MiB more peak RSS (GDAL's block cache filled by three datasets at once).
-            for name, sink in self._sinks.items():
-                self._to_cog(sink.vrt, self._tmp / name, _OVERVIEW_RESAMPLING[name])
+            # The quicklook and the three COG copies (one GDAL thread each) run side by side: all read
+            # the finished intermediates, none writes what another reads.
+            with ThreadPoolExecutor(FINALIZE_WORKERS, thread_name_prefix="edge-ls-finalize") as pool:
+                jobs = [pool.submit(self._write_quicklook, background)]
+                jobs += [pool.submit(self._to_cog, sink.vrt, self._tmp / name, _OVERVIEW_RESAMPLING[name])
+                         for name, sink in self._sinks.items()]
+                for job in jobs:
+                    job.result()
+            for sink in self._sinks.values():
                 sink.path.unlink()
                 sink.vrt.unlink()
         except _WRITE_ERRORS as exc:
@@ -513,17 +552,21 @@ class OutputSet:
     def _to_cog(src: Path, dst: Path, resampling: str) -> None:
         """Copy a streamed GeoTIFF to a COG; GDAL builds the overviews block by block."""
         with rasterio.open(src) as ds:
-            predictor = "YES" if ds.dtypes[0] == "float32" else "NO"
+            # Predictor for the smooth layers (uint8 percent: 5.8 vs 8.0 MB and less CPU on a 4096²
+            # probability, /tmp measurement in the 2026-12-01 session); none for the 0/1 mask.
+            predictor = "NO" if dst.name == MASK else "YES"
             rasterio.shutil.copy(
                 ds,
                 dst,
                 driver="COG",
                 BLOCKSIZE=BLOCK_SIZE,
-                # ZSTD level 1: the same size as DEFLATE on these rasters, ~4x faster to write
-                # (bench/cog_codecs.py, 4096² probability raster); readable by GDAL >= 2.3 / QGIS 3.
+                # ZSTD level 1: about the size of DEFLATE on these rasters, 3-4x less CPU to write
+                # (bench/cog_codecs.py); readable by GDAL >= 2.3 / QGIS 3. One thread per copy: GDAL's
+                # ALL_CPUS bought no wall time on 2 cores (same script), and finalize runs the copies
+                # side by side instead.
                 COMPRESS="ZSTD",
                 LEVEL=1,
-                NUM_THREADS="ALL_CPUS",
+                NUM_THREADS=1,
                 PREDICTOR=predictor,
                 RESAMPLING=resampling,
                 OVERVIEWS="AUTO",
@@ -545,6 +588,8 @@ class OutputSet:
                             masked=True)  # fmt: skip
         nodata = np.ma.getmaskarray(prob)
         p = prob.filled(0.0).astype(np.float32)
+        if self.options.layers == "percent":
+            p *= np.float32(PERCENT_SCALE)
         rgb = magma_ramp(p)
         bg = background(qh, qw) if background is not None else None
         if bg is not None:

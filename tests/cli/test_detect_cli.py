@@ -48,6 +48,21 @@ def test_several_inputs_get_one_subfolder_each(tmp_path: Path, real_data: Path) 
 
 
 @pytest.mark.parametrize(
+    ("layers", "dtype", "scale"), [("percent", "uint8", 0.01), ("float32", "float32", 1.0)]
+)
+def test_layers_option_sets_the_probability_encoding(tmp_path: Path, real_data: Path, layers, dtype, scale):
+    path = sorted((real_data / "cas_unlabeled").glob("Hokkaido*.tiff"))[0]
+    proc = run_cli("detect", str(path), "--out", str(tmp_path / "o"), "--quiet", "--model", "edge-nano",
+                   "--layers", layers)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("probability.tif", "confidence.tif"):
+        with rasterio.open(tmp_path / "o" / name) as ds:
+            assert ds.dtypes[0] == dtype and ds.scales == (scale,)
+            values = ds.read(1, masked=True).compressed() * scale
+            assert values.min() >= 0.0 and values.max() <= 1.0
+
+
+@pytest.mark.parametrize(
     ("make", "code", "pattern"),
     [
         (lambda d, r: d / "missing.tif", 2, "not found"),

@@ -23,6 +23,8 @@ from edge_ls.io.outputs import (
     FILES,
     FLOAT_NODATA,
     MASK_NODATA,
+    PERCENT_NODATA,
+    PERCENT_SCALE,
     OutputOptions,
     OutputSet,
     crs_member,
@@ -98,21 +100,41 @@ def test_commit_moves_exactly_the_outputs_into_place(committed: dict) -> None:
     assert report["output_stats"]["detections"] == committed["stats"]["detections"] > 0
 
 
+@pytest.fixture(scope="module")
+def committed_float(scene: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The same scene with ``layers="float32"``."""
+    out_dir = tmp_path_factory.mktemp("run_float") / "out"
+    with open_set(out_dir, scene, layers="float32") as out:
+        write_all(out, scene["prob"], scene["valid"], BANDS)
+        out.commit({})
+    return {"dir": out_dir}
+
+
+def percent(values: np.ndarray) -> np.ndarray:
+    """The percent encoding, written independently of outputs.py: round half up of 100 x value."""
+    return np.floor(values.astype(np.float64) * 100 + 0.5).astype(np.uint8)
+
+
+@pytest.mark.parametrize("layers", ["percent", "float32"])
 @pytest.mark.parametrize(
-    ("name", "dtype", "nodata", "resampling"),
-    [
-        ("probability.tif", "float32", FLOAT_NODATA, "average"),
-        ("mask.tif", "uint8", MASK_NODATA, "mode"),
-        ("confidence.tif", "float32", FLOAT_NODATA, "average"),
-    ],
+    ("name", "resampling"),
+    [("probability.tif", "average"), ("mask.tif", "mode"), ("confidence.tif", "average")],
 )
-def test_rasters_are_cogs_on_the_input_grid(committed, scene, name, dtype, nodata, resampling) -> None:
-    with rasterio.open(committed["dir"] / name) as ds:
+def test_rasters_are_cogs_on_the_input_grid(request, scene, layers, name, resampling) -> None:
+    folder = request.getfixturevalue("committed" if layers == "percent" else "committed_float")["dir"]
+    dtype, nodata, scale = {
+        ("mask.tif", "percent"): ("uint8", MASK_NODATA, 1.0),
+        ("mask.tif", "float32"): ("uint8", MASK_NODATA, 1.0),
+        ("probability.tif", "percent"): ("uint8", PERCENT_NODATA, PERCENT_SCALE),
+        ("confidence.tif", "percent"): ("uint8", PERCENT_NODATA, PERCENT_SCALE),
+    }.get((name, layers), ("float32", FLOAT_NODATA, 1.0))
+    with rasterio.open(folder / name) as ds:
         assert ds.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
         assert ds.profile["tiled"] and ds.block_shapes == [(512, 512)]
         assert ds.compression is not None
         assert ds.overviews(1) == [2]  # 791 x 718 -> one level down to under a tile
         assert ds.dtypes[0] == dtype and ds.nodata == nodata
+        assert ds.scales == (scale,) and ds.offsets == (0.0,)  # GIS unscale percent -> [0, 1]
         assert ds.crs == scene["crs"] and ds.transform == scene["transform"]
         assert (ds.width, ds.height) == (scene["width"], scene["height"])
         data = ds.read(1)
@@ -124,12 +146,35 @@ def test_rasters_are_cogs_on_the_input_grid(committed, scene, name, dtype, nodat
         "mask.tif": (prob >= THRESHOLD).astype(np.uint8),
         "confidence.tif": confidence(prob, THRESHOLD),
     }[name]
+    if dtype == "uint8" and name != "mask.tif":
+        expected = percent(expected)
     np.testing.assert_array_equal(data[valid], expected[valid])
     if name == "mask.tif":
         assert set(np.unique(overview)) <= {0, 1, MASK_NODATA}  # mode overviews stay classes
     else:
-        inside = overview[overview != nodata]
+        inside = overview[overview != nodata] * scale
         assert inside.min() >= 0.0 and inside.max() <= 1.0  # nodata never averaged in
+
+
+def test_percent_layers_round_to_the_nearest_percent_and_keep_the_mask_exact(committed, committed_float):
+    """Percent = float to within half a percent; the mask is decided before rounding, so it is identical."""
+    for name in ("probability.tif", "confidence.tif"):
+        with rasterio.open(committed["dir"] / name) as a, rasterio.open(committed_float["dir"] / name) as b:
+            coded, exact = a.read(1, masked=True), b.read(1, masked=True)
+        np.testing.assert_array_equal(coded.mask, exact.mask)
+        err = np.abs(coded.compressed() * PERCENT_SCALE - exact.compressed())
+        assert err.max() <= 0.005 + 1e-6
+    masks = [committed["dir"] / "mask.tif", committed_float["dir"] / "mask.tif"]
+    with rasterio.open(masks[0]) as a, rasterio.open(masks[1]) as b:
+        np.testing.assert_array_equal(a.read(1), b.read(1))
+    assert (committed["dir"] / "detections.geojson").read_text() == (
+        committed_float["dir"] / "detections.geojson"
+    ).read_text()
+
+
+def test_unknown_layer_encoding_is_refused() -> None:
+    with pytest.raises(ValueError, match="layers must be one of"):
+        OutputOptions(threshold=0.5, layers="uint16")
 
 
 def test_geojson_has_one_feature_per_uncut_region(committed: dict, scene: dict) -> None:
@@ -216,7 +261,7 @@ def test_nan_probability_is_nodata_everywhere(scene: dict, tmp_path: Path) -> No
     with open_set(tmp_path, scene) as out:
         write_all(out, prob, scene["valid"], BANDS)
         out.commit({})
-    for name, nodata in [("probability.tif", FLOAT_NODATA), ("mask.tif", MASK_NODATA)]:
+    for name, nodata in [("probability.tif", PERCENT_NODATA), ("mask.tif", MASK_NODATA)]:
         with rasterio.open(tmp_path / name) as ds:
             assert (ds.read(1)[300:320, 300:320] == nodata).all()
 
@@ -265,7 +310,7 @@ def test_not_georeferenced_input_writes_pixel_space(real_data: Path, tmp_path: P
     with rasterio.open(tmp_path / "probability.tif") as ds:
         assert ds.crs is None and ds.transform.is_identity
         assert ds.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
-        assert (ds.read(1)[:, :16] == FLOAT_NODATA).all()
+        assert (ds.read(1)[:, :16] == PERCENT_NODATA).all()
     collection = json.loads((tmp_path / "detections.geojson").read_text())
     assert collection["georeferenced"] is False and "crs" not in collection
     mask = valid & (prob >= threshold)
@@ -403,16 +448,18 @@ def _run_on_small_tmpfs(tmp_path: Path, fs_bytes: int, size: int) -> dict:
 
 
 def test_real_disk_too_small_fails_before_inference(tmp_path: Path) -> None:
-    # 1000 x 1000 px need 9 MB of scratch space: reserved at construction, so the run never starts.
-    result = _run_on_small_tmpfs(tmp_path, 8 * 2**20, 1000)
+    # 2000 x 2000 px need 12 MB of scratch space (3 uint8 rasters): reserved at construction, so the
+    # run never starts.
+    result = _run_on_small_tmpfs(tmp_path, 10 * 2**20, 2000)
     assert result["stage"] == "construct"
     assert result["error"].endswith(": No space left on device")
     assert result["left"] == []
 
 
 def test_real_disk_full_while_writing_cogs(tmp_path: Path) -> None:
-    # The scratch files fit, the compressed COGs do not: GDAL fails inside commit.
-    result = _run_on_small_tmpfs(tmp_path, 10 * 2**20, 1000)
+    # The 12 MB of scratch files fit, the compressed COGs (~2 x 3 MB of random percent values) do not:
+    # GDAL fails inside commit.
+    result = _run_on_small_tmpfs(tmp_path, 14 * 2**20, 2000)
     assert result["stage"] == "commit"
     assert result["error"].startswith(f"cannot write outputs to {tmp_path}/fs/out: No space left on device")
     assert "\n" not in result["error"]
