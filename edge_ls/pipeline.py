@@ -37,11 +37,11 @@ from edge_ls.backends.select import CPU_PROVIDER, select_runner
 from edge_ls.blend import FinishedBand, RowBandBlender
 from edge_ls.errors import EdgeLSError, InputError
 from edge_ls.io.outputs import CHUNK_ROWS, OutputOptions, OutputSet
+from edge_ls.io.quicklook import CellMeans
 from edge_ls.io.reader import RasterSource
 from edge_ls.models.registry import resolve
-from edge_ls.pixel_math import to_unit_range
 from edge_ls.report import RunStats, build_report
-from edge_ls.tiling import Tile, pad_tile, plan_tiles
+from edge_ls.tiling import Tile, TilePlan, pad_tile, plan_tiles
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +147,10 @@ def detect(
             options=_output_options(source, options, threshold),
         )
         factory = runner_factory or _default_runner
+        imagery = _ImageryCells(source, spec, outputs.quicklook_shape)
         with outputs, factory(loaded, options) as runner:
-            stats = _stream(source, plan, runner, spec, outputs, options)
-            outputs.finalize(background=_quicklook_background(source, spec))
+            stats = _stream(source, plan, runner, spec, outputs, options, imagery)
+            outputs.finalize(background=imagery.render)
             stats.wall_s = time.perf_counter() - t0  # everything but writing report.json itself
             report = build_report(
                 stats=stats,
@@ -170,24 +171,30 @@ def detect(
 MIN_AREA_PIXELS = 9
 
 
-def _quicklook_background(source: RasterSource, spec: ModelSpec) -> Callable[[int, int], np.ndarray | None]:
-    """The input imagery at quicklook size (a decimated read), scaled the way the model sees it."""
+class _ImageryCells:
+    """The input imagery at quicklook size, averaged from the tiles as the readers read them (no second
+    pass over the input), in the model's RGB bands (or its first band as grey)."""
 
-    def render(h: int, w: int) -> np.ndarray | None:
+    def __init__(self, source: RasterSource, spec: ModelSpec, shape: tuple[int, int]) -> None:
         names = list(spec.bands)
-        if {"red", "green", "blue"} <= set(names):
-            picks = [names.index(b) for b in ("red", "green", "blue")]
-        else:
-            picks = [0, 0, 0]
-        indexes = [source.band_indexes[i] for i in picks]
-        with source.open_handle() as handle:
-            raw = handle.read(indexes, out_shape=(3, h, w), resampling=rasterio.enums.Resampling.average)
-        offset = source.scaling.offset[picks]
-        scale = source.scaling.scale[picks]
-        unit = to_unit_range(raw, offset, scale)
-        return (np.moveaxis(unit, 0, -1) * 255.0 + 0.5).astype(np.uint8)
+        rgb = {"red", "green", "blue"} <= set(names)
+        self.picks = [names.index(b) for b in ("red", "green", "blue")] if rgb else [0, 0, 0]
+        self.cells = CellMeans(source.height, source.width, *shape, channels=3)
+        self._mean = np.asarray(spec.mean, np.float32)[self.picks].reshape(3, 1, 1)
+        self._std = np.asarray(spec.std, np.float32)[self.picks].reshape(3, 1, 1)
 
-    return render
+    def add(self, plan: TilePlan, tile: Tile, x: np.ndarray, valid: np.ndarray) -> None:
+        """Add a tile's core (the part no later tile reads) of model-ready bands ``x`` [C, h, w]."""
+        rows, cols = plan.core(tile)
+        self.cells.add(tile.y0, tile.x0, x[self.picks, :rows, :cols], valid[:rows, :cols])
+
+    def render(self, h: int, w: int) -> np.ndarray:
+        """RGB uint8 [h, w, 3]: the means un-standardized back to [0, 1] (black where nothing valid)."""
+        means = self.cells.means()
+        if means.shape[1:] != (h, w):
+            raise ValueError(f"imagery cells are {means.shape[1:]}, the quicklook wants {(h, w)}")
+        unit = np.clip(np.nan_to_num(means * self._std + self._mean, nan=0.0), 0.0, 1.0)
+        return (np.moveaxis(unit, 0, -1) * 255.0 + 0.5).astype(np.uint8)
 
 
 def _output_options(source: RasterSource, options: DetectOptions, threshold: float) -> OutputOptions:
@@ -255,6 +262,7 @@ def _stream(
     spec: ModelSpec,
     outputs: OutputSet,
     options: DetectOptions,
+    imagery: _ImageryCells | None = None,
 ) -> RunStats:
     """Drive the threads; return timing statistics. Any stage's failure stops all and re-raises.
 
@@ -308,6 +316,8 @@ def _stream(
                     tile = plan.tile(index)
                     started = time.perf_counter()
                     data, valid = source.read(handle, Window(tile.x0, tile.y0, tile.width, tile.height))
+                    if imagery is not None:
+                        imagery.add(plan, tile, data, valid)
                     if not valid.any():
                         put(read_q, _ReadTile(tile, None, None, started))
                     else:

@@ -62,6 +62,13 @@ class TilePlan:
             width=min(self.tile_size, self.width - x0),
         )
 
+    def core(self, tile: Tile) -> tuple[int, int]:
+        """(rows, cols) of ``tile`` from its origin that no later tile reads: the cores of all tiles
+        partition the raster, so per-pixel sums taken over cores count every pixel exactly once."""
+        rows = self.stride if tile.row < self.rows - 1 else tile.height
+        cols = self.stride if tile.col < self.cols - 1 else tile.width
+        return min(rows, tile.height), min(cols, tile.width)
+
     def __iter__(self) -> Iterator[Tile]:
         """Tiles in raster order (row by row), the order the blender completes rows in."""
         for index in range(self.count):

@@ -19,7 +19,8 @@ Files (all in the input's CRS and transform; pixel space when the input has no g
   CRS (``urn:ogc:def:crs:EPSG::32618``...). Without georeference the coordinates are pixel columns
   and rows, ``area_m2`` is in pixels, and the collection says ``"georeferenced": false``.
 * ``quicklook.png``: the probability on a magma-like ramp (grey = nodata) with the mask outlined in
-  cyan, at most ``quicklook_max_size`` px on its long side, from decimated reads at commit.
+  cyan, at most ``quicklook_max_size`` px on its long side, from cell means accumulated while
+  streaming (:mod:`edge_ls.io.quicklook`).
 * ``report.json``: the caller's report plus ``outputs`` (the file names) and ``output_stats``.
 
 Pixels with ``valid == False`` (or a non-finite probability) are nodata in every raster and never
@@ -47,7 +48,6 @@ from pathlib import Path
 from types import TracebackType
 from xml.sax.saxutils import escape as xml_escape
 
-import cv2
 import numpy as np
 import rasterio
 import rasterio.shutil
@@ -55,11 +55,11 @@ import shapely
 from affine import Affine
 from rasterio._err import CPLE_BaseError
 from rasterio.crs import CRS
-from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 
 from edge_ls.errors import OutputError
 from edge_ls.io.polygons import Region, StreamingPolygonizer
+from edge_ls.io.quicklook import CellMeans, quicklook_shape, render_png
 from edge_ls.pixel_math import confidence
 
 #: Nodata of the float rasters (probability, confidence): outside [0, 1], unlike NaN understood by every GIS.
@@ -97,29 +97,11 @@ _OVERVIEW_RESAMPLING = {PROBABILITY: "AVERAGE", MASK: "MODE", CONFIDENCE: "AVERA
 _WRITE_ERRORS: tuple[type[BaseException], ...] = (OSError, RasterioError, CPLE_BaseError)
 #: Free space under which a GDAL write failure is reported as a full disk.
 _FULL_DISK_BYTES = 1 << 20
-_MASK_OUTLINE_RGB = (0, 255, 255)
-_NODATA_RGB = (64, 64, 64)
-#: Anchors of a magma-like ramp (dark purple -> orange -> pale yellow), evenly spaced on [0, 1].
-_RAMP_ANCHORS = np.array(
-    [
-        (0, 0, 4),
-        (28, 16, 68),
-        (79, 18, 123),
-        (129, 37, 129),
-        (181, 54, 122),
-        (229, 80, 100),
-        (251, 135, 97),
-        (254, 194, 135),
-        (252, 253, 191),
-    ],
-    dtype=np.float64,
-)
-
 Background = Callable[[int, int], "np.ndarray | None"]
 
 
-#: Finishing jobs (quicklook, COG copies) run at once by finalize: one per core of this machine class.
-FINALIZE_WORKERS = 2
+#: COG copies run at once by finalize: one per core of a 2-core ground station.
+COG_WORKERS = 2
 
 #: Rows processed at once by write_rows (bounds its scratch memory independently of the band height).
 CHUNK_ROWS = 64
@@ -144,14 +126,6 @@ class OutputOptions:
     @property
     def layer_nodata(self) -> float:
         return PERCENT_NODATA if self.layers == "percent" else FLOAT_NODATA
-
-
-def magma_ramp(values: np.ndarray) -> np.ndarray:
-    """Map values in [0, 1] to RGB uint8 on a perceptually ordered dark-to-bright ramp."""
-    x = np.clip(np.nan_to_num(values, nan=0.0), 0.0, 1.0)
-    stops = np.linspace(0.0, 1.0, len(_RAMP_ANCHORS))
-    rgb = np.stack([np.interp(x, stops, _RAMP_ANCHORS[:, c]) for c in range(3)], axis=-1)
-    return np.rint(rgb).astype(np.uint8)
 
 
 def crs_member(crs: CRS | None) -> dict | None:
@@ -358,6 +332,8 @@ class OutputSet:
             self._geojson = _GeoJSONStream(self._tmp / DETECTIONS, self._geojson_header())
         except _WRITE_ERRORS as exc:
             raise self._failed(exc) from exc
+        #: Probability and detected share per quicklook cell, accumulated by write_rows.
+        self._cells = CellMeans(height, width, *self.quicklook_shape, channels=2)
         self._polygons = StreamingPolygonizer(
             width,
             transform=self.transform,
@@ -382,6 +358,11 @@ class OutputSet:
     @property
     def rows_written(self) -> int:
         return self._next_row
+
+    @property
+    def quicklook_shape(self) -> tuple[int, int]:
+        """(rows, cols) of quicklook.png: a ``background`` passed to finalize must have this size."""
+        return quicklook_shape(self.height, self.width, self.options.quicklook_max_size)
 
     @property
     def stats(self) -> dict:
@@ -436,6 +417,7 @@ class OutputSet:
                 self._sinks[MASK].write(r0, np.where(ok, detected.astype(np.uint8), np.uint8(MASK_NODATA)))
                 self._sinks[CONFIDENCE].write(r0, self._encode(conf, ok))
                 self._geojson.write(self._polygons.add_band(r0, detected, clean, conf))
+                self._cells.add(r0, 0, np.stack([clean, detected.astype(np.float32)]), ok)
                 self._valid_pixels += int(ok.sum())
                 self._detected_pixels += int(detected.sum())
             if row_off + h == self.height:
@@ -469,12 +451,11 @@ class OutputSet:
             for sink in self._sinks.values():
                 sink.close()
             self._geojson.close()
-            # The quicklook and the three COG copies (one GDAL thread each) run side by side: all read
-            # the finished intermediates, none writes what another reads.
-            with ThreadPoolExecutor(FINALIZE_WORKERS, thread_name_prefix="edge-ls-finalize") as pool:
-                jobs = [pool.submit(self._write_quicklook, background)]
-                jobs += [pool.submit(self._to_cog, sink.vrt, self._tmp / name, _OVERVIEW_RESAMPLING[name])
-                         for name, sink in self._sinks.items()]
+            self._write_quicklook(background)
+            # The three COG copies (one GDAL thread each) run side by side.
+            with ThreadPoolExecutor(COG_WORKERS, thread_name_prefix="edge-ls-cog") as pool:
+                jobs = [pool.submit(self._to_cog, sink.vrt, self._tmp / name, _OVERVIEW_RESAMPLING[name])
+                        for name, sink in self._sinks.items()]
                 for job in jobs:
                     job.result()
             for sink in self._sinks.values():
@@ -573,42 +554,12 @@ class OutputSet:
                 BIGTIFF="IF_SAFER",
             )
 
-    def _quicklook_shape(self) -> tuple[int, int]:
-        scale = min(1.0, self.options.quicklook_max_size / max(self.width, self.height))
-        return max(1, round(self.height * scale)), max(1, round(self.width * scale))
-
     def _write_quicklook(self, background: Background | None) -> None:
-        """Render probability + mask outline from decimated reads: never the full scene in memory."""
-        qh, qw = self._quicklook_shape()
-        with rasterio.open(self._sinks[PROBABILITY].vrt) as ds:
-            prob = ds.read(1, out_shape=(qh, qw), resampling=Resampling.average, masked=True)
-        with rasterio.open(self._sinks[MASK].vrt) as ds:
-            # Average of 0/1 = share of landslide pixels per cell; > 0 keeps small detections visible.
-            share = ds.read(1, out_shape=(qh, qw), resampling=Resampling.average, out_dtype="float32",
-                            masked=True)  # fmt: skip
-        nodata = np.ma.getmaskarray(prob)
-        p = prob.filled(0.0).astype(np.float32)
-        if self.options.layers == "percent":
-            p *= np.float32(PERCENT_SCALE)
-        rgb = magma_ramp(p)
-        bg = background(qh, qw) if background is not None else None
-        if bg is not None:
-            bg = np.asarray(bg, dtype=np.uint8)
-            if bg.shape != (qh, qw, 3):
-                raise ValueError(f"background must be RGB uint8 of shape {(qh, qw, 3)}, got {bg.shape}")
-            alpha = (0.7 * p)[..., None]
-            rgb = np.rint(bg * (1.0 - alpha) + rgb * alpha).astype(np.uint8)
-            rgb[nodata] = (bg[nodata] // 2).astype(np.uint8)
-        else:
-            rgb[nodata] = _NODATA_RGB
-        detected = (share.filled(0.0) > 0).astype(np.uint8)
-        outline = detected & ~cv2.erode(detected, np.ones((3, 3), np.uint8)).astype(bool)
-        rgb[outline.astype(bool)] = _MASK_OUTLINE_RGB
-        ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-        if not ok:
-            raise OSError(errno.EIO, "PNG encoding failed")
+        """Render the streamed cell means (no reads): probability on a ramp, detections outlined."""
+        prob, share = self._cells.means()
+        bg = background(*prob.shape) if background is not None else None
         assert self._tmp is not None
-        (self._tmp / QUICKLOOK).write_bytes(png.tobytes())
+        (self._tmp / QUICKLOOK).write_bytes(render_png(prob, share, bg))
 
     def _move_into_place(self) -> dict[str, Path]:
         """Atomic renames within one file system; report.json disappears first and comes back last."""

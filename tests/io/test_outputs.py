@@ -30,6 +30,7 @@ from edge_ls.io.outputs import (
     crs_member,
 )
 from edge_ls.io.polygons import CONNECTIVITY
+from edge_ls.io.quicklook import MASK_OUTLINE_RGB, NODATA_RGB
 from edge_ls.pixel_math import confidence
 
 THRESHOLD = 0.12
@@ -237,8 +238,8 @@ def test_quicklook_is_a_downsampled_rgb_overlay(committed: dict, scene: dict, tm
     png = cv2.imread(str(committed["dir"] / "quicklook.png"), cv2.IMREAD_UNCHANGED)
     assert png.shape == (scene["height"], scene["width"], 3)  # smaller than 1024: not upsampled
     rgb = png[..., ::-1]
-    assert tuple(rgb[0, 0]) == outputs_mod._NODATA_RGB  # RGB.byte's corner is nodata
-    assert (rgb == outputs_mod._MASK_OUTLINE_RGB).all(axis=-1).sum() > 100  # mask outlines drawn
+    assert tuple(rgb[0, 0]) == NODATA_RGB  # RGB.byte's corner is nodata
+    assert (rgb == MASK_OUTLINE_RGB).all(axis=-1).sum() > 100  # mask outlines drawn
 
     # A smaller quicklook over a background image supplied by the caller.
     calls = []
