@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.pipeline import _ratio, measure_read, peak_rss_mb
+from bench.pipeline import _ratio, cpu_ceiling, measure_read, peak_rss_mb
 from bench.scenes import ensure_mosaic, load_tile_pool
 
 
@@ -16,6 +16,11 @@ def test_ratio_targets() -> None:
     assert _ratio("e2e_over_bare", 0.95)["met"] and not _ratio("e2e_over_bare", 0.85)["met"]
     assert _ratio("rss_ratio_20k_over_10k", 1.08)["met"] and _ratio("rss_ratio_20k_over_10k", 0.93)["met"]
     assert not _ratio("rss_ratio_20k_over_10k", 1.2)["met"]
+
+
+def test_cpu_ceiling_is_bare_over_detect_cpu() -> None:
+    ceiling = cpu_ceiling({"process_cpu_s": 25.0}, {"process_cpu_s": 20.0, "cores_busy": 1.98})
+    assert ceiling["cpu_ceiling"] == 0.8 and "1.98" in ceiling["cpu_ceiling_is"]
 
 
 def test_peak_rss_is_not_inherited_from_a_large_parent() -> None:
