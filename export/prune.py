@@ -5,8 +5,9 @@ layer's inputs), so the result is a smaller dense network that any backend runs 
 weight sparsity. Channel counts are rounded to multiples of 8 or 16 (``round_to``): GPU tensor-core
 kernels pick their fast paths on such widths, and a pruned model with odd widths can be *slower* on
 TensorRT than the unpruned one (TensorRT #3884, Torch-Pruning #382). The output head is never pruned
-(it must keep its single channel). Importance: group L2 magnitude (torch-pruning's
-``GroupMagnitudeImportance``), one ratio for every prunable layer group.
+(it must keep its single channel), and neither are the channels that feed it (see
+:func:`head_inputs`). Importance: group L2 magnitude (torch-pruning's ``GroupMagnitudeImportance``),
+one ratio for every prunable layer group.
 """
 
 from __future__ import annotations
@@ -82,6 +83,30 @@ def output_heads(model: Any) -> list[Any]:
     return [m for m in model.modules() if isinstance(m, convs) and m.out_channels == 1]
 
 
+def head_inputs(model: Any, example_input: Any, heads: Sequence[Any] | None = None) -> list[Any]:
+    """Convolutions whose output channels are the input channels of the single-logit head(s).
+
+    Kept whole by :func:`prune_channels`: magnitude importance ignores the *sign* of the head's
+    weights. Edge-Lite's trained head reads 16 channels, 5 of them with positive weights (the
+    landslide evidence) and small norms; pruning 50% removed all 5, so every logit was at most the
+    head's negative bias and nothing was ever predicted positive, whatever the fine-tuning did.
+    These layers are tiny (16 channels at stride 2), so keeping them costs almost nothing.
+    """
+    from torch import nn
+
+    tp = _torch_pruning()
+    convs = (nn.Conv2d, nn.ConvTranspose2d)
+    heads = list(heads) if heads is not None else output_heads(model)
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
+    out: list[Any] = []
+    for head in heads:
+        for dep, _ in graph.get_pruning_group(head, tp.prune_conv_in_channels, idxs=[0]):
+            layer = dep.target.module
+            if isinstance(layer, convs) and layer is not head and all(layer is not m for m in out):
+                out.append(layer)
+    return out
+
+
 def count_macs_params(model: Any, example_input: Any) -> tuple[int, int]:
     """(MACs, params) from torch-pruning's counter (thop is not a dependency)."""
     tp = _torch_pruning()
@@ -115,10 +140,12 @@ def prune_channels(
     evaluate: Evaluate | None = None,
     latency_input: Any | None = None,
     iterative_steps: int = 1,
+    keep_head_inputs: bool = True,
 ) -> tuple[Any, PruneReport]:
     """Prune ``ratio`` of the channels of every prunable group of a copy of ``model``.
 
-    ``ignored_layers``: modules whose *output* channels are kept (default: :func:`output_heads`).
+    ``ignored_layers``: modules whose *output* channels are kept (default: :func:`output_heads`);
+    ``keep_head_inputs`` also keeps the layers feeding the heads (:func:`head_inputs`).
     ``fine_tune(student, teacher)`` then recovers accuracy with the unpruned model as teacher;
     ``evaluate`` scores before, after pruning and after fine-tuning; ``latency_input`` (a tensor)
     adds PyTorch CPU latency before/after. Returns the pruned model (the original is untouched).
@@ -135,6 +162,8 @@ def prune_channels(
         names = {id(m): n for n, m in teacher.named_modules()}
         copies = dict(student.named_modules())
         ignored = [copies[names[id(m)]] if id(m) in names else m for m in ignored]
+    if keep_head_inputs:
+        ignored += head_inputs(student, example_input, output_heads(student))
     macs0, params0 = count_macs_params(teacher, example_input)
     report = PruneReport(ratio=ratio, round_to=round_to, params_before=params0, params_after=params0,
                          macs_before=macs0, macs_after=macs0, input_shape=tuple(example_input.shape))
@@ -199,23 +228,32 @@ def distill_fine_tune(
     batch: int = 4,
     temperature: float = 2.0,
     alpha: float = 0.5,
+    iou_weight: float = 1.0,
+    freeze_bn: bool = False,
     seed: int = 0,
     progress: Callable[[int, float], None] | None = None,
 ) -> list[float]:
-    """Recover a pruned student by distillation: ``alpha`` soft teacher targets + ``1-alpha`` labels.
+    """Recover a pruned student by distillation: ``alpha`` soft teacher targets + ``1-alpha`` labels,
+    plus ``iou_weight`` x the supervised soft-IoU the trainer uses.
 
-    Uses the trainer's ``distillation_loss`` (Hinton-style, per pixel). Random flips as augmentation.
-    Returns the loss of every step. Train on tiles disjoint from any evaluation set.
+    Uses the trainer's ``distillation_loss`` (Hinton-style, per-pixel BCE) and ``soft_iou_loss``:
+    pixel BCE alone on a ~10%-positive class rewards predicting background, soft-IoU is what keeps
+    the positives. Random flips as augmentation. Returns the loss of every step. Train on tiles
+    disjoint from any evaluation set.
     """
     import torch
 
-    from edge_ls.training.losses import distillation_loss
+    from edge_ls.training.losses import distillation_loss, soft_iou_loss
 
     if len(images) == 0:
         raise ConfigError("distillation fine-tuning needs labelled tiles")
     rng = np.random.default_rng(seed)
     teacher.eval()
     student.train()
+    if freeze_bn:
+        for m in student.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
     optimizer = torch.optim.Adam(student.parameters(), lr=lr)
     losses = []
     for step in range(steps):
@@ -228,7 +266,10 @@ def distill_fine_tune(
             x, y = x.flip(-2), y.flip(-2)
         with torch.no_grad():
             t_logits = teacher(x)
-        loss = distillation_loss(student(x), t_logits, y, temperature=temperature, alpha=alpha)
+        s_logits = student(x)
+        loss = distillation_loss(s_logits, t_logits, y, temperature=temperature, alpha=alpha)
+        if iou_weight:
+            loss = loss + iou_weight * soft_iou_loss(s_logits, y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

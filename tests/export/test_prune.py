@@ -11,6 +11,7 @@ pytest.importorskip("torch_pruning")
 from edge_ls.export.prune import (  # noqa: E402
     channel_widths,
     distill_fine_tune,
+    head_inputs,
     output_heads,
     prune_channels,
     torch_scores,
@@ -80,3 +81,68 @@ def test_bad_arguments():
     with pytest.raises(ConfigError, match="round_to"):
         prune_channels(model, torch.randn(1, 3, 64, 64), 0.5, round_to=7)
     assert output_heads(model) == [model.head]
+
+
+def _head_with_weak_positive_evidence():
+    """make_unet whose head reads 8 positive-weight channels with the smallest norms (the shape of the
+    trained Edge-Lite head: its landslide evidence channels were the weakest by L2 magnitude) and a
+    negative bias: magnitude pruning of those channels caps every logit at the bias."""
+    model = make_unet()
+    conv, bn, head = model.fuse[0], model.fuse[1], model.head
+    with torch.no_grad():
+        head.weight.fill_(-0.5)
+        head.weight[0, :8] = 0.5
+        head.bias.fill_(-1.0)
+        conv.weight[:8] *= 0.05
+        bn.weight[:8] = 0.05
+        bn.bias[:8] = 0.6
+    return model
+
+
+def test_head_inputs_are_the_layer_feeding_the_head():
+    model = make_unet()
+    assert head_inputs(model, torch.randn(1, 3, 64, 64)) == [model.fuse[0]]
+
+
+def test_pruning_keeps_the_head_evidence_so_logits_can_pass_the_bias(real_tiles):
+    """The regression behind F1 = 0 of every pruned model: without head_inputs kept, the student's
+    logits can never exceed the (negative) head bias, so nothing is predicted positive at 0.5."""
+    model = _head_with_weak_positive_evidence()
+    example, x = torch.randn(1, 3, 64, 64), torch.from_numpy(real_tiles[:2])
+    capped, _ = prune_channels(model, example, 0.5, keep_head_inputs=False)
+    pruned, report = prune_channels(model, example, 0.5)
+    with torch.no_grad():
+        assert model(x).max() > 0  # the teacher predicts landslide somewhere
+        assert capped(x).max() <= model.head.bias.item() + 1e-6  # the failure mode
+        assert pruned.fuse[0].out_channels == 32 and pruned.head.in_channels == 32
+        assert report.params_after < 0.5 * report.params_before  # the rest is still pruned
+        assert pruned(x).max() > 0
+        p_teacher, p_student = (torch.sigmoid(m(x)) >= 0.5 for m in (model, pruned))
+        assert p_student.sum() > 0.5 * p_teacher.sum()
+
+
+def test_distillation_adds_the_supervised_soft_iou(hokkaido, spec):
+    from edge_ls.export.tiles import load_labelled
+    from edge_ls.training.losses import distillation_loss, soft_iou_loss
+
+    data = load_labelled(hokkaido, spec, size=64, limit=2)
+    teacher = make_unet()
+    students = [make_unet(seed=1), make_unet(seed=1)]
+    rng = np.random.default_rng(3)  # replay the first step's batch and flips
+    idx = rng.choice(2, size=2, replace=False)
+    x, y = torch.from_numpy(data.images[idx]), torch.from_numpy(data.masks[idx][:, None].astype(np.float32))
+    if rng.random() < 0.5:
+        x, y = x.flip(-1), y.flip(-1)
+    if rng.random() < 0.5:
+        x, y = x.flip(-2), y.flip(-2)
+    with torch.no_grad():
+        students[0].train()
+        ref = students[0](x)
+    plain = distill_fine_tune(students[0], teacher, data.images, data.masks, steps=1, batch=2, seed=3,
+                              iou_weight=0.0, lr=0.0)
+    with_iou = distill_fine_tune(students[1], teacher, data.images, data.masks, steps=1, batch=2, seed=3,
+                                 lr=0.0)
+    with torch.no_grad():
+        expected = distillation_loss(ref, teacher(x), y)
+    assert plain[0] == pytest.approx(float(expected), rel=1e-3)
+    assert with_iou[0] - plain[0] == pytest.approx(float(soft_iou_loss(ref, y)), rel=1e-3)
