@@ -43,6 +43,11 @@ CONV_OPS = ("Conv", "ConvTranspose")
 #: ResNet18 U-Net, 2.07 -> 2.28 tiles/s, and on the MobileNetV3 U-Net 2.87 -> 3.14 (FP32 1.07 / 2.81).
 QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 SIGMOID_OPS = ("Sigmoid",)
+#: Activation-range calibration: ``minmax`` (the full observed range), ``percentile`` (the 99.999th
+#: percentile of |x|: one outlier pixel no longer widens the step for every other), ``entropy``
+#: (KL-optimal clipping, TensorRT's classic calibrator).
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+_CALIBRATION_LABELS = {"minmax": "MinMax", "percentile": "Percentile 99.999", "entropy": "Entropy"}
 #: (op, input index) slots ONNX types as float32 only, whatever the data's precision (Resize scales).
 FLOAT32_ONLY_INPUTS = {("Resize", 2), ("Upsample", 1)}
 #: Ops with subgraphs: the cast pass leaves them float32 rather than rewrite their bodies.
@@ -86,6 +91,25 @@ def sensitive_nodes(proto: Any) -> list[str]:
     return list(dict.fromkeys(ends + sigmoids))
 
 
+def depthwise_convs(proto: Any) -> list[str]:
+    """Names of the depthwise convolutions (``group`` > 1, one input channel per group).
+
+    Kept float32 in INT8 models: on Edge-Lite (MobileNetV3) they were both the F1 loss (test delta
+    1.14 -> 0.09 points, val -0.12 -> -0.44) and *slower* in INT8 under ONNX Runtime's CPU kernels
+    (1.46x -> 1.78x FP32 tiles/s, one thread); figures and commands in bench/README.md ("tiers").
+    """
+    weights = {init.name: list(init.dims) for init in proto.graph.initializer}
+    out = []
+    for node in proto.graph.node:
+        if node.op_type != "Conv":
+            continue
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        dims = weights.get(node.input[1]) if len(node.input) > 1 else None
+        if group > 1 and dims is not None and len(dims) > 1 and dims[1] == 1:
+            out.append(node.name)
+    return out
+
+
 def _tile_digest(tile: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(tile, dtype=np.float32).tobytes()).hexdigest()[:12]
 
@@ -113,23 +137,38 @@ class _OneBatch:
         return item
 
 
+def _calibration(method: str) -> tuple[Any, dict[str, Any]]:
+    """ONNX Runtime's CalibrationMethod and extra options for one of :data:`CALIBRATION_METHODS`."""
+    from onnxruntime.quantization import CalibrationMethod
+
+    if method == "minmax":
+        return CalibrationMethod.MinMax, {"symmetric": True}
+    if method == "percentile":
+        return CalibrationMethod.Percentile, {"symmetric": True, "percentile": 99.999, "num_bins": 2048}
+    if method == "entropy":
+        return CalibrationMethod.Entropy, {"symmetric": True, "num_bins": 512, "num_quantized_bins": 128}
+    raise ConfigError(f"unknown calibration method '{method}' (known: {', '.join(CALIBRATION_METHODS)})")
+
+
 def calibrate(
-    model_path: Path, tiles: Iterable[np.ndarray], channels: int, work_dir: Path
+    model_path: Path, tiles: Iterable[np.ndarray], channels: int, work_dir: Path, method: str = "minmax"
 ) -> tuple[Any, list[str]]:
-    """MinMax activation ranges over ``tiles``, one small batch in memory at a time.
+    """Activation ranges over ``tiles`` (``method``: :data:`CALIBRATION_METHODS`), one small batch in
+    memory at a time.
 
     Why not ``quantize_static``'s own loop: it keeps every batch's activations until the end, and its
     ``CalibMaxIntermediateOutputs`` bound (onnxruntime 1.32) discards the chunks it flushes instead of
     folding them into the ranges. ``collect_data`` called once per batch folds each batch (min of
-    mins, max of maxes) and frees it. Returns the ranges and a digest of every tile fed.
+    mins, max of maxes) and frees it; the histogram methods merge each batch into their histograms.
+    Returns the ranges and a digest of every tile fed.
     """
     import onnxruntime as ort
-    from onnxruntime.quantization import CalibrationMethod
     from onnxruntime.quantization.calibrate import create_calibrator
 
+    calibrate_method, options_ = _calibration(method)
     calibrator = create_calibrator(
         model_path, None, augmented_model_path=str(work_dir / "augmented.onnx"),
-        calibrate_method=CalibrationMethod.MinMax, extra_options={"symmetric": True},
+        calibrate_method=calibrate_method, extra_options=options_,
     )
     input_name = calibrator.model.graph.input[0].name
     calibrator.model = None  # the augmented copy on disk is all the session needs
@@ -145,7 +184,10 @@ def calibrate(
     gc.collect()
     digests: list[str] = []
     for batch in _batches(tiles, channels):
-        calibrator.collect_data(_OneBatch(input_name, batch))
+        try:
+            calibrator.collect_data(_OneBatch(input_name, batch))
+        except ValueError as exc:  # numpy's histogram on a constant activation
+            raise ModelError(f"{method} calibration failed ({str(exc)[:100]}); try minmax") from None
         digests.extend(_tile_digest(t) for t in batch)
     if not digests:
         raise ConfigError("no calibration tiles: INT8 calibration needs real tiles")
@@ -174,16 +216,19 @@ def quantize_int8(
     reduce_range: bool = False,
     calib_source: str = "",
     op_types: Sequence[str] | None = QUANTIZED_OPS,
+    calibration: str = "minmax",
 ) -> Path:
     """Static INT8 quantization in QDQ format, calibrated on ``calib_tiles`` (normalized like the spec).
 
     ``exclude``: node names left in float32; None means :func:`sensitive_nodes` (first and last conv,
-    sigmoids). ``op_types``: the op types quantized (None: every op ONNX Runtime can quantize).
+    sigmoids) and :func:`depthwise_convs`. ``op_types``: the op types quantized (None: every op ONNX
+    Runtime can quantize).
+    ``calibration``: how activation ranges are set (:data:`CALIBRATION_METHODS`).
     The result keeps the FP32 model's metadata with ``precision`` "int8" and a
     ``provenance.quantization`` entry (calibration tiles, excluded nodes, settings).
     """
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import save_tensors_data
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -196,6 +241,7 @@ def quantize_int8(
     del original
     if spec.precision != "fp32":
         raise ModelError(f"{src.name} is already {spec.precision}: quantize the FP32 export")
+    _calibration(calibration)  # an unknown method fails before any work
     with tempfile.TemporaryDirectory(prefix="edge-ls-q-") as tmp:
         pre = Path(tmp) / "pre.onnx"
         # ONNX Runtime's pre-processing writes its large-model temporaries (sym_shape_infer_temp.onnx,
@@ -209,20 +255,21 @@ def quantize_int8(
         prepared = load_model(pre)
         name_nodes(prepared)
         onnx.save(prepared, str(pre))
-        excluded = list(exclude) if exclude is not None else sensitive_nodes(prepared)
+        excluded = (list(exclude) if exclude is not None
+                    else list(dict.fromkeys(sensitive_nodes(prepared) + depthwise_convs(prepared))))
         unknown = sorted(set(excluded) - {n.name for n in prepared.graph.node})
         del prepared
         gc.collect()
         if unknown:
             raise ConfigError(f"cannot keep unknown node(s) in float: {', '.join(unknown[:5])}")
-        ranges, digests = calibrate(pre, calib_tiles, len(spec.bands), Path(tmp))
+        ranges, digests = calibrate(pre, calib_tiles, len(spec.bands), Path(tmp), calibration)
         cache = Path(tmp) / "ranges.json"
         save_tensors_data(ranges, cache)
         try:
             quantize_static(
                 str(pre), str(out), None, quant_format=QuantFormat.QDQ, per_channel=per_channel,
                 reduce_range=reduce_range, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                nodes_to_exclude=excluded, calibrate_method=CalibrationMethod.MinMax,
+                nodes_to_exclude=excluded, calibrate_method=_calibration(calibration)[0],
                 op_types_to_quantize=list(op_types) if op_types else None,
                 # QuantizeBias=False: TensorRT dequantizes INT8/FP8/INT4 only, never an INT32 bias.
                 extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
@@ -239,7 +286,7 @@ def quantize_int8(
             entry.key, entry.value = key, value
     provenance = dict(spec.provenance)
     provenance["quantization"] = {
-        "method": "onnxruntime quantize_static QDQ, MinMax calibration",
+        "method": f"onnxruntime quantize_static QDQ, {_CALIBRATION_LABELS[calibration]} calibration",
         "activations": "int8 symmetric", "weights": "int8 symmetric " + ("per-channel" if per_channel
                                                                           else "per-tensor"),
         "reduce_range": reduce_range,

@@ -17,6 +17,7 @@ from edge_ls.export.onnx_export import run_onnx  # noqa: E402
 from edge_ls.export.quantize import (  # noqa: E402
     accuracy_delta,
     convert_fp16,
+    depthwise_convs,
     quantize_int8,
     sensitive_nodes,
 )
@@ -43,13 +44,26 @@ def _weight_is_quantized(proto, conv) -> bool:
     return producer is not None and producer.op_type == "DequantizeLinear"
 
 
+def _is_depthwise(proto, conv) -> bool:
+    inits = {t.name: t for t in proto.graph.initializer}
+    group = next((a.i for a in conv.attribute if a.name == "group"), 1)
+    weight = inits.get(conv.input[1])
+    if weight is None:  # quantized: the weight is the DequantizeLinear's int8 initializer
+        producer = {o: n for n in proto.graph.node for o in n.output}[conv.input[1]]
+        weight = inits[producer.input[0]]
+    return group > 1 and weight.dims[1] == 1
+
+
 def test_int8_is_qdq_symmetric_with_sensitive_layers_in_float(int8_onnx, fp32_onnx, real_tiles):
     proto = onnx.load(str(int8_onnx))
     ops = Counter(n.op_type for n in proto.graph.node)
     assert ops["QuantizeLinear"] > 10 and ops["DequantizeLinear"] > 10
     convs = [n for n in proto.graph.node if n.op_type == "Conv"]
     assert not _weight_is_quantized(proto, convs[0]) and not _weight_is_quantized(proto, convs[-1])
-    assert all(_weight_is_quantized(proto, c) for c in convs[1:-1])
+    depthwise = [c for c in convs[1:-1] if _is_depthwise(proto, c)]
+    assert len(depthwise) >= 5  # MobileNetV3-small: one per inverted-residual block
+    assert not any(_weight_is_quantized(proto, c) for c in depthwise)  # kept float (depthwise_convs)
+    assert all(_weight_is_quantized(proto, c) for c in convs[1:-1] if not _is_depthwise(proto, c))
     inits = {t.name: t for t in proto.graph.initializer}
     # symmetric: every zero point is int8 and zero
     for node in proto.graph.node:
@@ -61,7 +75,7 @@ def test_int8_is_qdq_symmetric_with_sensitive_layers_in_float(int8_onnx, fp32_on
         return name in inits and inits[name].data_type == onnx.TensorProto.INT8 and len(inits[name].dims) == 4
 
     weight_dqs = [n for n in proto.graph.node if n.op_type == "DequantizeLinear" and is_weight(n.input[0])]
-    assert len(weight_dqs) == len(convs) - 2
+    assert len(weight_dqs) == len(convs) - 2 - len(depthwise)
     for dq in weight_dqs:
         scale = onnx.numpy_helper.to_array(inits[dq.input[1]])
         assert scale.shape == (inits[dq.input[0]].dims[0],)
@@ -85,6 +99,22 @@ def test_sensitive_nodes_are_first_last_conv_and_sigmoids(fp32_onnx):
     proto = onnx.load(str(fp32_onnx))
     convs = [n.name for n in proto.graph.node if n.op_type == "Conv"]
     assert sensitive_nodes(proto)[:2] == [convs[0], convs[-1]]
+
+
+def test_depthwise_convs_found_in_fp32_graph(fp32_onnx):
+    proto = onnx.load(str(fp32_onnx))
+    names = depthwise_convs(proto)
+    convs = {n.name: n for n in proto.graph.node if n.op_type == "Conv"}
+    assert names and all(_is_depthwise(proto, convs[n]) for n in names)
+    assert len(names) < len(convs) / 2  # the pointwise and plain convs are not in it
+
+
+def test_unknown_calibration_method_fails_before_any_work(tmp_path, fp32_onnx):
+    # (percentile/entropy run on the trained Edge-Lite; ONNX Runtime's histograms fail on this random
+    # net's constant activations, so they are compared in bench/README.md, not here)
+    with pytest.raises(ConfigError, match="calibration method"):
+        quantize_int8(fp32_onnx, tmp_path / "x.onnx", [], calibration="kl")
+    assert not (tmp_path / "x.onnx").exists()
 
 
 def test_fp16_runs_and_keeps_io_float32(tmp_path, fp32_onnx, real_tiles):
