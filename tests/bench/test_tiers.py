@@ -37,3 +37,43 @@ def test_measure_single_and_cascade(small_onnx):
         cascade["triage"]["ms_per_tile"] + cascade["roi_share"] * cascade["refiner"]["ms_per_tile"])
     if cascade["roi_share"] == 1.0:  # every tile refined by the same model: same pixels as the single run
         assert cascade["accuracy"]["f1"] == pytest.approx(one["accuracy"]["f1"])
+
+
+def test_refit_temperature_follows_the_student_logit_scale():
+    """A pruned student gets its own temperature (fit on val), not the teacher's: logits scaled by 4
+    need a temperature ~4x larger for the same probabilities."""
+    import torch
+
+    from bench.tiers import _refit_temperature, _spec
+
+    spec = _spec("t", "t", 512, {})
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.AvgPool2d(8), torch.nn.Conv2d(3, 1, 1),
+                              torch.nn.Upsample(scale_factor=8)).eval()
+    t1 = _refit_temperature(net, spec).temperature
+    with torch.no_grad():
+        net[1].weight *= 4
+        net[1].bias *= 4
+    t4 = _refit_temperature(net, spec).temperature
+    assert t1 != spec.temperature
+    assert t4 == pytest.approx(4 * t1, rel=0.02)
+
+
+def test_build_only_builds_and_measures_nothing(monkeypatch, capsys):
+    import bench.tiers as tiers
+
+    built = []
+
+    def fake_build(tier, role, family, tile, checkpoint, rebuild, log, prune=True):
+        built.append((tier, role, checkpoint, prune))
+        return {"family": family, "weights": "trained", "files": {"fp32": "/c/fp32.onnx"}}
+
+    def no_measure(*args, **kwargs):
+        raise AssertionError("--build-only must not measure")
+
+    monkeypatch.setattr(tiers, "build_role", fake_build)
+    monkeypatch.setattr(tiers, "run_measure", no_measure)
+    assert tiers.main(["--build-only", "--tiers", "edge-cascade", "--checkpoint",
+                       "edge-cascade:triage=runs/t"]) == 0
+    assert [(t, r) for t, r, *_ in built] == [("edge-cascade", "triage"), ("edge-cascade", "refiner")]
+    assert built[0][2] == "runs/t" and capsys.readouterr().out == ""
