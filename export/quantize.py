@@ -7,7 +7,8 @@ strongly typed), per-channel weights, calibrated on real tiles fed in small batc
 calibration of the full fusion held 9 GB when fed at once). FP16: every float tensor and initializer
 becomes float16 except the graph's input/output (kept float32, so callers never change) and the
 sensitive layers. Sensitive layers -- the first and last convolutions and the sigmoids -- stay float32
-in both (INT8 accuracy drops concentrate there: TensorRT #1179, onnxruntime #11415).
+in both (INT8 accuracy drops concentrate there: TensorRT #1179, onnxruntime #11415); INT8 also keeps
+the depthwise convolutions float (:func:`depthwise_convs`: on Edge-Lite they cost F1 and were slower).
 
 The same files run under ONNX Runtime on the CPU, so :func:`accuracy_delta` measures what a quantized
 artifact loses on real labelled tiles disjoint from the calibration tiles, records it in the artifact's
