@@ -106,8 +106,9 @@ def build_role(tier: str, role: str, family: str, tile: int, checkpoint: str | N
                log: Any, prune: bool = True) -> dict[str, Any]:
     """Export FP32, INT8, pruned FP32 and pruned INT8 ONNX files for one model; cached.
 
-    ``prune=False`` (``--no-prune``): FP32 and INT8 only; FP32/INT8 files left by an earlier build that
-    was stopped while pruning are reused (each was complete before pruning started).
+    ``prune=False`` (``--no-prune``): FP32 and INT8 only. FP32/INT8 files left by an earlier build
+    (stopped while pruning, or built with ``--no-prune``) are reused: each was complete before the next
+    step started.
     """
     import torch
 
@@ -135,18 +136,25 @@ def build_role(tier: str, role: str, family: str, tile: int, checkpoint: str | N
     calib_batch = 1 if family.startswith("fusion") else 2
     files = {k: str(v) for k, v in paths.items()}
     info: dict[str, Any] = {"family": family, "weights": weights, "files": files}
-    t0 = time.perf_counter()
-    log(f"  {family}: export FP32")
-    export_onnx(model, spec, paths["fp32"], sample=sample)
-    info["export_s"] = time.perf_counter() - t0
 
     def calib() -> Any:
         return iter_batches(REAL / CALIB_SET, spec, batch=calib_batch, size=tile, limit=CALIB_TILES)
 
-    t0 = time.perf_counter()
-    log(f"  {family}: INT8 (calibrating on {CALIB_TILES} {CALIB_SET} tiles)")
-    quantize_int8(paths["fp32"], paths["int8"], calib(), calib_source=f"{CALIB_SET}[0:{CALIB_TILES}]")
-    info["quantize_s"] = time.perf_counter() - t0
+    if not rebuild and paths["fp32"].is_file() and paths["int8"].is_file():
+        # Left by a --no-prune build (each file was complete before the next step started): only the
+        # pruned variants are missing, and the fusion family's export + INT8 take many CPU minutes.
+        log(f"  {family}: FP32 and INT8 reused from {folder}")
+        earlier = json.loads(info_path.read_text()) if info_path.is_file() else {}
+        info.update({k: earlier[k] for k in ("export_s", "quantize_s") if k in earlier})
+    else:
+        t0 = time.perf_counter()
+        log(f"  {family}: export FP32")
+        export_onnx(model, spec, paths["fp32"], sample=sample)
+        info["export_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        log(f"  {family}: INT8 (calibrating on {CALIB_TILES} {CALIB_SET} tiles)")
+        quantize_int8(paths["fp32"], paths["int8"], calib(), calib_source=f"{CALIB_SET}[0:{CALIB_TILES}]")
+        info["quantize_s"] = time.perf_counter() - t0
     if not prune:
         info["prune_error"] = "not pruned (--no-prune)"
         for v in ("pruned-fp32", "pruned-int8"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("torch")
@@ -77,3 +79,20 @@ def test_build_only_builds_and_measures_nothing(monkeypatch, capsys):
                        "edge-cascade:triage=runs/t"]) == 0
     assert [(t, r) for t, r, *_ in built] == [("edge-cascade", "triage"), ("edge-cascade", "refiner")]
     assert built[0][2] == "runs/t" and capsys.readouterr().out == ""
+
+
+def test_pruned_variants_are_added_to_a_no_prune_build_without_redoing_it(monkeypatch, tmp_path):
+    """A --no-prune build's FP32/INT8 files are reused when the pruned variants are asked for later."""
+    import bench.tiers as tiers
+
+    monkeypatch.setattr(tiers, "CACHE", tmp_path)
+    logged: list[str] = []
+    first = tiers.build_role("edge-cascade", "triage", "cascade_triage", 512, None, False, logged.append,
+                             prune=False)
+    assert set(first["files"]) == {"fp32", "int8"}
+    stamps = {v: Path(first["files"][v]).stat().st_mtime_ns for v in ("fp32", "int8")}
+    second = tiers.build_role("edge-cascade", "triage", "cascade_triage", 512, None, False, logged.append)
+    assert set(second["files"]) == set(tiers.VARIANTS) and "prune_error" not in second
+    assert all(Path(f).is_file() for f in second["files"].values())
+    assert {v: Path(second["files"][v]).stat().st_mtime_ns for v in stamps} == stamps  # not rebuilt
+    assert any("reused" in line for line in logged)
