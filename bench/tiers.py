@@ -204,28 +204,21 @@ def build_role(tier: str, role: str, family: str, tile: int, checkpoint: str | N
 
 
 def _refit_temperature(model: Any, spec: Any) -> Any:
-    """``spec`` with the temperature that minimizes the NLL of ``model`` on the val split's pixels,
-    as the trainer fits it (the teacher's temperature does not describe a pruned student)."""
+    """``spec`` with the student's own temperature, fitted on the val split's pixels at 512 px."""
     import dataclasses
 
-    import torch
-
+    from edge_ls.export.prune import fit_student_temperature
     from edge_ls.export.tiles import load_labelled
-    from edge_ls.training.metrics import fit_temperature
 
     val = _split_names("val") or set()
-    logits, masks = [], []
-    model.eval()
+    images, masks = [], []
     for name in EVAL_SETS:
         data = load_labelled(REAL / name, spec, size=512)
         data = data.subset([i for i, n in enumerate(data.names) if f"{name}/{n}" in val])
-        with torch.inference_mode():
-            for i in range(0, len(data), 2):
-                x = torch.from_numpy(np.ascontiguousarray(data.images[i:i + 2]))
-                logits.append(model(x).float().numpy()[:, 0, ::4, ::4])  # every 16th pixel: plenty
-        masks.append(data.masks[:, ::4, ::4])
-    temperature = fit_temperature(np.concatenate(logits), np.concatenate(masks))
-    return dataclasses.replace(spec, temperature=float(temperature))
+        images.append(data.images)
+        masks.append(data.masks)
+    temperature = fit_student_temperature(model, np.concatenate(images), np.concatenate(masks))
+    return dataclasses.replace(spec, temperature=temperature)
 
 
 def graph_figures(path: str, tile: int) -> dict[str, Any]:

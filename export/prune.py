@@ -218,6 +218,29 @@ def torch_scores(model: Any, images: np.ndarray, masks: np.ndarray, threshold: f
     return scores(counts)
 
 
+def fit_student_temperature(model: Any, images: np.ndarray, masks: np.ndarray, batch: int = 2,
+                            step: int = 4) -> float:
+    """The calibration temperature of a pruned (or otherwise changed) model, as the trainer fits it:
+    the T minimizing the NLL of ``sigmoid(logits / T)`` on labelled tiles, every ``step``-th pixel.
+
+    A student's logits are not its teacher's (pruned Fusion: T 0.65 -> 0.89), so copying the teacher's
+    temperature would mis-state every probability and confidence the runtime writes.
+    """
+    import torch
+
+    from edge_ls.training.metrics import fit_temperature
+
+    if len(images) == 0:
+        raise ConfigError("fitting a temperature needs labelled tiles")
+    logits = []
+    model.eval()
+    with torch.inference_mode():
+        for i in range(0, len(images), batch):
+            x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch]))
+            logits.append(model(x).float().numpy()[:, 0, ::step, ::step])
+    return float(fit_temperature(np.concatenate(logits), masks[:, ::step, ::step]))
+
+
 def distill_fine_tune(
     student: Any,
     teacher: Any,

@@ -230,7 +230,7 @@ def _export_checkpoint(args: argparse.Namespace, role: str, run_dir: Path,
     from edge_ls.artifact import ModelSpec
     from edge_ls.errors import ModelError
     from edge_ls.export.onnx_export import export_onnx
-    from edge_ls.export.prune import distill_fine_tune, prune_channels, torch_scores
+    from edge_ls.export.prune import distill_fine_tune, fit_student_temperature, prune_channels, torch_scores
     from edge_ls.export.tiles import load_labelled, load_tiles
 
     try:
@@ -271,7 +271,14 @@ def _export_checkpoint(args: argparse.Namespace, role: str, run_dir: Path,
                                        fine_tune=fine_tune, evaluate=evaluate,
                                        latency_input=torch.zeros(1, len(spec.bands), size, size))
         info["prune"] = report.as_dict()
-        spec = dataclasses.replace(spec, provenance={**spec.provenance, "prune": report.as_dict()})
+        provenance = {**spec.provenance, "prune": report.as_dict()}
+        if args.fine_tune_steps:  # the student's own temperature, on its (labelled) fine-tuning tiles
+            temperature = fit_student_temperature(model, train.images, train.masks)
+            provenance["temperature"] = {"teacher": spec.temperature, "student": temperature,
+                                         "fit_on": "the --calib fine-tuning tiles"}
+            info["prune"]["temperature"] = provenance["temperature"]
+            spec = dataclasses.replace(spec, temperature=temperature)
+        spec = dataclasses.replace(spec, provenance=provenance)
     path = export_onnx(model, spec, work / f"{role}.fp32.onnx", sample=sample)
     return path, info
 

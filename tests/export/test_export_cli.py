@@ -80,6 +80,10 @@ def test_checkpoint_with_pruning(tmp_path, hokkaido, spec, capsys):
     assert prune["params_after"] < 0.5 * prune["params_before"] and prune["fine_tuned"]
     assert manifest.model(precision="fp32").params < prune["params_before"]
     assert manifest.model(precision="fp32").spec.provenance["export"]["parity"]["sample"] == "real tiles"
+    # The student carries its own temperature, fitted on the fine-tuning tiles, in its spec.
+    fitted = prune["temperature"]
+    assert manifest.model(precision="fp32").spec.temperature == pytest.approx(fitted["student"])
+    assert fitted["student"] != fitted["teacher"] and fitted["fit_on"].startswith("the --calib")
 
 
 @pytest.mark.parametrize(

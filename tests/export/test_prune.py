@@ -146,3 +146,26 @@ def test_distillation_adds_the_supervised_soft_iou(hokkaido, spec):
         expected = distillation_loss(ref, teacher(x), y)
     assert plain[0] == pytest.approx(float(expected), rel=1e-3)
     assert with_iou[0] - plain[0] == pytest.approx(float(soft_iou_loss(ref, y)), rel=1e-3)
+
+
+def test_student_temperature_follows_the_logit_scale(real_tiles):
+    """Scaling a model's logits by 4 scales the fitted temperature by 4: the fit reads the student."""
+    import torch
+    from torch import nn
+
+    from edge_ls.export.prune import fit_student_temperature
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 1, 1)).eval()
+    images = real_tiles[:4]
+    with torch.no_grad():
+        logits = net(torch.from_numpy(np.ascontiguousarray(images))).numpy()[:, 0]
+    # Labels drawn from sigmoid(logits / 2): the fitted temperature is ~2, far from the search bounds.
+    rng = np.random.default_rng(0)
+    masks = (rng.random(logits.shape) < 1 / (1 + np.exp(-logits / 2))).astype(np.uint8)
+    t1 = fit_student_temperature(net, images, masks)
+    assert 1.0 < t1 < 4.0
+    with torch.no_grad():
+        net[2].weight *= 4
+        net[2].bias *= 4
+    assert fit_student_temperature(net, images, masks) == pytest.approx(4 * t1, rel=0.02)
