@@ -5,9 +5,12 @@ context) count least. Because tiles sit on a regular grid, the sum of weights ov
 a pixel factorizes into a row profile times a column profile; dividing each tile's weights by those
 profiles up front means the canvas holds the final blended value directly, with no weight-sum canvas.
 
-Memory: only the row bands still receiving tiles are held (about one tile height of full-width rows);
-a band is handed out as soon as every tile row touching it is complete. Nodata is carried as NaN
-(every tile covering a pixel agrees on its validity, and NaN + x stays NaN).
+Memory: only the row bands still receiving tiles are held (the rows the tiles in flight touch); a
+band is handed out as soon as every tile row touching it is complete. Bands are ``BAND_ROWS`` high
+rather than a whole stride, so the rows held, and the band the writer is still working through,
+follow the tiles in flight closely: this full-width part is the only memory that grows with the
+scene's width. Nodata is carried as NaN (every tile covering a pixel agrees on its validity, and
+NaN + x stays NaN).
 """
 
 from __future__ import annotations
@@ -42,6 +45,11 @@ class FinishedBand:
             yield FinishedBand(self.row_off + start, self.prob[start : start + rows].copy())
 
 
+#: Rows per band (at most the stride). Stride-high bands are released a whole stride at a time, so up to
+#: about a stride more rows than the tiles in flight touch stay alive, plus the band being written.
+BAND_ROWS = 128
+
+
 def _coverage_profile(length: int, count: int, stride: int, window: np.ndarray) -> np.ndarray:
     """Sum of the 1-D windows of every tile along one axis, at each pixel."""
     total = np.zeros(max(length, (count - 1) * stride + window.size), dtype=np.float64)
@@ -53,12 +61,13 @@ def _coverage_profile(length: int, count: int, stride: int, window: np.ndarray) 
 class RowBandBlender:
     """Accumulates tiles (in any order within a few tile rows) and releases finished row bands in order."""
 
-    def __init__(self, plan: TilePlan) -> None:
+    def __init__(self, plan: TilePlan, band_rows: int = BAND_ROWS) -> None:
         self.plan = plan
+        self.band_rows = max(1, min(band_rows, plan.stride))
         self._window = hann_window(plan.tile_size).astype(np.float64)
         self._row_scale = (1.0 / _coverage_profile(plan.height, plan.rows, plan.stride, self._window))
         self._col_scale = (1.0 / _coverage_profile(plan.width, plan.cols, plan.stride, self._window))
-        self.n_bands = -(-plan.height // plan.stride)
+        self.n_bands = -(-plan.height // self.band_rows)
         self._bands: dict[int, np.ndarray] = {}
         self._tiles_left = np.full(plan.rows, plan.cols, dtype=np.int64)
         self._rows_done = 0  # tile rows 0.._rows_done-1 are complete
@@ -66,9 +75,12 @@ class RowBandBlender:
         self.peak_bands = 0
 
     def _band_rows(self, k: int) -> tuple[int, int]:
-        start = k * self.plan.stride
-        end = self.plan.height if k == self.n_bands - 1 else min(self.plan.height, start + self.plan.stride)
-        return start, end
+        start = k * self.band_rows
+        return start, min(self.plan.height, start + self.band_rows)
+
+    def _last_tile_row(self, k: int) -> int:
+        """The last tile row touching band k (tile row j starts at row j x stride)."""
+        return min(self.plan.rows - 1, (self._band_rows(k)[1] - 1) // self.plan.stride)
 
     def _band(self, k: int) -> np.ndarray:
         band = self._bands.get(k)
@@ -81,7 +93,7 @@ class RowBandBlender:
     def _scatter(self, tile: Tile, values: np.ndarray | float) -> None:
         """Add (or, for a scalar NaN, mark) a tile's window into the bands it overlaps."""
         y_end = tile.y0 + tile.height
-        k = tile.y0 // self.plan.stride
+        k = tile.y0 // self.band_rows
         while k < self.n_bands:
             start, end = self._band_rows(k)
             if start >= y_end:
@@ -115,8 +127,8 @@ class RowBandBlender:
         while self._rows_done < self.plan.rows and self._tiles_left[self._rows_done] == 0:
             self._rows_done += 1
         finished: list[FinishedBand] = []
-        # Band k is touched only by tile rows <= k, so it is final once those rows are complete.
-        while self._next_band < self.n_bands and min(self._next_band, self.plan.rows - 1) < self._rows_done:
+        # A band is final once every tile row touching it is complete.
+        while self._next_band < self.n_bands and self._last_tile_row(self._next_band) < self._rows_done:
             k = self._next_band
             band = self._bands.pop(k, None)
             if band is None:  # no tile ever touched it (cannot happen on a full plan): all nodata

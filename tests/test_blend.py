@@ -16,10 +16,10 @@ def _real_image(real_data, size=(700, 1000)) -> np.ndarray:
     return image[: size[0], : size[1]]
 
 
-def _stitch(image: np.ndarray, model, tile: int, overlap: float, order=None) -> tuple:
+def _stitch(image: np.ndarray, model, tile: int, overlap: float, order=None, **blender_options) -> tuple:
     h, w = image.shape[:2]
     plan = plan_tiles(w, h, tile, overlap)
-    blender = RowBandBlender(plan)
+    blender = RowBandBlender(plan, **blender_options)
     prob = np.full((h, w), -1.0, dtype=np.float32)
     valid_out = np.zeros((h, w), dtype=bool)
     tiles = list(plan) if order is None else [list(plan)[i] for i in order]
@@ -79,6 +79,28 @@ def test_tiles_out_of_order_within_rows_give_the_same_result(real_data) -> None:
     a, _, _ = _stitch(image, _blur, 256, 0.2)
     b, _, _ = _stitch(image, _blur, 256, 0.2, order=order)
     np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("band_rows", [7, 64])
+def test_short_bands_stitch_the_same_as_stride_high_bands(real_data, band_rows: int) -> None:
+    """Band height is a memory choice only: any height gives the same stitched image, every row once."""
+    image = _real_image(real_data)
+    whole, valid, _ = _stitch(image, _blur, 256, 0.2, band_rows=10_000)  # clipped to the stride
+    short, short_valid, _ = _stitch(image, _blur, 256, 0.2, band_rows=band_rows)
+    np.testing.assert_array_equal(short_valid, valid)
+    np.testing.assert_allclose(short, whole, atol=1e-6)
+
+
+def test_short_bands_hold_fewer_rows_in_raster_order() -> None:
+    """Fed in raster order, 16-row bands keep fewer full-width rows alive than stride-high ones."""
+    plan = plan_tiles(300, 3000, 128, 0.2)
+    held = {}
+    for band_rows in (plan.stride, 16):
+        blender = RowBandBlender(plan, band_rows=band_rows)
+        for t in plan:
+            blender.add(t, np.full((128, 128), 0.5, dtype=np.float32), np.ones((t.height, t.width), bool))
+        held[band_rows] = blender.peak_bands * blender.band_rows
+    assert held[16] < held[plan.stride] and held[16] <= 128 + 16
 
 
 def test_memory_is_a_few_bands_not_the_scene() -> None:
