@@ -1,4 +1,5 @@
-"""Peak-memory probe for one ``detect`` run: VmRSS sampled every 0.5 s, the report's peak, throughput.
+"""Peak-memory probe for one ``detect`` run: VmRSS sampled every 0.25 s (while streaming and while
+finalizing), the report's peak, throughput.
 
 Used for the memory figures quoted in ``edge_ls/pipeline.py`` (glibc mmap threshold) and
 ``edge_ls/io/outputs.py`` (chunked vs whole-band writing). Run each scene in a fresh process:
@@ -15,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+from edge_ls.io.outputs import OutputSet
 from edge_ls.pipeline import DetectOptions, detect
 
 
@@ -34,18 +36,33 @@ def main() -> None:
     args = parser.parse_args()
     samples: list[tuple[float, float]] = []
     done = threading.Event()
+    t0 = time.perf_counter()
 
     def sample() -> None:
-        t0 = time.perf_counter()
         while not done.is_set():
             samples.append((time.perf_counter() - t0, _rss_mb()))
-            time.sleep(0.5)
+            time.sleep(0.25)
 
+    # When finalize (COG copies, quicklook) starts: splits the samples into stream and finalize.
+    finalize_at: list[float] = []
+    original = OutputSet.finalize
+
+    def timed_finalize(self: OutputSet, *a: object, **k: object) -> None:
+        finalize_at.append(time.perf_counter() - t0)
+        original(self, *a, **k)
+
+    OutputSet.finalize = timed_finalize  # type: ignore[method-assign]
     threading.Thread(target=sample, daemon=True).start()
     report = detect(args.scene, args.model, args.out, DetectOptions(threshold=args.threshold))
     done.set()
     print(f"tiles {report['tiles']}  tiles/s {report['tiles_per_s']}  peak RSS {report['peak_rss_mb']} MiB")
     print("max sampled VmRSS", round(max(r for _, r in samples)), "MiB over", round(samples[-1][0], 1), "s")
+    if finalize_at:
+        split = finalize_at[0]
+        stream = [r for t, r in samples if t < split] or [float("nan")]
+        tail = [r for t, r in samples if t >= split] or [float("nan")]
+        print(f"max sampled VmRSS while streaming {max(stream):.0f} MiB, while finalizing "
+              f"{max(tail):.0f} MiB (finalize from {split:.1f} s)")
 
 
 if __name__ == "__main__":

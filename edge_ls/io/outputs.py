@@ -42,7 +42,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -99,9 +98,6 @@ _WRITE_ERRORS: tuple[type[BaseException], ...] = (OSError, RasterioError, CPLE_B
 _FULL_DISK_BYTES = 1 << 20
 Background = Callable[[int, int], "np.ndarray | None"]
 
-
-#: COG copies run at once by finalize: one per core of a 2-core ground station.
-COG_WORKERS = 2
 
 #: Rows processed at once by write_rows (bounds its scratch memory independently of the band height).
 CHUNK_ROWS = 64
@@ -452,13 +448,11 @@ class OutputSet:
                 sink.close()
             self._geojson.close()
             self._write_quicklook(background)
-            # The three COG copies (one GDAL thread each) run side by side.
-            with ThreadPoolExecutor(COG_WORKERS, thread_name_prefix="edge-ls-cog") as pool:
-                jobs = [pool.submit(self._to_cog, sink.vrt, self._tmp / name, _OVERVIEW_RESAMPLING[name])
-                        for name, sink in self._sinks.items()]
-                for job in jobs:
-                    job.result()
-            for sink in self._sinks.values():
+            # One copy after another on purpose: two side by side saved ~0.5 s on a 4096² scene but
+            # raised a 20k² run's peak from 461 to 558-651 MiB during finalize, above the stream's own
+            # ~630 MiB (bench/rss_probe.py), which broke the bound on memory by scene size.
+            for name, sink in self._sinks.items():
+                self._to_cog(sink.vrt, self._tmp / name, _OVERVIEW_RESAMPLING[name])
                 sink.path.unlink()
                 sink.vrt.unlink()
         except _WRITE_ERRORS as exc:
@@ -542,9 +536,8 @@ class OutputSet:
                 driver="COG",
                 BLOCKSIZE=BLOCK_SIZE,
                 # ZSTD level 1: about the size of DEFLATE on these rasters, 3-4x less CPU to write
-                # (bench/cog_codecs.py); readable by GDAL >= 2.3 / QGIS 3. One thread per copy: GDAL's
-                # ALL_CPUS bought no wall time on 2 cores (same script), and finalize runs the copies
-                # side by side instead.
+                # (bench/cog_codecs.py); readable by GDAL >= 2.3 / QGIS 3. One thread: GDAL's ALL_CPUS
+                # bought no wall time on 2 cores (same script).
                 COMPRESS="ZSTD",
                 LEVEL=1,
                 NUM_THREADS=1,
