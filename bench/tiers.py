@@ -166,14 +166,8 @@ def build_role(tier: str, role: str, family: str, tile: int, checkpoint: str | N
         fine_tune = None
         if checkpoint:  # a trained model: recover the pruned one by distillation on the train split
             from edge_ls.export.prune import distill_fine_tune
-            from edge_ls.export.tiles import load_labelled
 
-            train = _split_names("train") or set()
-            sets = [load_labelled(REAL / n, spec, size=256) for n in EVAL_SETS]
-            keep = [(d, [i for i, name in enumerate(d.names) if f"{n}/{name}" in train])
-                    for d, n in zip(sets, EVAL_SETS, strict=True)]
-            images = np.concatenate([d.images[idx] for d, idx in keep])
-            masks = np.concatenate([d.masks[idx] for d, idx in keep])
+            images, masks = split_data(spec, "train", 256)
             steps = FUSION_FINE_TUNE_STEPS if family.startswith("fusion") else FINE_TUNE_STEPS
             info["fine_tune"] = {"steps": steps, "tiles": len(images), "split": "train", "size": 256}
 
@@ -208,16 +202,8 @@ def _refit_temperature(model: Any, spec: Any) -> Any:
     import dataclasses
 
     from edge_ls.export.prune import fit_student_temperature
-    from edge_ls.export.tiles import load_labelled
 
-    val = _split_names("val") or set()
-    images, masks = [], []
-    for name in EVAL_SETS:
-        data = load_labelled(REAL / name, spec, size=512)
-        data = data.subset([i for i, n in enumerate(data.names) if f"{name}/{n}" in val])
-        images.append(data.images)
-        masks.append(data.masks)
-    temperature = fit_student_temperature(model, np.concatenate(images), np.concatenate(masks))
+    temperature = fit_student_temperature(model, *split_data(spec, "val", 512))
     return dataclasses.replace(spec, temperature=temperature)
 
 
@@ -363,6 +349,20 @@ def _split_names(split: str | None) -> set[str] | None:
     if not split:
         return None
     return set(json.loads(SPLIT_FILE.read_text())["splits"][split])
+
+
+def split_data(spec: Any, split: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(images, masks) of one split of the committed split file, both labelled sets, at ``size`` px."""
+    from edge_ls.export.tiles import load_labelled
+
+    names = _split_names(split) or set()
+    images, masks = [], []
+    for name in EVAL_SETS:
+        data = load_labelled(REAL / name, spec, size=size)
+        keep = [i for i, n in enumerate(data.names) if f"{name}/{n}" in names]
+        images.append(data.images[keep])
+        masks.append(data.masks[keep])
+    return np.concatenate(images), np.concatenate(masks)
 
 
 def run_measure(files: dict[str, str], tile: int, batch: int, threads: int, eval_tiles: int | None,

@@ -28,28 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.tiers import (
     CALIB_SET,
     CALIB_TILES,
-    EVAL_SETS,
     FINE_TUNE_IOU_WEIGHT,
     FINE_TUNE_LR,
     FINE_TUNE_STEPS,
     REAL,
     ROUND_TO,
-    _split_names,
+    split_data,
 )
-
-
-def split_data(spec: Any, split: str, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(images, masks) of one split of the committed split file, both labelled sets."""
-    from edge_ls.export.tiles import load_labelled
-
-    names = _split_names(split) or set()
-    images, masks = [], []
-    for name in EVAL_SETS:
-        data = load_labelled(REAL / name, spec, size=size)
-        keep = [i for i, n in enumerate(data.names) if f"{name}/{n}" in names]
-        images.append(data.images[keep])
-        masks.append(data.masks[keep])
-    return np.concatenate(images), np.concatenate(masks)
 
 
 def prune_part(model: Any, spec: Any, ratios: list[float], sets: dict[str, Any]) -> list[dict[str, Any]]:
