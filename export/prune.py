@@ -252,7 +252,6 @@ def distill_fine_tune(
     temperature: float = 2.0,
     alpha: float = 0.5,
     iou_weight: float = 1.0,
-    freeze_bn: bool = False,
     seed: int = 0,
     progress: Callable[[int, float], None] | None = None,
 ) -> list[float]:
@@ -273,10 +272,6 @@ def distill_fine_tune(
     rng = np.random.default_rng(seed)
     teacher.eval()
     student.train()
-    if freeze_bn:
-        for m in student.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.eval()
     optimizer = torch.optim.Adam(student.parameters(), lr=lr)
     losses = []
     for step in range(steps):

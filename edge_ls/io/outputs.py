@@ -527,8 +527,8 @@ class OutputSet:
     def _to_cog(src: Path, dst: Path, resampling: str) -> None:
         """Copy a streamed GeoTIFF to a COG; GDAL builds the overviews block by block."""
         with rasterio.open(src) as ds:
-            # Predictor for the smooth layers (uint8 percent: 5.8 vs 8.0 MB and less CPU on a 4096²
-            # probability, /tmp measurement in the 2026-12-01 session); none for the 0/1 mask.
+            # Horizontal/floating-point predictor for the smooth probability and confidence layers
+            # (what bench/cog_codecs.py times); none for the 0/1 mask.
             predictor = "NO" if dst.name == MASK else "YES"
             rasterio.shutil.copy(
                 ds,
