@@ -44,7 +44,7 @@ _RAMP_TABLE = _ramp_table()
 
 
 def magma_ramp(values: np.ndarray) -> np.ndarray:
-    """[0, 1] floats -> RGB uint8 on a magma-like ramp (a 256-entry table: ~15x cheaper than np.interp)."""
+    """[0, 1] floats -> RGB uint8 on a magma-like ramp (a 256-entry table lookup, not np.interp per pixel)."""
     index = (np.clip(values, 0.0, 1.0) * np.float32(len(_RAMP_TABLE) - 1) + np.float32(0.5)).astype(np.uint8)
     return _RAMP_TABLE[index]
 
@@ -63,8 +63,8 @@ def _bins(start: int, length: int, full: int, cells: int) -> tuple[int, np.ndarr
 
 
 def _sum_rows(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Sum C x h x w rows over the segments starting at ``offsets``: one slice sum per segment, ~8x
-    cheaper than ``np.add.reduceat`` along a middle axis (0.02 vs 0.20 s for a 4096² probability pair)."""
+    """Sum C x h x w rows over the segments starting at ``offsets``: one contiguous slice sum per
+    segment (``np.add.reduceat`` along this middle axis was the slowest step of the writer's chunks)."""
     out = np.empty((values.shape[0], len(offsets), values.shape[2]), dtype=np.float32)
     ends = [*offsets[1:], values.shape[1]]
     for i, (start, end) in enumerate(zip(offsets, ends, strict=True)):
