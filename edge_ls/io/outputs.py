@@ -7,7 +7,7 @@ Files (all in the input's CRS and transform; pixel space when the input has no g
   and QGIS unscale it to 0..1), **nodata 255**; the way the Copernicus High Resolution Layers publish
   their confidence. One percent is far finer than any calibration error of these models, and the
   layer costs a quarter of the bytes to compress and to build overviews for (bench/cog_codecs.py:
-  ~4x less CPU than float32). ``layers="float32"``: float32 0..1, **nodata -1.0** (not NaN: -1 lies
+  ~2x less CPU than float32 with ZSTD). ``layers="float32"``: float32 0..1, **nodata -1.0** (not NaN: -1 lies
   outside [0, 1], so it cannot be mistaken for a probability, and unlike NaN it is handled the same
   way by every GIS).
 * ``mask.tif``: COG, uint8, 1 = landslide (``prob >= threshold``, decided on the float probability
