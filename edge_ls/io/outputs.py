@@ -448,9 +448,10 @@ class OutputSet:
                 sink.close()
             self._geojson.close()
             self._write_quicklook(background)
-            # One copy after another on purpose: two side by side saved ~0.5 s on a 4096² scene but
-            # raised a 20k² run's peak from 461 to 558-651 MiB during finalize, above the stream's own
-            # ~630 MiB (bench/rss_probe.py), which broke the bound on memory by scene size.
+            # One copy after another on purpose: two side by side saved ~0.5 s on a 4096² scene, but a
+            # 20k² run's finalize then peaked at 651 MiB, above its stream's 624 (bench/rss_probe.py);
+            # serial, finalize stays below the stream (572 vs 661 MiB), so memory stays bounded by
+            # the stream's rows, not the scene.
             for name, sink in self._sinks.items():
                 self._to_cog(sink.vrt, self._tmp / name, _OVERVIEW_RESAMPLING[name])
                 sink.path.unlink()
