@@ -74,7 +74,9 @@ STAGES = (
     ("blend", "edge_ls.blend:RowBandBlender.add"),
     ("write_rows", "edge_ls.io.outputs:OutputSet.write_rows"),
     ("write_rows.raw_sinks", "edge_ls.io.outputs:_RawSink.write"),
-    ("write_rows.polygons", "edge_ls.io.polygons:StreamingPolygonizer.add_band"),
+    ("polygons", "edge_ls.io.polygons:StreamingPolygonizer.add_band"),  # the vectorizer thread
+    ("polygons.geojson", "edge_ls.io.detections:GeoJSONStream.write"),
+    ("polygons.end", "edge_ls.io.detections:DetectionWriter.close"),  # finalize waiting for it
     ("commit", "edge_ls.io.outputs:OutputSet.commit"),
     ("commit.cog", "edge_ls.io.outputs:OutputSet._to_cog"),
     ("commit.quicklook", "edge_ls.io.outputs:OutputSet._write_quicklook"),

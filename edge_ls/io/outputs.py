@@ -41,7 +41,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -50,14 +50,14 @@ from xml.sax.saxutils import escape as xml_escape
 import numpy as np
 import rasterio
 import rasterio.shutil
-import shapely
 from affine import Affine
 from rasterio._err import CPLE_BaseError
 from rasterio.crs import CRS
 from rasterio.errors import RasterioError
 
 from edge_ls.errors import OutputError
-from edge_ls.io.polygons import Region, StreamingPolygonizer
+from edge_ls.io.detections import DetectionWriter
+from edge_ls.io.polygons import StreamingPolygonizer
 from edge_ls.io.quicklook import CellMeans, quicklook_shape, render_png
 from edge_ls.pixel_math import confidence
 
@@ -151,51 +151,6 @@ def _reason(exc: BaseException, folder: Path, room_needed: int) -> str:
         if shutil.disk_usage(folder).free < max(room_needed, _FULL_DISK_BYTES):
             return f"{os.strerror(errno.ENOSPC)} (GDAL: {text})"
     return text
-
-
-class _GeoJSONStream:
-    """A FeatureCollection written feature by feature, so no region list is held in memory."""
-
-    def __init__(self, path: Path, header: dict) -> None:
-        self._file = path.open("w", encoding="utf-8")
-        head = json.dumps({**header, "features": []})
-        self._file.write(head[: -len("]}")] + "\n")  # open the features array
-        self._count = 0
-
-    @property
-    def count(self) -> int:
-        return self._count
-
-    def write(self, regions: Sequence[Region]) -> None:
-        if not regions:
-            return
-        geometries = shapely.to_geojson(np.array([r.geometry for r in regions], dtype=object))
-        chunks = []
-        for region, geometry in zip(regions, geometries, strict=True):
-            self._count += 1
-            properties = {
-                "id": self._count,
-                "area_m2": region.area,
-                "mean_prob": round(region.mean_prob, 6),
-                "max_prob": round(region.max_prob, 6),
-                "mean_confidence": round(region.mean_confidence, 6),
-            }
-            sep = ",\n" if self._count > 1 else ""
-            chunks.append(
-                f'{sep}{{"type": "Feature", "id": {self._count}, "properties": {json.dumps(properties)}, '
-                f'"geometry": {geometry}}}'
-            )
-        self._file.write("".join(chunks))
-
-    def close(self) -> None:
-        self._file.write("\n]}\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-
-    def discard(self) -> None:
-        with contextlib.suppress(OSError):
-            self._file.close()
 
 
 class _RawSink:
@@ -310,7 +265,7 @@ class OutputSet:
         self._done = False  # committed or aborted
         self._finalized = False  # COGs, GeoJSON and quicklook done; report not yet written
         self._sinks: dict[str, _RawSink] = {}
-        self._geojson: _GeoJSONStream | None = None
+        self._detections: DetectionWriter | None = None
         self._tmp: Path | None = None
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -325,18 +280,20 @@ class OutputSet:
                 MASK: _RawSink(self._stream_path(MASK), dtype="uint8", nodata=MASK_NODATA, **geo),
                 CONFIDENCE: _RawSink(self._stream_path(CONFIDENCE), **layer, **geo),
             }  # fmt: skip
-            self._geojson = _GeoJSONStream(self._tmp / DETECTIONS, self._geojson_header())
+            polygonizer = StreamingPolygonizer(
+                width,
+                transform=self.transform,
+                pixel_area=self.pixel_area,
+                min_area=options.min_area_m2,
+                simplify_tolerance=options.simplify_tolerance,
+            )
+            self._detections = DetectionWriter(
+                self._tmp / DETECTIONS, self._geojson_header(), polygonizer, options.threshold
+            )
         except _WRITE_ERRORS as exc:
             raise self._failed(exc) from exc
         #: Probability and detected share per quicklook cell, accumulated by write_rows.
         self._cells = CellMeans(height, width, *self.quicklook_shape, channels=2)
-        self._polygons = StreamingPolygonizer(
-            width,
-            transform=self.transform,
-            pixel_area=self.pixel_area,
-            min_area=options.min_area_m2,
-            simplify_tolerance=options.simplify_tolerance,
-        )
 
     # -- context manager: never leave a partial set behind ----------------------------------------
 
@@ -363,7 +320,7 @@ class OutputSet:
     @property
     def stats(self) -> dict:
         """Pixel and region counts so far (final once the last row is written)."""
-        detections = self._geojson.count if self._geojson is not None else 0
+        detections = self._detections.count if self._detections is not None else 0
         return {
             "valid_pixels": self._valid_pixels,
             "detected_pixels": self._detected_pixels,
@@ -397,7 +354,7 @@ class OutputSet:
             raise ValueError(f"band rows {row_off}..{row_off + h} exceed the raster height {self.height}")
 
         threshold = np.float32(self.options.threshold)
-        assert self._geojson is not None
+        assert self._detections is not None
         try:
             for start in range(0, h, CHUNK_ROWS):
                 rows = slice(start, start + CHUNK_ROWS)
@@ -412,12 +369,12 @@ class OutputSet:
                 self._sinks[PROBABILITY].write(r0, self._encode(clean, ok))
                 self._sinks[MASK].write(r0, np.where(ok, detected.astype(np.uint8), np.uint8(MASK_NODATA)))
                 self._sinks[CONFIDENCE].write(r0, self._encode(conf, ok))
-                self._geojson.write(self._polygons.add_band(r0, detected, clean, conf))
+                self._detections.add(r0, clean)  # vectorized on its own thread (0 where nodata)
                 self._cells.add(r0, 0, np.stack([clean, detected.astype(np.float32)]), ok)
                 self._valid_pixels += int(ok.sum())
                 self._detected_pixels += int(detected.sum())
             if row_off + h == self.height:
-                self._geojson.write(self._polygons.finish())
+                self._detections.end()
         except _WRITE_ERRORS as exc:
             raise self._failed(exc) from exc
         self._next_row += h
@@ -442,12 +399,12 @@ class OutputSet:
         if self._next_row != self.height:
             self.abort()
             raise ValueError(f"finalize before every row was written ({self._next_row} of {self.height})")
-        assert self._tmp is not None and self._geojson is not None
+        assert self._tmp is not None and self._detections is not None
         try:
             for sink in self._sinks.values():
                 sink.close()
-            self._geojson.close()
             self._write_quicklook(background)
+            # The COG copies run while the vectorizer may still be working through the last rows.
             # One copy after another on purpose: two side by side saved ~0.5 s on a 4096² scene, but a
             # 20k² run's finalize then peaked at 651 MiB, above its stream's 624 (bench/rss_probe.py);
             # serial, finalize stays below the stream (572 vs 661 MiB), so memory stays bounded by
@@ -456,6 +413,7 @@ class OutputSet:
                 self._to_cog(sink.vrt, self._tmp / name, _OVERVIEW_RESAMPLING[name])
                 sink.path.unlink()
                 sink.vrt.unlink()
+            self._detections.close()
         except _WRITE_ERRORS as exc:
             raise self._failed(exc) from exc
         except BaseException:
@@ -492,8 +450,8 @@ class OutputSet:
         self._done = True
         for sink in self._sinks.values():
             sink.discard()
-        if self._geojson is not None:
-            self._geojson.discard()
+        if self._detections is not None:
+            self._detections.discard()
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
 

@@ -455,28 +455,51 @@ def _pack(items: list[_Item], width: int) -> Iterator[tuple[list[_Item], np.ndar
         yield [it for it, _, _ in placed], canvas, shift
 
 
+#: Vertices whose GeoJSON rings (Python tuples, ~100 bytes a vertex) are held before conversion to
+#: numpy: bounds the vectorizer's transient memory, which otherwise grows with the regions one band
+#: closes, i.e. with the scene's width (38 MiB of tuples at one band of a 10k² edge-nano scene).
+RING_BATCH_VERTICES = 1 << 16
+
+
 def _polygons(image: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Polygons of each non-zero value of ``image`` (geometries, values), shifted by ``shift[value]``.
 
     Built in three vectorized shapely calls from GDAL's rings: ~7x faster than one ``shape()`` per
-    polygon, which matters for noisy masks with thousands of regions per band.
+    polygon, which matters for noisy masks with thousands of regions per band. GDAL's rings arrive
+    as Python tuples and are packed into numpy every ``RING_BATCH_VERTICES`` vertices.
     """
+    coord_parts: list[np.ndarray] = []
+    length_parts: list[np.ndarray] = []
     rings: list = []
     ring_counts: list[int] = []
     values: list[int] = []
+    held = 0
+
+    def pack() -> None:
+        lengths = np.fromiter(map(len, rings), dtype=np.int64, count=len(rings))
+        flat = itertools.chain.from_iterable(itertools.chain.from_iterable(rings))
+        coord_parts.append(np.fromiter(flat, dtype=np.float64, count=2 * int(lengths.sum())).reshape(-1, 2))
+        length_parts.append(lengths)
+        rings.clear()
+
     for geojson, value in rasterio.features.shapes(image, mask=image > 0, connectivity=CONNECTIVITY):
         coordinates = geojson["coordinates"]
         rings.extend(coordinates)
         ring_counts.append(len(coordinates))
         values.append(int(value))
+        held += sum(map(len, coordinates))
+        if held >= RING_BATCH_VERTICES:
+            pack()
+            held = 0
     if not values:
         return np.empty(0, dtype=object), np.empty(0, dtype=np.int64)
+    if rings:
+        pack()
+    coords = np.concatenate(coord_parts) if len(coord_parts) > 1 else coord_parts[0]
+    lengths = np.concatenate(length_parts) if len(length_parts) > 1 else length_parts[0]
     ring_polygon = np.repeat(np.arange(len(values)), ring_counts)
-    lengths = np.fromiter(map(len, rings), dtype=np.int64, count=len(rings))
-    flat = itertools.chain.from_iterable(itertools.chain.from_iterable(rings))
-    coords = np.fromiter(flat, dtype=np.float64, count=2 * int(lengths.sum())).reshape(-1, 2)
     value_array = np.asarray(values, dtype=np.int64)
     coords += shift[np.repeat(value_array[ring_polygon], lengths)]
-    ring_geoms = shapely.linearrings(coords, indices=np.repeat(np.arange(len(rings)), lengths))
+    ring_geoms = shapely.linearrings(coords, indices=np.repeat(np.arange(lengths.size), lengths))
     polygons = shapely.polygons(ring_geoms, indices=ring_polygon)
     return polygons, value_array

@@ -300,6 +300,19 @@ def test_regions_cut_into_slabs_are_still_exact(cas_mosaic: dict, monkeypatch: p
         assert shapely.symmetric_difference(a.geometry, b.geometry).area == 0
 
 
+def test_ring_batches_do_not_change_polygons(cas_mosaic: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GDAL's rings packed into numpy a few vertices at a time give the same polygons as in one go."""
+    mask, prob = cas_mosaic["mask"], cas_mosaic["prob"]
+    heights = band_heights(mask.shape[0], 64)
+    whole = run_bands(StreamingPolygonizer(mask.shape[1]), mask, prob, prob, heights)
+    monkeypatch.setattr(polygons_mod, "RING_BATCH_VERTICES", 7)
+    batched = run_bands(StreamingPolygonizer(mask.shape[1]), mask, prob, prob, heights)
+    assert len(whole) == len(batched) > 10
+    assert sum(len(r.geometry.interiors) for r in batched) > 0
+    for a, b in zip(whole, batched, strict=True):
+        assert shapely.equals_exact(a.geometry, b.geometry, 0)
+
+
 @pytest.mark.parametrize("density", [0.45, 0.55, 0.6])
 def test_noisy_masks_give_valid_polygons_without_repair(density: float) -> None:
     """Speckle near the percolation threshold: pinch points everywhere, yet GDAL's rings are valid.
