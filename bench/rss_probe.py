@@ -1,10 +1,11 @@
 """Peak-memory probe for one ``detect`` run: VmRSS sampled every 0.25 s (while streaming and while
-finalizing), the report's peak, throughput.
+finalizing), the report's peak, throughput, and (``--stages``) the wall and CPU seconds of each stage
+(``bench/pipeline.py``'s timers: which thread is the bottleneck lane).
 
 Used for the memory figures quoted in ``edge_ls/pipeline.py`` (glibc mmap threshold) and
 ``edge_ls/io/outputs.py`` (chunked vs whole-band writing). Run each scene in a fresh process:
 
-    python bench/rss_probe.py SCENE.tif OUT_DIR [--threshold 0.5] [--model edge-nano]
+    python bench/rss_probe.py SCENE.tif OUT_DIR [--threshold 0.5] [--model edge-nano] [--stages]
 
 Scenes: ``bench/scenes.py`` (e.g. ~/.cache/edge-ls/bench/mosaic_10000x10000_s20240_v1.tif).
 """
@@ -12,9 +13,12 @@ Scenes: ``bench/scenes.py`` (e.g. ~/.cache/edge-ls/bench/mosaic_10000x10000_s202
 from __future__ import annotations
 
 import argparse
+import sys
 import threading
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: ``bench.*`` importable
 
 from edge_ls.io.outputs import OutputSet
 from edge_ls.pipeline import DetectOptions, detect
@@ -33,7 +37,14 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--threshold", type=float, default=None)
     parser.add_argument("--model", default="edge-nano")
+    parser.add_argument("--stages", action="store_true", help="time each stage (adds a little overhead)")
     args = parser.parse_args()
+    timers = None
+    if args.stages:
+        from bench.pipeline import StageTimers
+
+        timers = StageTimers()
+        timers.install()
     samples: list[tuple[float, float]] = []
     done = threading.Event()
     t0 = time.perf_counter()
@@ -63,6 +74,10 @@ def main() -> None:
         tail = [r for t, r in samples if t >= split] or [float("nan")]
         print(f"max sampled VmRSS while streaming {max(stream):.0f} MiB, while finalizing "
               f"{max(tail):.0f} MiB (finalize from {split:.1f} s)")
+    if timers is not None:
+        for label, v in timers.as_dict().items():
+            cpu, calls = v["thread_cpu_s"], v["calls"]
+            print(f"  {label:22s} wall {v['wall_s']:7.2f} s  thread CPU {cpu:7.2f} s  calls {calls}")
 
 
 if __name__ == "__main__":

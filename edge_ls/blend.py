@@ -9,8 +9,12 @@ Memory: only the row bands still receiving tiles are held (the rows the tiles in
 band is handed out as soon as every tile row touching it is complete. Bands are ``BAND_ROWS`` high
 rather than a whole stride, so the rows held, and the band the writer is still working through,
 follow the tiles in flight closely: this full-width part is the only memory that grows with the
-scene's width. Nodata is carried as NaN (every tile covering a pixel agrees on its validity, and
-NaN + x stays NaN).
+scene's width. So the canvas holds **fixed-point uint16** (``SCALE`` units per 1.0, resolution
+1.5e-5, a 650th of the percent the layers are stored in) rather than float32: half the bytes of the
+part of peak memory that grows with the scene. Each tile's weighted share is rounded once (by at most
+half a unit, 7.7e-6), and integer sums do not depend on the order tiles arrive in. Nodata is the code
+``NODATA_CODE``; a pixel any covering tile calls nodata stays nodata (as NaN + x stays NaN), and it
+leaves the blender as NaN.
 """
 
 from __future__ import annotations
@@ -22,6 +26,12 @@ import numpy as np
 
 from edge_ls.pixel_math import hann_window
 from edge_ls.tiling import Tile, TilePlan
+
+#: Fixed-point units per probability 1.0 in the canvas. Each share rounds by at most half a unit,
+#: so a pixel's sum stays below ``NODATA_CODE`` unless over a thousand tiles cover it.
+SCALE = 65000
+#: Canvas code of a nodata pixel.
+NODATA_CODE = np.iinfo(np.uint16).max
 
 
 @dataclass
@@ -40,9 +50,9 @@ class FinishedBand:
         return ~np.isnan(self.prob)
 
     def chunks(self, rows: int) -> Iterator[FinishedBand]:
-        """The band as contiguous copies of at most ``rows`` rows, so a writer queue holds chunks."""
+        """The band in contiguous pieces of at most ``rows`` rows (views: the band is decoded fresh)."""
         for start in range(0, self.prob.shape[0], rows):
-            yield FinishedBand(self.row_off + start, self.prob[start : start + rows].copy())
+            yield FinishedBand(self.row_off + start, self.prob[start : start + rows])
 
 
 #: Rows per band (at most the stride). Stride-high bands are released a whole stride at a time, so up to
@@ -56,6 +66,15 @@ def _coverage_profile(length: int, count: int, stride: int, window: np.ndarray) 
     for i in range(count):
         total[i * stride : i * stride + window.size] += window
     return total[:length]
+
+
+def _decode(codes: np.ndarray) -> np.ndarray:
+    """Canvas codes -> float32 probabilities in [0, 1], NaN where nodata."""
+    prob = codes.astype(np.float32)
+    prob *= np.float32(1.0 / SCALE)
+    np.minimum(prob, np.float32(1.0), out=prob)  # shares rounded up may sum a few units past SCALE
+    prob[codes == NODATA_CODE] = np.nan
+    return prob
 
 
 class RowBandBlender:
@@ -73,6 +92,7 @@ class RowBandBlender:
         self._rows_done = 0  # tile rows 0.._rows_done-1 are complete
         self._next_band = 0
         self.peak_bands = 0
+        self._marked_any = False  # has any pixel been marked nodata (skipped tile or invalid pixels)?
 
     def _band_rows(self, k: int) -> tuple[int, int]:
         start = k * self.band_rows
@@ -86,12 +106,13 @@ class RowBandBlender:
         band = self._bands.get(k)
         if band is None:
             start, end = self._band_rows(k)
-            band = self._bands[k] = np.zeros((end - start, self.plan.width), dtype=np.float32)
+            band = self._bands[k] = np.zeros((end - start, self.plan.width), dtype=np.uint16)
             self.peak_bands = max(self.peak_bands, len(self._bands))
         return band
 
-    def _scatter(self, tile: Tile, values: np.ndarray | float) -> None:
-        """Add (or, for a scalar NaN, mark) a tile's window into the bands it overlaps."""
+    def _scatter(self, tile: Tile, values: np.ndarray | None, nodata: np.ndarray | None = None) -> None:
+        """Add a tile's coded shares into the bands it overlaps and mark its ``nodata`` pixels
+        (``values=None``: the whole tile is nodata)."""
         y_end = tile.y0 + tile.height
         k = tile.y0 // self.band_rows
         while k < self.n_bands:
@@ -100,10 +121,18 @@ class RowBandBlender:
                 break
             lo, hi = max(start, tile.y0), min(end, y_end)
             target = self._band(k)[lo - start : hi - start, tile.x0 : tile.x0 + tile.width]
-            if isinstance(values, np.ndarray):
+            if values is None:
+                target[...] = NODATA_CODE
+            elif not self._marked_any:  # no nodata seen yet: nothing to keep marked
                 target += values[lo - tile.y0 : hi - tile.y0]
             else:
-                target[...] = values
+                # Nodata wins, as NaN would: a pixel another tile marked stays marked (no wrap-around).
+                marked = target == NODATA_CODE
+                if nodata is not None:
+                    marked |= nodata[lo - tile.y0 : hi - tile.y0]
+                target += values[lo - tile.y0 : hi - tile.y0]
+                if marked.any():
+                    target[marked] = NODATA_CODE
             k += 1
 
     def add(self, tile: Tile, prob: np.ndarray, valid: np.ndarray) -> list[FinishedBand]:
@@ -111,15 +140,22 @@ class RowBandBlender:
         h, w = tile.height, tile.width
         wy = (self._window[:h] * self._row_scale[tile.y0 : tile.y0 + h]).astype(np.float32)
         wx = (self._window[:w] * self._col_scale[tile.x0 : tile.x0 + w]).astype(np.float32)
-        weighted = prob[:h, :w] * wy[:, None]
+        weighted = np.clip(prob[:h, :w], 0.0, 1.0)  # a share above 1 could wrap the uint16 sum
+        weighted *= (wy * np.float32(SCALE))[:, None]
         weighted *= wx[None, :]
-        weighted[~valid] = np.nan
-        self._scatter(tile, weighted)
+        weighted += np.float32(0.5)  # round half up on the cast
+        nodata = None
+        if not valid.all():
+            nodata = ~valid
+            weighted[nodata] = 0.0
+            self._marked_any = True
+        self._scatter(tile, weighted.astype(np.uint16), nodata)
         return self._tile_done(tile)
 
     def skip(self, tile: Tile) -> list[FinishedBand]:
         """Record a tile that was not inferred because all its pixels are nodata."""
-        self._scatter(tile, np.nan)
+        self._marked_any = True
+        self._scatter(tile, None)
         return self._tile_done(tile)
 
     def _tile_done(self, tile: Tile) -> list[FinishedBand]:
@@ -130,12 +166,11 @@ class RowBandBlender:
         # A band is final once every tile row touching it is complete.
         while self._next_band < self.n_bands and self._last_tile_row(self._next_band) < self._rows_done:
             k = self._next_band
-            band = self._bands.pop(k, None)
-            if band is None:  # no tile ever touched it (cannot happen on a full plan): all nodata
+            codes = self._bands.pop(k, None)
+            if codes is None:  # no tile ever touched it (cannot happen on a full plan): all nodata
                 start, end = self._band_rows(k)
-                band = np.full((end - start, self.plan.width), np.nan, dtype=np.float32)
-            np.clip(band, 0.0, 1.0, out=band)  # NaN (nodata) stays NaN
-            finished.append(FinishedBand(self._band_rows(k)[0], band))
+                codes = np.full((end - start, self.plan.width), NODATA_CODE, dtype=np.uint16)
+            finished.append(FinishedBand(self._band_rows(k)[0], _decode(codes)))
             self._next_band += 1
         return finished
 

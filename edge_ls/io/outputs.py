@@ -100,7 +100,11 @@ Background = Callable[[int, int], "np.ndarray | None"]
 
 
 #: Rows processed at once by write_rows (bounds its scratch memory independently of the band height).
-CHUNK_ROWS = 64
+#: The writer's scratch (~25 bytes a pixel) and the vectorizer's chunks are the part of peak memory that
+#: grows with the scene's width after the blender's rows: 32 rather than 64 rows took a 20k² edge-nano
+#: run from 622 to 596 MiB (10k²: 573-577 to 561) for ~9% more vectorizer CPU (26.6 vs 24.4 s at 10k²;
+#: ``python bench/rss_probe.py SCENE OUT --stages``).
+CHUNK_ROWS = 32
 
 
 @dataclass(frozen=True)
