@@ -8,11 +8,12 @@ profiles up front means the canvas holds the final blended value directly, with 
 Memory: only the row bands still receiving tiles are held (the rows the tiles in flight touch); a
 band is handed out as soon as every tile row touching it is complete. Bands are ``BAND_ROWS`` high
 rather than a whole stride, so the rows held, and the band the writer is still working through,
-follow the tiles in flight closely: this full-width part is the only memory that grows with the
-scene's width. So the canvas holds **fixed-point uint16** (``SCALE`` units per 1.0, resolution
-1.5e-5, a 650th of the percent the layers are stored in) rather than float32: half the bytes of the
-part of peak memory that grows with the scene. Each tile's weighted share is rounded once (by at most
-half a unit, 7.7e-6), and integer sums do not depend on the order tiles arrive in. Nodata is the code
+follow the tiles in flight closely: these full-width rows are the largest part of the memory that
+grows with the scene's width (bench/memory_profile.py). So the canvas holds **fixed-point uint16**
+(``SCALE`` units per 1.0, resolution 1.5e-5, a 650th of the percent the layers are stored in, also
+below what ``--layers float32`` users could act on) rather than float32: half the bytes. Each
+tile's weighted share is rounded once (by at most half a unit, 7.7e-6), and integer sums do not
+depend on the order tiles arrive in. Nodata is the code
 ``NODATA_CODE``; a pixel any covering tile calls nodata stays nodata (as NaN + x stays NaN), and it
 leaves the blender as NaN.
 """
