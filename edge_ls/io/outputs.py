@@ -323,7 +323,8 @@ class OutputSet:
 
     @property
     def stats(self) -> dict:
-        """Pixel and region counts so far (final once the last row is written)."""
+        """Pixel and region counts so far: pixels are final once the last row is written, detections
+        once :meth:`finalize` has returned (the vectorizer thread may still be working before)."""
         detections = self._detections.count if self._detections is not None else 0
         return {
             "valid_pixels": self._valid_pixels,
@@ -407,8 +408,10 @@ class OutputSet:
         try:
             for sink in self._sinks.values():
                 sink.close()
+            # The vectorizer first: its last regions (often the largest, closing at the last row) are its
+            # memory peak, which must not add to a COG copy's.
+            self._detections.close()
             self._write_quicklook(background)
-            # The COG copies run while the vectorizer may still be working through the last rows.
             # One copy after another on purpose: two side by side saved ~0.5 s on a 4096² scene, but a
             # 20k² run's finalize then peaked at 651 MiB, above its stream's 624 (bench/rss_probe.py);
             # serial, finalize stays below the stream (572 vs 661 MiB), so memory stays bounded by
@@ -417,7 +420,6 @@ class OutputSet:
                 self._to_cog(sink.vrt, self._tmp / name, _OVERVIEW_RESAMPLING[name])
                 sink.path.unlink()
                 sink.vrt.unlink()
-            self._detections.close()
         except _WRITE_ERRORS as exc:
             raise self._failed(exc) from exc
         except BaseException:

@@ -123,3 +123,25 @@ def test_discard_stops_a_working_vectorizer(prob: np.ndarray, tmp_path: Path) ->
 def test_threshold_must_exclude_nodata_zeros(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"threshold must lie in \(0, 1\)"):
         DetectionWriter(tmp_path / "d.geojson", {}, StreamingPolygonizer(8), 0.0)
+
+
+def test_finalize_waits_for_the_vectorizer_before_any_cog_copy(
+    prob: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The vectorizer's last regions are its memory peak: it must not overlap a COG copy's."""
+    real_to_cog = OutputSet._to_cog
+    seen: list[bool] = []
+    h, w = prob.shape
+    out = OutputSet(tmp_path / "out", width=w, height=h, crs=None, transform=None, georeferenced=False,
+                    pixel_area_m2=None, options=OutputOptions(threshold=THRESHOLD, quicklook_max_size=64))
+
+    def to_cog(src: Path, dst: Path, resampling: str) -> None:
+        seen.append(out._detections._thread.is_alive())
+        real_to_cog(src, dst, resampling)
+
+    monkeypatch.setattr(OutputSet, "_to_cog", staticmethod(to_cog))
+    for row, rows in _chunks(prob):
+        out.write_rows(row, rows, np.ones(rows.shape, bool))
+    out.commit({})
+    assert seen == [False, False, False]
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["output_stats"]["detections"] > 20

@@ -86,6 +86,7 @@ def committed(scene: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
     out_dir = tmp_path_factory.mktemp("run") / "out"
     with open_set(out_dir, scene) as out:
         write_all(out, scene["prob"], scene["valid"], BANDS)
+        out.finalize()  # the detections count is final once the vectorizer thread is done
         stats = out.stats
         paths = out.commit({"scene": "RGB.byte.tif", "model": Path("/models/x.onnx")})
     return {"dir": out_dir, "paths": paths, "stats": stats}
