@@ -14,7 +14,8 @@ Files (all in the input's CRS and transform; pixel space when the input has no g
   before any rounding), 0 = not, **nodata 255**, MODE overviews.
 * ``confidence.tif``: COG, ``pixel_math.confidence(prob, threshold)``, encoded like the probability.
 * ``detections.geojson``: one Feature per 4-connected landslide region of the stitched mask
-  (vectorized in a streaming way by ``polygons.StreamingPolygonizer``), properties ``id``,
+  (vectorized in a streaming way by ``polygons.StreamingPolygonizer``, on its own thread:
+  ``detections.DetectionWriter``; finalize waits for it before the COG copies), properties ``id``,
   ``area_m2``, ``mean_prob``, ``max_prob``, ``mean_confidence``. A ``crs`` member names the input's
   CRS (``urn:ogc:def:crs:EPSG::32618``...). Without georeference the coordinates are pixel columns
   and rows, ``area_m2`` is in pixels, and the collection says ``"georeferenced": false``.
