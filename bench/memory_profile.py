@@ -17,6 +17,7 @@ import ctypes
 import ctypes.util
 import glob
 import os
+import sys
 import threading
 import time
 import tracemalloc
@@ -25,6 +26,9 @@ from typing import Any
 
 import rasterio
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: ``bench.*`` importable
+
+from bench.rss_probe import status_mib
 from edge_ls import blend
 from edge_ls.pipeline import DetectOptions, detect
 
@@ -42,15 +46,6 @@ def _gdal() -> Any:
     lib = ctypes.CDLL(libs[0] if libs else ctypes.util.find_library("gdal"))
     lib.GDALGetCacheUsed64.restype = ctypes.c_int64
     return lib
-
-
-def _status_mib() -> dict[str, float]:
-    out = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(("VmRSS:", "RssAnon:", "RssFile:")):
-            key, value = line.split(":")
-            out[key] = int(value.split()[0]) / 1024.0
-    return out
 
 
 def main() -> None:
@@ -80,7 +75,7 @@ def main() -> None:
 
     def sample() -> None:
         while not done.is_set():
-            row = _status_mib()
+            row = status_mib("VmRSS", "RssAnon", "RssFile")
             info = libc.mallinfo2()
             row["heap_in_use"] = (info.uordblks + info.hblkhd) / 2**20
             row["heap_free_kept"] = info.fordblks / 2**20

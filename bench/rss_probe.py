@@ -24,11 +24,14 @@ from edge_ls.io.outputs import OutputSet
 from edge_ls.pipeline import DetectOptions, detect
 
 
-def _rss_mb() -> float:
+def status_mib(*fields: str) -> dict[str, float]:
+    """The given kB fields of /proc/self/status (``VmRSS``, ``RssAnon``...), in MiB; NaN if missing."""
+    found = {field: float("nan") for field in fields}
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    return float("nan")
+        key, _, value = line.partition(":")
+        if key in found:
+            found[key] = int(value.split()[0]) / 1024.0
+    return found
 
 
 def main() -> None:
@@ -51,7 +54,7 @@ def main() -> None:
 
     def sample() -> None:
         while not done.is_set():
-            samples.append((time.perf_counter() - t0, _rss_mb()))
+            samples.append((time.perf_counter() - t0, status_mib("VmRSS")["VmRSS"]))
             time.sleep(0.25)
 
     # When finalize (COG copies, quicklook) starts: splits the samples into stream and finalize.
