@@ -48,16 +48,34 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, data in layers(n).items():
             src = Path(tmp) / f"{name}.tif"
-            profile = {"driver": "GTiff", "width": n, "height": n, "count": 1, "dtype": data.dtype.name,
-                       "crs": "EPSG:32645", "transform": from_origin(500000, 3000000, 1, 1), "tiled": True,
-                       "blockxsize": 512, "blockysize": 512}
+            profile = {
+                "driver": "GTiff",
+                "width": n,
+                "height": n,
+                "count": 1,
+                "dtype": data.dtype.name,
+                "crs": "EPSG:32645",
+                "transform": from_origin(500000, 3000000, 1, 1),
+                "tiled": True,
+                "blockxsize": 512,
+                "blockysize": 512,
+            }
             with rasterio.open(src, "w", **profile) as dst:
                 dst.write(data, 1)
             for codec, extra in codecs:
                 out = Path(tmp) / "cog.tif"
                 t0, c0 = time.perf_counter(), time.process_time()
-                rasterio.shutil.copy(src, out, driver="COG", BLOCKSIZE=512, COMPRESS=codec, PREDICTOR="YES",
-                                     RESAMPLING="average", OVERVIEWS="AUTO", **extra)
+                rasterio.shutil.copy(
+                    src,
+                    out,
+                    driver="COG",
+                    BLOCKSIZE=512,
+                    COMPRESS=codec,
+                    PREDICTOR="YES",
+                    RESAMPLING="average",
+                    OVERVIEWS="AUTO",
+                    **extra,
+                )
                 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
                 mb = out.stat().st_size / 1e6
                 print(f"{name:8s} {codec:8s} {extra!s:45s} {wall:7.2f} {cpu:7.2f} {mb:7.1f}")

@@ -32,8 +32,18 @@ from bench.rss_probe import status_mib
 from edge_ls import blend
 from edge_ls.pipeline import DetectOptions, detect
 
-_MALLINFO2_FIELDS = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
-                     "fordblks", "keepcost")
+_MALLINFO2_FIELDS = (
+    "arena",
+    "ordblks",
+    "smblks",
+    "hblks",
+    "hblkhd",
+    "usmblks",
+    "fsmblks",
+    "uordblks",
+    "fordblks",
+    "keepcost",
+)
 
 
 class _MallInfo2(ctypes.Structure):
@@ -41,8 +51,11 @@ class _MallInfo2(ctypes.Structure):
 
 
 def _gdal() -> Any:
-    libs = sorted(glob.glob(os.path.join(os.path.dirname(rasterio.__file__), os.pardir, "rasterio.libs",
-                                         "libgdal*.so*")))
+    libs = sorted(
+        glob.glob(
+            os.path.join(os.path.dirname(rasterio.__file__), os.pardir, "rasterio.libs", "libgdal*.so*")
+        )
+    )
     lib = ctypes.CDLL(libs[0] if libs else ctypes.util.find_library("gdal"))
     lib.GDALGetCacheUsed64.restype = ctypes.c_int64
     return lib

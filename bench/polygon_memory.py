@@ -25,8 +25,13 @@ def main() -> None:
     args = parser.parse_args()
     with rasterio.open(args.mask) as ds:
         pixel = abs(ds.transform.a)
-        poly = StreamingPolygonizer(ds.width, transform=ds.transform, pixel_area=pixel * pixel,
-                                    min_area=9 * pixel * pixel, simplify_tolerance=0.5 * pixel)
+        poly = StreamingPolygonizer(
+            ds.width,
+            transform=ds.transform,
+            pixel_area=pixel * pixel,
+            min_area=9 * pixel * pixel,
+            simplify_tolerance=0.5 * pixel,
+        )
         tracemalloc.start()
         live = 0
         for row in range(0, ds.height, CHUNK_ROWS):
@@ -36,8 +41,10 @@ def main() -> None:
             live = max(live, tracemalloc.get_traced_memory()[0])
         regions = len(poly.finish())
         peak = tracemalloc.get_traced_memory()[1]
-    print(f"{args.mask}: {ds.width}x{ds.height}, live state between chunks at most {live / 2**20:.1f} MiB, "
-          f"transient peak {peak / 2**20:.1f} MiB (tracemalloc), {regions} regions closed by finish()")
+    print(
+        f"{args.mask}: {ds.width}x{ds.height}, live state between chunks at most {live / 2**20:.1f} MiB, "
+        f"transient peak {peak / 2**20:.1f} MiB (tracemalloc), {regions} regions closed by finish()"
+    )
 
 
 if __name__ == "__main__":

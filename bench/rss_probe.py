@@ -75,8 +75,10 @@ def main() -> None:
         split = finalize_at[0]
         stream = [r for t, r in samples if t < split] or [float("nan")]
         tail = [r for t, r in samples if t >= split] or [float("nan")]
-        print(f"max sampled VmRSS while streaming {max(stream):.0f} MiB, while finalizing "
-              f"{max(tail):.0f} MiB (finalize from {split:.1f} s)")
+        print(
+            f"max sampled VmRSS while streaming {max(stream):.0f} MiB, while finalizing "
+            f"{max(tail):.0f} MiB (finalize from {split:.1f} s)"
+        )
     if timers is not None:
         for label, v in timers.as_dict().items():
             cpu, calls = v["thread_cpu_s"], v["calls"]

@@ -64,12 +64,21 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 #: tier -> roles (model-family names), tile, timing batch, eval tiles per set (None = all).
 TIERS: dict[str, dict[str, Any]] = {
     "edge-lite": {"models": {"primary": "edge_lite"}, "tile": 512, "batch": 4, "eval": None},
-    "edge-cascade": {"models": {"triage": "cascade_triage", "refiner": "cascade_refiner"}, "tile": 512,
-                     "batch": 4, "eval": None},
+    "edge-cascade": {
+        "models": {"triage": "cascade_triage", "refiner": "cascade_refiner"},
+        "tile": 512,
+        "batch": 4,
+        "eval": None,
+    },
     "fusion": {"models": {"primary": "fusion"}, "tile": 512, "batch": 2, "eval": 6},
     "fusion-gan": {"models": {"primary": "fusion_gan"}, "tile": 512, "batch": 2, "eval": 6},
-    "fusion-gan-large": {"models": {"primary": "fusion_gan"}, "tile": 1024, "batch": 1, "eval": 0,
-                         "same_as": "fusion-gan"},
+    "fusion-gan-large": {
+        "models": {"primary": "fusion_gan"},
+        "tile": 1024,
+        "batch": 1,
+        "eval": 0,
+        "same_as": "fusion-gan",
+    },
 }
 VARIANTS = ("fp32", "int8", "pruned-fp32", "pruned-int8")
 
@@ -78,9 +87,20 @@ VARIANTS = ("fp32", "int8", "pruned-fp32", "pruned-int8")
 def _spec(name: str, tier: str, tile: int, provenance: dict[str, Any]) -> Any:
     from edge_ls.artifact import ModelSpec
 
-    return ModelSpec(name=name, tier=tier, bands=("red", "green", "blue"), mean=IMAGENET_MEAN,
-                     std=IMAGENET_STD, input_range="8bit", gsd_m=1.0, tile_size=tile, overlap=0.2,
-                     activation="logits", threshold=0.5, provenance=provenance)
+    return ModelSpec(
+        name=name,
+        tier=tier,
+        bands=("red", "green", "blue"),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        input_range="8bit",
+        gsd_m=1.0,
+        tile_size=tile,
+        overlap=0.2,
+        activation="logits",
+        threshold=0.5,
+        provenance=provenance,
+    )
 
 
 def _load_model(family: str, checkpoint: str | None) -> tuple[Any, Any, str]:
@@ -102,8 +122,16 @@ def _load_model(family: str, checkpoint: str | None) -> tuple[Any, Any, str]:
     return model, None, "random (seed 0): F1/IoU meaningless"
 
 
-def build_role(tier: str, role: str, family: str, tile: int, checkpoint: str | None, rebuild: bool,
-               log: Any, prune: bool = True) -> dict[str, Any]:
+def build_role(
+    tier: str,
+    role: str,
+    family: str,
+    tile: int,
+    checkpoint: str | None,
+    rebuild: bool,
+    log: Any,
+    prune: bool = True,
+) -> dict[str, Any]:
     """Export FP32, INT8, pruned FP32 and pruned INT8 ONNX files for one model; cached.
 
     ``prune=False`` (``--no-prune``): FP32 and INT8 only. FP32/INT8 files left by an earlier build
@@ -126,8 +154,12 @@ def build_role(tier: str, role: str, family: str, tile: int, checkpoint: str | N
     if not rebuild and info_path.is_file() and all(paths[v].is_file() for v in wanted):
         return json.loads(info_path.read_text())
     if not prune and not rebuild and all(paths[v].is_file() for v in wanted):
-        info = {"family": family, "weights": f"trained: {checkpoint}" if checkpoint else "random (seed 0)",
-                "files": {v: str(paths[v]) for v in wanted}, "prune_error": "not pruned (--no-prune)"}
+        info = {
+            "family": family,
+            "weights": f"trained: {checkpoint}" if checkpoint else "random (seed 0)",
+            "files": {v: str(paths[v]) for v in wanted},
+            "prune_error": "not pruned (--no-prune)",
+        }
         info_path.write_text(json.dumps(info, indent=2))
         return info
     model, spec, weights = _load_model(family, checkpoint)
@@ -172,21 +204,33 @@ def build_role(tier: str, role: str, family: str, tile: int, checkpoint: str | N
             info["fine_tune"] = {"steps": steps, "tiles": len(images), "split": "train", "size": 256}
 
             def fine_tune(student: Any, teacher: Any) -> None:
-                distill_fine_tune(student, teacher, images, masks, steps=steps, lr=FINE_TUNE_LR,
-                                  iou_weight=FINE_TUNE_IOU_WEIGHT)
+                distill_fine_tune(
+                    student,
+                    teacher,
+                    images,
+                    masks,
+                    steps=steps,
+                    lr=FINE_TUNE_LR,
+                    iou_weight=FINE_TUNE_IOU_WEIGHT,
+                )
 
-        pruned, report = prune_channels(model, torch.zeros(1, 3, 64, 64), PRUNE_RATIO, round_to=ROUND_TO,
-                                        fine_tune=fine_tune)
+        pruned, report = prune_channels(
+            model, torch.zeros(1, 3, 64, 64), PRUNE_RATIO, round_to=ROUND_TO, fine_tune=fine_tune
+        )
         pruned.eval()
         info["prune"] = report.as_dict()
         pruned_spec = spec
         if checkpoint:  # the student's logits are not the teacher's: its own temperature, fit on val
             pruned_spec = _refit_temperature(pruned, spec)
-            info["prune"]["temperature"] = {"teacher": spec.temperature, "student": pruned_spec.temperature,
-                                            "fit_on": "val split, 512 px"}
+            info["prune"]["temperature"] = {
+                "teacher": spec.temperature,
+                "student": pruned_spec.temperature,
+                "fit_on": "val split, 512 px",
+            }
         export_onnx(pruned, pruned_spec, paths["pruned-fp32"], sample=sample)
-        quantize_int8(paths["pruned-fp32"], paths["pruned-int8"], calib(),
-                      calib_source=f"{CALIB_SET}[0:{CALIB_TILES}]")
+        quantize_int8(
+            paths["pruned-fp32"], paths["pruned-int8"], calib(), calib_source=f"{CALIB_SET}[0:{CALIB_TILES}]"
+        )
     except Exception as exc:  # a pruning failure is a result to report, not a crash
         info["prune_error"] = f"{type(exc).__name__}: {exc}"[:300]
         log(f"  {family}: pruning failed: {info['prune_error']}")
@@ -252,8 +296,9 @@ def _timing_tiles(tile: int, batch: int) -> np.ndarray:
     return np.ascontiguousarray(np.stack(tiles), dtype=np.float32)
 
 
-def _throughput(run: Any, batch_x: np.ndarray, min_seconds: float, min_batches: int,
-                streams: int = 1) -> dict[str, float]:
+def _throughput(
+    run: Any, batch_x: np.ndarray, min_seconds: float, min_batches: int, streams: int = 1
+) -> dict[str, float]:
     """Tiles/s with ``streams`` threads calling the session at once (as ``edge-ls detect`` does)."""
     import threading
 
@@ -274,8 +319,12 @@ def _throughput(run: Any, batch_x: np.ndarray, min_seconds: float, min_batches: 
         t.join()
     elapsed = time.perf_counter() - start
     tiles = sum(counts) * len(batch_x)
-    return {"tiles_per_s": tiles / elapsed, "ms_per_tile": 1000 * elapsed / tiles, "timed_tiles": tiles,
-            "streams": streams}
+    return {
+        "tiles_per_s": tiles / elapsed,
+        "ms_per_tile": 1000 * elapsed / tiles,
+        "timed_tiles": tiles,
+        "streams": streams,
+    }
 
 
 def measure(args: dict[str, Any]) -> dict[str, Any]:
@@ -320,7 +369,7 @@ def measure(args: dict[str, Any]) -> dict[str, Any]:
             data = data.subset(range(min(len(data), args["eval_tiles"])))
         counts = np.zeros(4, np.int64)
         for i in range(0, len(data), batch):
-            xb = np.ascontiguousarray(data.images[i:i + batch])
+            xb = np.ascontiguousarray(data.images[i : i + batch])
             if cascade:
                 p = spec.probabilities(infer("triage", xb))
                 hit = p.reshape(len(xb), -1).max(axis=1) >= ROI_THRESHOLD
@@ -330,7 +379,7 @@ def measure(args: dict[str, Any]) -> dict[str, Any]:
                 routed += int(hit.sum())
             else:
                 prob = spec.probabilities(infer("primary", xb))
-            counts += confusion(prob, data.masks[i:i + batch], spec.threshold)
+            counts += confusion(prob, data.masks[i : i + batch], spec.threshold)
             total += len(xb)
         per_set[name] = {**scores(counts), "tiles": len(data)}
         pooled += counts
@@ -365,12 +414,32 @@ def split_data(spec: Any, split: str, size: int) -> tuple[np.ndarray, np.ndarray
     return np.concatenate(images), np.concatenate(masks)
 
 
-def run_measure(files: dict[str, str], tile: int, batch: int, threads: int, eval_tiles: int | None,
-                min_seconds: float, streams: int = 1, eval_split: str | None = None) -> dict[str, Any]:
-    payload = {"files": files, "tile": tile, "batch": batch, "threads": threads, "streams": streams,
-               "eval_tiles": eval_tiles, "min_seconds": min_seconds, "eval_split": eval_split}
-    proc = subprocess.run([sys.executable, __file__, "--measure", json.dumps(payload)],
-                          capture_output=True, text=True, check=False)
+def run_measure(
+    files: dict[str, str],
+    tile: int,
+    batch: int,
+    threads: int,
+    eval_tiles: int | None,
+    min_seconds: float,
+    streams: int = 1,
+    eval_split: str | None = None,
+) -> dict[str, Any]:
+    payload = {
+        "files": files,
+        "tile": tile,
+        "batch": batch,
+        "threads": threads,
+        "streams": streams,
+        "eval_tiles": eval_tiles,
+        "min_seconds": min_seconds,
+        "eval_split": eval_split,
+    }
+    proc = subprocess.run(
+        [sys.executable, __file__, "--measure", json.dumps(payload)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1][:300]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -381,8 +450,14 @@ def _machine() -> dict[str, Any]:
     import onnxruntime
     import torch
 
-    return {"python": platform.python_version(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
-            "processor": _cpu_name(), "onnxruntime": onnxruntime.__version__, "torch": torch.__version__}
+    return {
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "processor": _cpu_name(),
+        "onnxruntime": onnxruntime.__version__,
+        "torch": torch.__version__,
+    }
 
 
 def _cpu_name() -> str:
@@ -410,17 +485,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tiers", default=",".join(TIERS), help=f"comma list of {', '.join(TIERS)}")
     p.add_argument("--quick", action="store_true", help="edge tiers only, 4 eval tiles per set, 3 s timing")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--no-prune", type=lambda v: set(v.split(",")), default=set(), metavar="TIER,...",
-                   help="tiers built without the pruned variants (pruning the fusion family with "
-                        "torch-pruning ran > 30 CPU-min on 2 cores without finishing)")
-    p.add_argument("--streams", type=int, default=2,
-                   help="threads calling each session at once, threads // streams ORT threads each "
-                        "(default 2: how edge-ls detect runs on 2 cores)")
+    p.add_argument(
+        "--no-prune",
+        type=lambda v: set(v.split(",")),
+        default=set(),
+        metavar="TIER,...",
+        help="tiers built without the pruned variants (pruning the fusion family with "
+        "torch-pruning ran > 30 CPU-min on 2 cores without finishing)",
+    )
+    p.add_argument(
+        "--streams",
+        type=int,
+        default=2,
+        help="threads calling each session at once, threads // streams ORT threads each "
+        "(default 2: how edge-ls detect runs on 2 cores)",
+    )
     p.add_argument("--min-seconds", type=float, default=8.0, help="timing duration per variant")
     p.add_argument("--checkpoint", action="append", default=[], metavar="TIER[:ROLE]=RUN")
     p.add_argument("--rebuild", action="store_true")
-    p.add_argument("--build-only", action="store_true",
-                   help="build (or check) the cached artifacts and measure nothing: prebuild, then time")
+    p.add_argument(
+        "--build-only",
+        action="store_true",
+        help="build (or check) the cached artifacts and measure nothing: prebuild, then time",
+    )
     p.add_argument("--measure", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.measure:
@@ -439,14 +526,21 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown tier(s) {unknown}: known {', '.join(TIERS)}")
     ckpts = _checkpoints(args.checkpoint)
     results: dict[str, Any] = {
-        "benchmark": "issue #4 tiers", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": _machine(), "load_avg_start": os.getloadavg(), "threads": args.threads,
-        "eval_sets": list(EVAL_SETS), "calibration": f"{CALIB_SET}, {CALIB_TILES} tiles",
-        "prune": {"ratio": PRUNE_RATIO, "round_to": ROUND_TO,
-              "keeps": "the channels feeding the head (edge_ls.export.prune.head_inputs)",
-              "fine_tune": f"trained models: {FINE_TUNE_STEPS} distillation steps (+ soft-IoU x "
-                           f"{FINE_TUNE_IOU_WEIGHT}, Adam lr {FINE_TUNE_LR}) on the train split "
-                           f"({FUSION_FINE_TUNE_STEPS} for the fusion family), temperature refit on val"},
+        "benchmark": "issue #4 tiers",
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": _machine(),
+        "load_avg_start": os.getloadavg(),
+        "threads": args.threads,
+        "eval_sets": list(EVAL_SETS),
+        "calibration": f"{CALIB_SET}, {CALIB_TILES} tiles",
+        "prune": {
+            "ratio": PRUNE_RATIO,
+            "round_to": ROUND_TO,
+            "keeps": "the channels feeding the head (edge_ls.export.prune.head_inputs)",
+            "fine_tune": f"trained models: {FINE_TUNE_STEPS} distillation steps (+ soft-IoU x "
+            f"{FINE_TUNE_IOU_WEIGHT}, Adam lr {FINE_TUNE_LR}) on the train split "
+            f"({FUSION_FINE_TUNE_STEPS} for the fusion family), temperature refit on val",
+        },
         "int8_float_nodes": "first and last conv, sigmoids, depthwise convs",
         "command": "python bench/tiers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "tiers": {},
@@ -454,20 +548,36 @@ def main(argv: list[str] | None = None) -> int:
     for tier in tiers:
         cfg = TIERS[tier]
         log(f"{tier}: building")
-        builds = {role: build_role(tier, role, fam, cfg["tile"], ckpts.get((tier, role)), args.rebuild, log,
-                                   prune=tier not in args.no_prune)
-                  for role, fam in cfg["models"].items()}
+        builds = {
+            role: build_role(
+                tier,
+                role,
+                fam,
+                cfg["tile"],
+                ckpts.get((tier, role)),
+                args.rebuild,
+                log,
+                prune=tier not in args.no_prune,
+            )
+            for role, fam in cfg["models"].items()
+        }
         if args.build_only:
             for role, b in builds.items():
                 folder = Path(next(iter(b["files"].values()))).parent
-                log(f"  {role}: {', '.join(sorted(b['files']))} in {folder}"
-                    + (f" ({b['prune_error']})" if b.get("prune_error") else ""))
+                log(
+                    f"  {role}: {', '.join(sorted(b['files']))} in {folder}"
+                    + (f" ({b['prune_error']})" if b.get("prune_error") else "")
+                )
             continue
         eval_tiles = 4 if args.quick and cfg["eval"] != 0 else cfg["eval"]
         row: dict[str, Any] = {"tile": cfg["tile"], "batch": cfg["batch"], "models": {}, "variants": {}}
         for role, b in builds.items():
-            row["models"][role] = {"family": b["family"], "weights": b["weights"], "prune": b.get("prune"),
-                                   "prune_error": b.get("prune_error")}
+            row["models"][role] = {
+                "family": b["family"],
+                "weights": b["weights"],
+                "prune": b.get("prune"),
+                "prune_error": b.get("prune_error"),
+            }
         for variant in VARIANTS:
             files = {role: b["files"][variant] for role, b in builds.items() if variant in b["files"]}
             if len(files) != len(builds):
@@ -476,14 +586,24 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{tier}: measuring {variant}")
             figures = {role: graph_figures(f, cfg["tile"]) for role, f in files.items()}
             trained = all(not b["weights"].startswith("random") for b in builds.values())
-            m = run_measure(files, cfg["tile"], cfg["batch"], args.threads, eval_tiles, args.min_seconds,
-                            args.streams, "test" if trained else None)
+            m = run_measure(
+                files,
+                cfg["tile"],
+                cfg["batch"],
+                args.threads,
+                eval_tiles,
+                args.min_seconds,
+                args.streams,
+                "test" if trained else None,
+            )
             m["eval_split"] = "test (training/configs/real_split.json)" if trained else "all tiles"
             m["graph"] = figures
             m["load_avg"] = os.getloadavg()
             row["variants"][variant] = m
-            log(f"  {variant}: {m.get('tiles_per_s', float('nan')):.2f} tiles/s, "
-                f"F1 {m.get('accuracy', {}).get('f1', float('nan')):.2f}, {m.get('error', '')}")
+            log(
+                f"  {variant}: {m.get('tiles_per_s', float('nan')):.2f} tiles/s, "
+                f"F1 {m.get('accuracy', {}).get('f1', float('nan')):.2f}, {m.get('error', '')}"
+            )
         if cfg.get("same_as") and cfg["same_as"] in results["tiers"]:
             row["accuracy_note"] = f"same model as {cfg['same_as']}: its F1/IoU (512 px tiles) apply"
         row["targets"] = _targets(tier, row)

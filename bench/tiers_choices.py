@@ -51,14 +51,20 @@ def prune_part(model: Any, spec: Any, ratios: list[float], sets: dict[str, Any])
     print(rows[0], flush=True)
     for ratio in ratios:
         for keep in (True, False) if ratio == max(ratios) else (True,):
-            pruned, report = prune_channels(model, torch.zeros(1, 3, 512, 512), ratio, round_to=ROUND_TO,
-                                            keep_head_inputs=keep)
-            row: dict[str, Any] = {"ratio": ratio, "keep_head_inputs": keep, "params": report.params_after,
-                                   "gflops_512": round(2 * report.macs_after / 1e9, 2),
-                                   "f1_after_prune": f1(pruned)}
+            pruned, report = prune_channels(
+                model, torch.zeros(1, 3, 512, 512), ratio, round_to=ROUND_TO, keep_head_inputs=keep
+            )
+            row: dict[str, Any] = {
+                "ratio": ratio,
+                "keep_head_inputs": keep,
+                "params": report.params_after,
+                "gflops_512": round(2 * report.macs_after / 1e9, 2),
+                "f1_after_prune": f1(pruned),
+            }
             t0 = time.perf_counter()
-            distill_fine_tune(pruned, model, *train, steps=FINE_TUNE_STEPS, lr=FINE_TUNE_LR,
-                              iou_weight=FINE_TUNE_IOU_WEIGHT)
+            distill_fine_tune(
+                pruned, model, *train, steps=FINE_TUNE_STEPS, lr=FINE_TUNE_LR, iou_weight=FINE_TUNE_IOU_WEIGHT
+            )
             row["fine_tune_s"] = round(time.perf_counter() - t0, 1)
             row["f1"] = f1(pruned)
             x = torch.from_numpy(np.ascontiguousarray(sets["val"][0][:2]))
@@ -79,8 +85,9 @@ def int8_part(model: Any, spec: Any, sets: dict[str, Any], work: Path) -> list[d
     from edge_ls.export.quantize import CALIBRATION_METHODS, quantize_int8, sensitive_nodes
     from edge_ls.export.tiles import iter_batches, load_tiles
 
-    fp32 = export_onnx(model, spec, work / "fp32.onnx",
-                       sample=load_tiles(REAL / "cas_hokkaido", spec, size=256, limit=2))
+    fp32 = export_onnx(
+        model, spec, work / "fp32.onnx", sample=load_tiles(REAL / "cas_hokkaido", spec, size=256, limit=2)
+    )
 
     def session(path: Path) -> Any:
         options = ort.SessionOptions()
@@ -93,8 +100,8 @@ def int8_part(model: Any, spec: Any, sets: dict[str, Any], work: Path) -> list[d
         for k, (x, y) in sets.items():
             counts = np.zeros(4, np.int64)
             for i in range(0, len(x), 4):
-                raw = s.run(None, {name: np.ascontiguousarray(x[i:i + 4])})[0]
-                counts += confusion(sp.probabilities(raw), y[i:i + 4], sp.threshold)
+                raw = s.run(None, {name: np.ascontiguousarray(x[i : i + 4])})[0]
+                counts += confusion(sp.probabilities(raw), y[i : i + 4], sp.threshold)
             out[k] = round(scores(counts)["f1"], 2)
         return out
 
@@ -118,8 +125,13 @@ def int8_part(model: Any, spec: Any, sets: dict[str, Any], work: Path) -> list[d
             t0 = time.perf_counter()
             calib = iter_batches(REAL / CALIB_SET, spec, batch=2, size=512, limit=CALIB_TILES)
             quantize_int8(fp32, out, calib, exclude=exclude, calibration=method)
-            row = {"variant": "int8", "calibration": method, "depthwise_float": depthwise_float,
-                   "quantize_s": round(time.perf_counter() - t0, 1), "f1": f1(out)}
+            row = {
+                "variant": "int8",
+                "calibration": method,
+                "depthwise_float": depthwise_float,
+                "quantize_s": round(time.perf_counter() - t0, 1),
+                "f1": f1(out),
+            }
             tps = tiles_per_s(out)
             row["tiles_per_s_1thread"] = round(tps, 2)
             row["speedup_1thread"] = round(tps / base["tiles_per_s_1thread"], 2)
@@ -162,9 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     spec = ModelSpec.from_json((Path(args.checkpoint) / SPEC_FILE).read_text())
     sets = {k: split_data(spec, k, 512) for k in ("val", "test")}
     parts = set(args.part.split(","))
-    out: dict[str, Any] = {"checkpoint": args.checkpoint, "threshold": spec.threshold,
-                           "command": "python bench/tiers_choices.py " + " ".join(argv or sys.argv[1:]),
-                           "tiles": {k: len(v[0]) for k, v in sets.items()}}
+    out: dict[str, Any] = {
+        "checkpoint": args.checkpoint,
+        "threshold": spec.threshold,
+        "command": "python bench/tiers_choices.py " + " ".join(argv or sys.argv[1:]),
+        "tiles": {k: len(v[0]) for k, v in sets.items()},
+    }
     if "prune" in parts:
         out["prune"] = prune_part(model, spec, [float(r) for r in args.ratios.split(",")], sets)
         args.json.write_text(json.dumps(out, indent=2))

@@ -30,8 +30,22 @@ SCHEMA_VERSION = 1
 #: Band names a model may ask for. RGB are matched to GDAL colour interpretation; the others to band
 #: descriptions. Order in a spec is the channel order the model expects.
 KNOWN_BANDS = (
-    "red", "green", "blue", "nir", "rededge1", "rededge2", "rededge3", "nir08", "swir1", "swir2",
-    "coastal", "watervapour", "cirrus", "gray", "slope", "dem",
+    "red",
+    "green",
+    "blue",
+    "nir",
+    "rededge1",
+    "rededge2",
+    "rededge3",
+    "nir08",
+    "swir1",
+    "swir2",
+    "coastal",
+    "watervapour",
+    "cirrus",
+    "gray",
+    "slope",
+    "dem",
 )
 #: ``8bit``: trained on 8-bit display imagery; uint8 is divided by 255, anything else is percentile
 #: stretched to [0, 1]. ``reflectance``: trained on surface reflectance in [0, 1]; integer rasters are
@@ -106,8 +120,17 @@ class ModelSpec:
         if unknown:
             raise ModelError(f"{source}: unknown edge-ls metadata key(s): {', '.join(unknown)}")
         required = [
-            "name", "tier", "bands", "mean", "std", "input_range", "gsd_m", "tile_size", "overlap",
-            "activation", "threshold",
+            "name",
+            "tier",
+            "bands",
+            "mean",
+            "std",
+            "input_range",
+            "gsd_m",
+            "tile_size",
+            "overlap",
+            "activation",
+            "threshold",
         ]
         missing = [k for k in required if k not in data]
         if missing:

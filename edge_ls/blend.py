@@ -85,8 +85,8 @@ class RowBandBlender:
         self.plan = plan
         self.band_rows = max(1, min(band_rows, plan.stride))
         self._window = hann_window(plan.tile_size).astype(np.float64)
-        self._row_scale = (1.0 / _coverage_profile(plan.height, plan.rows, plan.stride, self._window))
-        self._col_scale = (1.0 / _coverage_profile(plan.width, plan.cols, plan.stride, self._window))
+        self._row_scale = 1.0 / _coverage_profile(plan.height, plan.rows, plan.stride, self._window)
+        self._col_scale = 1.0 / _coverage_profile(plan.width, plan.cols, plan.stride, self._window)
         self.n_bands = -(-plan.height // self.band_rows)
         self._bands: dict[int, np.ndarray] = {}
         self._tiles_left = np.full(plan.rows, plan.cols, dtype=np.int64)

@@ -172,8 +172,13 @@ def load_manifest(folder: str | Path, check_metadata: bool = True) -> Manifest:
     if len(set(seen)) != len(seen):
         raise ModelError(f"{path}: a (role, precision) pair is listed twice")
     manifest = Manifest(
-        tier=str(data["tier"]), folder=root, models=models, default_precision=str(data["default_precision"]),
-        files=dict(files), info=dict(data.get("info") or {}), created=str(data.get("created", "")),
+        tier=str(data["tier"]),
+        folder=root,
+        models=models,
+        default_precision=str(data["default_precision"]),
+        files=dict(files),
+        info=dict(data.get("info") or {}),
+        created=str(data.get("created", "")),
         edge_ls_version=str(data.get("edge_ls_version", "")),
     )
     manifest.model()  # the default entry must exist
@@ -225,10 +230,17 @@ def _entry(root: Path, raw: Mapping[str, Any], files: Mapping[str, str], check_m
         if read_spec(path) != spec:
             raise ModelError(f"{path}: the file's edge-ls metadata differs from the manifest's copy")
     return ModelEntry(
-        role=str(raw["role"]), precision=str(raw["precision"]), file=name, sha256=str(raw["sha256"]),
-        bytes=int(raw.get("bytes", path.stat().st_size)), spec=spec, path=path,
-        params=_opt_int(raw.get("params")), macs=_opt_int(raw.get("macs")),
-        flops_tile=_opt_int(raw.get("flops_tile")), accuracy=dict(raw.get("accuracy") or {}),
+        role=str(raw["role"]),
+        precision=str(raw["precision"]),
+        file=name,
+        sha256=str(raw["sha256"]),
+        bytes=int(raw.get("bytes", path.stat().st_size)),
+        spec=spec,
+        path=path,
+        params=_opt_int(raw.get("params")),
+        macs=_opt_int(raw.get("macs")),
+        flops_tile=_opt_int(raw.get("flops_tile")),
+        accuracy=dict(raw.get("accuracy") or {}),
     )
 
 

@@ -129,11 +129,19 @@ def build_report(
 
 #: Rows of the printed table: (label, key, unit).
 TABLE_ROWS = (
-    ("model", "model", ""), ("tier", "tier", ""), ("precision", "precision", ""), ("backend", "backend", ""),
-    ("tiles", "tiles", ""), ("tiles/s (end to end)", "tiles_per_s", ""),
-    ("tile latency p50", "tile_latency_ms_p50", "ms"), ("tile latency p95", "tile_latency_ms_p95", "ms"),
-    ("peak RSS", "peak_rss_mb", "MiB"), ("peak VRAM", "peak_vram_mb", "MiB"), ("GSD", "gsd_m", "m"),
-    ("area", "area_km2", "km²"), ("tiles per km²", "tiles_per_km2", ""),
+    ("model", "model", ""),
+    ("tier", "tier", ""),
+    ("precision", "precision", ""),
+    ("backend", "backend", ""),
+    ("tiles", "tiles", ""),
+    ("tiles/s (end to end)", "tiles_per_s", ""),
+    ("tile latency p50", "tile_latency_ms_p50", "ms"),
+    ("tile latency p95", "tile_latency_ms_p95", "ms"),
+    ("peak RSS", "peak_rss_mb", "MiB"),
+    ("peak VRAM", "peak_vram_mb", "MiB"),
+    ("GSD", "gsd_m", "m"),
+    ("area", "area_km2", "km²"),
+    ("tiles per km²", "tiles_per_km2", ""),
     ("latency per km²", "latency_min_per_km2", "min"),
     ("latency per km² at 0.10 m GSD", "latency_min_per_km2_at_0p1m", "min"),
 )
@@ -145,8 +153,10 @@ def format_table(report: dict[str, Any]) -> str:
     width = max(len(label) for label, _, _ in TABLE_ROWS)
     for label, key, unit in TABLE_ROWS:
         value = report.get(key)
-        shown = "n/a (no GPU)" if key == "peak_vram_mb" and value is None else (
-            "n/a" if value is None else f"{value}{' ' + unit if unit else ''}"
+        shown = (
+            "n/a (no GPU)"
+            if key == "peak_vram_mb" and value is None
+            else ("n/a" if value is None else f"{value}{' ' + unit if unit else ''}")
         )
         lines.append(f"  {label:<{width}}  {shown}")
     return "\n".join(lines)

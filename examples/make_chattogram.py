@@ -37,8 +37,17 @@ def build(src: Path, out: Path) -> Path:
             d.close()
     data = np.clip(np.rint(mosaic), 0, 65535).astype(np.uint16)
     profile = {
-        "driver": "GTiff", "width": data.shape[2], "height": data.shape[1], "count": 4, "dtype": "uint16",
-        "crs": crs, "transform": transform, "nodata": 0, "tiled": True, "blockxsize": 256, "blockysize": 256,
+        "driver": "GTiff",
+        "width": data.shape[2],
+        "height": data.shape[1],
+        "count": 4,
+        "dtype": "uint16",
+        "crs": crs,
+        "transform": transform,
+        "nodata": 0,
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
     }
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / "staged.tif"
@@ -51,8 +60,16 @@ def build(src: Path, out: Path) -> Path:
                 SOURCE="Copernicus Sentinel-2 L2A via murad-geoAi/sentinel2-landslide-detection-dl@39e42013",
                 SCALE="reflectance x 10000",
             )
-        rio_copy(staged, out, driver="COG", compress="DEFLATE", predictor=2, level=9, blocksize=256,
-                 overview_resampling="average")
+        rio_copy(
+            staged,
+            out,
+            driver="COG",
+            compress="DEFLATE",
+            predictor=2,
+            level=9,
+            blocksize=256,
+            overview_resampling="average",
+        )
     return out
 
 

@@ -41,8 +41,12 @@ def scores(counts: np.ndarray) -> dict[str, float]:
     return {"f1": 100 * f1, "iou": 100 * iou, "precision": 100 * precision, "recall": 100 * recall}
 
 
-def evaluate_onnx(onnx_path: str | Path, data: LabelledTiles | Iterable[LabelledTiles],
-                  batch: int = 2, threads: int | None = None) -> dict[str, Any]:
+def evaluate_onnx(
+    onnx_path: str | Path,
+    data: LabelledTiles | Iterable[LabelledTiles],
+    batch: int = 2,
+    threads: int | None = None,
+) -> dict[str, Any]:
     """Score one ONNX model on labelled tiles; returns scores plus the pixel counts behind them."""
     import onnxruntime as ort
 
@@ -62,13 +66,19 @@ def evaluate_onnx(onnx_path: str | Path, data: LabelledTiles | Iterable[Labelled
     tiles = 0
     for part in [data] if isinstance(data, LabelledTiles) else data:
         for i in range(0, len(part), batch):
-            x = np.ascontiguousarray(part.images[i:i + batch], dtype=np.float32)
+            x = np.ascontiguousarray(part.images[i : i + batch], dtype=np.float32)
             (raw,) = session.run(None, {input_name: x})[:1]
-            counts += confusion(spec.probabilities(np.asarray(raw, np.float32)), part.masks[i:i + batch],
-                                spec.threshold)
+            counts += confusion(
+                spec.probabilities(np.asarray(raw, np.float32)), part.masks[i : i + batch], spec.threshold
+            )
             tiles += len(x)
     if tiles == 0:
         raise ModelError("no labelled tiles to score the model on")
     named = dict(zip(("tp", "fp", "fn", "tn"), (int(c) for c in counts), strict=True))
-    return {**scores(counts), "tiles": tiles, "pixels": int(counts.sum()), "threshold": spec.threshold,
-            "counts": named}
+    return {
+        **scores(counts),
+        "tiles": tiles,
+        "pixels": int(counts.sum()),
+        "threshold": spec.threshold,
+        "counts": named,
+    }

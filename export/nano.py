@@ -56,13 +56,21 @@ SPEC = ModelSpec(
 
 def build_graph() -> onnx.ModelProto:
     """The VDVI graph: slice R, G, B; ratio; affine; sigmoid. Dynamic batch and tile size."""
+
     def const(name: str, value: float | list[int]) -> onnx.TensorProto:
         dtype = np.int64 if isinstance(value, list) else np.float32
         return numpy_helper.from_array(np.array(value, dtype=dtype), name)
 
     inits = [
-        const("r_lo", [0]), const("g_lo", [1]), const("b_lo", [2]), const("b_hi", [3]), const("axis", [1]),
-        const("two", 2.0), const("eps", EPS), const("t", THRESHOLD_VDVI), const("k", STEEPNESS),
+        const("r_lo", [0]),
+        const("g_lo", [1]),
+        const("b_lo", [2]),
+        const("b_hi", [3]),
+        const("axis", [1]),
+        const("two", 2.0),
+        const("eps", EPS),
+        const("t", THRESHOLD_VDVI),
+        const("k", STEEPNESS),
     ]
     nodes = [
         helper.make_node("Slice", ["image", "r_lo", "g_lo", "axis"], ["r"]),

@@ -85,8 +85,14 @@ def export_onnx(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer warnings
         torch.onnx.export(
-            model, (example,), str(out), opset_version=opset, dynamo=False,
-            input_names=[INPUT_NAME], output_names=[out_name], dynamic_axes=axes,
+            model,
+            (example,),
+            str(out),
+            opset_version=opset,
+            dynamo=False,
+            input_names=[INPUT_NAME],
+            output_names=[out_name],
+            dynamic_axes=axes,
             do_constant_folding=True,
         )
     proto = onnx.load(str(out))
@@ -97,10 +103,14 @@ def export_onnx(
     extra = _second_shape(sample) if dynamic else None
     provenance = dict(spec.provenance)
     export_info: dict[str, Any] = {
-        "exporter": f"torch {torch.__version__} torch.onnx (TorchScript)", "opset": opset,
-        "simplified": simplify, "dynamic": dynamic,
+        "exporter": f"torch {torch.__version__} torch.onnx (TorchScript)",
+        "opset": opset,
+        "simplified": simplify,
+        "dynamic": dynamic,
         "parity": {
-            "atol": atol, "rtol": rtol, "sample": "synthetic noise" if synthetic else "real tiles",
+            "atol": atol,
+            "rtol": rtol,
+            "sample": "synthetic noise" if synthetic else "real tiles",
         },
     }
     provenance["export"] = export_info
@@ -166,7 +176,11 @@ PARITY_RTOL = 1e-5
 
 
 def _parity(
-    path: Path, model: Any, batch: np.ndarray, reference: np.ndarray | None, atol: float,
+    path: Path,
+    model: Any,
+    batch: np.ndarray,
+    reference: np.ndarray | None,
+    atol: float,
     rtol: float = PARITY_RTOL,
 ) -> float:
     """Compare and raise loudly past ``atol + rtol * |reference|`` (elementwise); returns the max
@@ -228,7 +242,7 @@ def _second_shape(sample: np.ndarray) -> np.ndarray | None:
     if size_h < SHAPE_MULTIPLE or size_w < SHAPE_MULTIPLE:
         return None
     crops = [sample[i % n, :, :size_h, :size_w] for i in range(2)]
-    crops[1] = sample[(1 % n), :, h - size_h:, w - size_w:]
+    crops[1] = sample[(1 % n), :, h - size_h :, w - size_w :]
     return np.ascontiguousarray(np.stack(crops))
 
 

@@ -62,8 +62,12 @@ class PruneReport:
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["input_shape"] = list(self.input_shape)
-        out.update(params_kept=self.params_kept, macs_kept=self.macs_kept,
-                   gflops_before=2 * self.macs_before / 1e9, gflops_after=2 * self.macs_after / 1e9)
+        out.update(
+            params_kept=self.params_kept,
+            macs_kept=self.macs_kept,
+            gflops_before=2 * self.macs_before / 1e9,
+            gflops_after=2 * self.macs_after / 1e9,
+        )
         return out
 
 
@@ -165,16 +169,28 @@ def prune_channels(
     if keep_head_inputs:
         ignored += head_inputs(student, example_input, output_heads(student))
     macs0, params0 = count_macs_params(teacher, example_input)
-    report = PruneReport(ratio=ratio, round_to=round_to, params_before=params0, params_after=params0,
-                         macs_before=macs0, macs_after=macs0, input_shape=tuple(example_input.shape))
+    report = PruneReport(
+        ratio=ratio,
+        round_to=round_to,
+        params_before=params0,
+        params_after=params0,
+        macs_before=macs0,
+        macs_after=macs0,
+        input_shape=tuple(example_input.shape),
+    )
     if latency_input is not None:
         report.latency_ms_before = measure_latency(teacher, latency_input)
     if evaluate is not None:
         report.accuracy_before = dict(evaluate(teacher))
 
     pruner = tp.pruner.MetaPruner(
-        student, example_input, importance=tp.importance.GroupMagnitudeImportance(p=2),
-        pruning_ratio=ratio, round_to=round_to, ignored_layers=ignored, iterative_steps=iterative_steps,
+        student,
+        example_input,
+        importance=tp.importance.GroupMagnitudeImportance(p=2),
+        pruning_ratio=ratio,
+        round_to=round_to,
+        ignored_layers=ignored,
+        iterative_steps=iterative_steps,
     )
     for _ in range(iterative_steps):
         pruner.step()
@@ -190,8 +206,14 @@ def prune_channels(
         report.accuracy_after = dict(evaluate(student)) if report.fine_tuned else report.accuracy_after_prune
     if latency_input is not None:
         report.latency_ms_after = measure_latency(student, latency_input)
-    log.info("pruned %.0f%% of channels: params %d -> %d, MACs %.2fG -> %.2fG", 100 * ratio, params0,
-             report.params_after, macs0 / 1e9, report.macs_after / 1e9)
+    log.info(
+        "pruned %.0f%% of channels: params %d -> %d, MACs %.2fG -> %.2fG",
+        100 * ratio,
+        params0,
+        report.params_after,
+        macs0 / 1e9,
+        report.macs_after / 1e9,
+    )
     return student, report
 
 
@@ -202,8 +224,9 @@ def channel_widths(model: Any) -> list[int]:
     return [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)]
 
 
-def torch_scores(model: Any, images: np.ndarray, masks: np.ndarray, threshold: float = 0.5,
-                 batch: int = 4) -> dict[str, float]:
+def torch_scores(
+    model: Any, images: np.ndarray, masks: np.ndarray, threshold: float = 0.5, batch: int = 4
+) -> dict[str, float]:
     """F1/IoU (percent) of a PyTorch model on labelled tiles, pooled like :mod:`edge_ls.export.accuracy`."""
     import torch
 
@@ -213,13 +236,14 @@ def torch_scores(model: Any, images: np.ndarray, masks: np.ndarray, threshold: f
     model.eval()
     with torch.inference_mode():
         for i in range(0, len(images), batch):
-            logits = model(torch.from_numpy(np.ascontiguousarray(images[i:i + batch]))).float()
-            counts += confusion(torch.sigmoid(logits).numpy(), masks[i:i + batch], threshold)
+            logits = model(torch.from_numpy(np.ascontiguousarray(images[i : i + batch]))).float()
+            counts += confusion(torch.sigmoid(logits).numpy(), masks[i : i + batch], threshold)
     return scores(counts)
 
 
-def fit_student_temperature(model: Any, images: np.ndarray, masks: np.ndarray, batch: int = 2,
-                            step: int = 4) -> float:
+def fit_student_temperature(
+    model: Any, images: np.ndarray, masks: np.ndarray, batch: int = 2, step: int = 4
+) -> float:
     """The calibration temperature of a pruned (or otherwise changed) model, as the trainer fits it:
     the T minimizing the NLL of ``sigmoid(logits / T)`` on labelled tiles, every ``step``-th pixel.
 
@@ -236,7 +260,7 @@ def fit_student_temperature(model: Any, images: np.ndarray, masks: np.ndarray, b
     model.eval()
     with torch.inference_mode():
         for i in range(0, len(images), batch):
-            x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch]))
+            x = torch.from_numpy(np.ascontiguousarray(images[i : i + batch]))
             logits.append(model(x).float().numpy()[:, 0, ::step, ::step])
     return float(fit_temperature(np.concatenate(logits), masks[:, ::step, ::step]))
 

@@ -122,8 +122,9 @@ def _batches(tiles: Iterable[np.ndarray], channels: int) -> Iterator[np.ndarray]
         if arr.ndim == 3:
             arr = arr[None]
         if arr.ndim != 4 or arr.shape[1] != channels:
-            raise ConfigError(f"calibration tiles must be C x H x W or N x C x H x W with C={channels}, "
-                              f"got {arr.shape}")
+            raise ConfigError(
+                f"calibration tiles must be C x H x W or N x C x H x W with C={channels}, got {arr.shape}"
+            )
         yield arr
 
 
@@ -168,8 +169,11 @@ def calibrate(
 
     calibrate_method, options_ = _calibration(method)
     calibrator = create_calibrator(
-        model_path, None, augmented_model_path=str(work_dir / "augmented.onnx"),
-        calibrate_method=calibrate_method, extra_options=options_,
+        model_path,
+        None,
+        augmented_model_path=str(work_dir / "augmented.onnx"),
+        calibrate_method=calibrate_method,
+        extra_options=options_,
     )
     input_name = calibrator.model.graph.input[0].name
     calibrator.model = None  # the augmented copy on disk is all the session needs
@@ -256,8 +260,11 @@ def quantize_int8(
         prepared = load_model(pre)
         name_nodes(prepared)
         onnx.save(prepared, str(pre))
-        excluded = (list(exclude) if exclude is not None
-                    else list(dict.fromkeys(sensitive_nodes(prepared) + depthwise_convs(prepared))))
+        excluded = (
+            list(exclude)
+            if exclude is not None
+            else list(dict.fromkeys(sensitive_nodes(prepared) + depthwise_convs(prepared)))
+        )
         unknown = sorted(set(excluded) - {n.name for n in prepared.graph.node})
         del prepared
         gc.collect()
@@ -268,9 +275,16 @@ def quantize_int8(
         save_tensors_data(ranges, cache)
         try:
             quantize_static(
-                str(pre), str(out), None, quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                reduce_range=reduce_range, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                nodes_to_exclude=excluded, calibrate_method=_calibration(calibration)[0],
+                str(pre),
+                str(out),
+                None,
+                quant_format=QuantFormat.QDQ,
+                per_channel=per_channel,
+                reduce_range=reduce_range,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=excluded,
+                calibrate_method=_calibration(calibration)[0],
                 op_types_to_quantize=list(op_types) if op_types else None,
                 # QuantizeBias=False: TensorRT dequantizes INT8/FP8/INT4 only, never an INT32 bias.
                 extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
@@ -288,8 +302,8 @@ def quantize_int8(
     provenance = dict(spec.provenance)
     provenance["quantization"] = {
         "method": f"onnxruntime quantize_static QDQ, {_CALIBRATION_LABELS[calibration]} calibration",
-        "activations": "int8 symmetric", "weights": "int8 symmetric " + ("per-channel" if per_channel
-                                                                          else "per-tensor"),
+        "activations": "int8 symmetric",
+        "weights": "int8 symmetric " + ("per-channel" if per_channel else "per-tensor"),
         "reduce_range": reduce_range,
         "op_types": list(op_types) if op_types else "all",
         "float_nodes": excluded,
@@ -325,8 +339,10 @@ def convert_fp16(fp32_path: str | Path, out_path: str | Path, keep_fp32: Sequenc
     _cast_to_fp16(proto, keep)
     onnx.checker.check_model(proto, full_check=False)
     provenance = dict(spec.provenance)
-    provenance["fp16"] = {"method": "edge-ls cast pass (float16 tensors, float32 graph I/O)",
-                          "float_nodes": sorted(keep)[:200]}
+    provenance["fp16"] = {
+        "method": "edge-ls cast pass (float16 tensors, float32 graph I/O)",
+        "float_nodes": sorted(keep)[:200],
+    }
     spec = dataclasses.replace(spec, precision="mixed" if was_int8 else "fp16", provenance=provenance)
     return _save_with_spec(proto, spec, Path(out_path))
 
@@ -359,8 +375,11 @@ def _cast_to_fp16(proto: Any, keep: set[str]) -> None:
             for attr in node.attribute:
                 if attr.name == "value" and attr.t.data_type == FLOAT:
                     arr = numpy_helper.to_array(attr.t)
-                    attr.t.CopyFrom(numpy_helper.from_array(np.clip(arr, -FP16_MAX, FP16_MAX)
-                                                            .astype(np.float16), attr.t.name))
+                    attr.t.CopyFrom(
+                        numpy_helper.from_array(
+                            np.clip(arr, -FP16_MAX, FP16_MAX).astype(np.float16), attr.t.name
+                        )
+                    )
                     new_type[node.output[0]] = HALF
             continue
         if node.op_type in ("Cast", "ConstantOfShape"):
@@ -401,8 +420,15 @@ def _cast_to_fp16(proto: Any, keep: set[str]) -> None:
         key = (name, to)
         if key not in casts:
             casts[key] = f"{name}__to_{'fp16' if to == HALF else 'fp32'}"
-            new_nodes.append(helper.make_node("Cast", [name], [casts[key]], to=to,
-                                              name=f"Cast_{len(casts)}_{'fp16' if to == HALF else 'fp32'}"))
+            new_nodes.append(
+                helper.make_node(
+                    "Cast",
+                    [name],
+                    [casts[key]],
+                    to=to,
+                    name=f"Cast_{len(casts)}_{'fp16' if to == HALF else 'fp32'}",
+                )
+            )
         return casts[key]
 
     rebuilt: list[Any] = []
@@ -472,8 +498,11 @@ def accuracy_delta(
     result = {
         "fp32": {k: base[k] for k in ("f1", "iou", "precision", "recall")},
         q_spec.precision: {k: quant[k] for k in ("f1", "iou", "precision", "recall")},
-        "delta_f1": base["f1"] - quant["f1"], "delta_iou": base["iou"] - quant["iou"],
-        "tiles": quant.get("tiles"), "eval_source": eval_source, "budget_f1": budget_f1,
+        "delta_f1": base["f1"] - quant["f1"],
+        "delta_iou": base["iou"] - quant["iou"],
+        "tiles": quant.get("tiles"),
+        "eval_source": eval_source,
+        "budget_f1": budget_f1,
         "disjoint_from_calibration": bool(calib) or q_spec.precision != "int8",
     }
     if record:

@@ -87,25 +87,33 @@ def read_mask(path: Path, size: int | None = None) -> np.ndarray:
     return (_fit(mask, size, cv2.INTER_NEAREST) > 0).astype(np.uint8)
 
 
-def load_tiles(dataset: str | Path, spec: ModelSpec, size: int | None = None,
-               limit: int | None = None, start: int = 0) -> np.ndarray:
+def load_tiles(
+    dataset: str | Path, spec: ModelSpec, size: int | None = None, limit: int | None = None, start: int = 0
+) -> np.ndarray:
     """Unlabelled tiles (N x C x H x W) of a dataset, e.g. for calibration."""
     paths = image_paths(dataset)[start:]
     paths = paths[:limit] if limit else paths
     return np.stack([preprocess(read_rgb(p, size or spec.tile_size), spec) for p in paths])
 
 
-def iter_batches(dataset: str | Path, spec: ModelSpec, batch: int = 2, size: int | None = None,
-                 limit: int | None = None, start: int = 0) -> Iterator[np.ndarray]:
+def iter_batches(
+    dataset: str | Path,
+    spec: ModelSpec,
+    batch: int = 2,
+    size: int | None = None,
+    limit: int | None = None,
+    start: int = 0,
+) -> Iterator[np.ndarray]:
     """Tiles in small batches: static calibration of a big model must not hold every tile at once."""
     paths = image_paths(dataset)[start:]
     paths = paths[:limit] if limit else paths
     for i in range(0, len(paths), batch):
-        yield np.stack([preprocess(read_rgb(p, size or spec.tile_size), spec) for p in paths[i:i + batch]])
+        yield np.stack([preprocess(read_rgb(p, size or spec.tile_size), spec) for p in paths[i : i + batch]])
 
 
-def load_labelled(dataset: str | Path, spec: ModelSpec, size: int | None = None,
-                  limit: int | None = None, start: int = 0) -> LabelledTiles:
+def load_labelled(
+    dataset: str | Path, spec: ModelSpec, size: int | None = None, limit: int | None = None, start: int = 0
+) -> LabelledTiles:
     """Tiles with their masks (``<dataset>/masks/<stem>.png``), for accuracy measurements."""
     root = Path(dataset)
     paths = image_paths(root)[start:]
@@ -129,9 +137,11 @@ def _fit(array: np.ndarray, size: int | None, interpolation: int) -> np.ndarray:
     h, w = array.shape[:2]
     if min(h, w) < size:
         scale = size / min(h, w)
-        array = cv2.resize(array, (max(size, round(w * scale)), max(size, round(h * scale))),
-                           interpolation=cv2.INTER_LINEAR if interpolation != cv2.INTER_NEAREST
-                           else cv2.INTER_NEAREST)
+        array = cv2.resize(
+            array,
+            (max(size, round(w * scale)), max(size, round(h * scale))),
+            interpolation=cv2.INTER_LINEAR if interpolation != cv2.INTER_NEAREST else cv2.INTER_NEAREST,
+        )
         h, w = array.shape[:2]
     top, left = (h - size) // 2, (w - size) // 2
-    return np.ascontiguousarray(array[top:top + size, left:left + size])
+    return np.ascontiguousarray(array[top : top + size, left : left + size])

@@ -27,11 +27,25 @@ def _write_tier(root: Path) -> Path:
     spec = json.loads(session.get_modelmeta().custom_metadata_map["edge_ls"])
     digest = sha256_file(folder / file)
     manifest = {
-        "schema_version": 1, "tier": "edge-nano", "default_precision": "fp32",
-        "models": [{"role": "primary", "precision": "fp32", "file": file, "sha256": digest,
-                    "bytes": (folder / file).stat().st_size, "params": 9, "macs": 0, "flops_tile": 512,
-                    "accuracy": {}, "metadata": spec}],
-        "files": {file: digest}, "info": {"note": "test"},
+        "schema_version": 1,
+        "tier": "edge-nano",
+        "default_precision": "fp32",
+        "models": [
+            {
+                "role": "primary",
+                "precision": "fp32",
+                "file": file,
+                "sha256": digest,
+                "bytes": (folder / file).stat().st_size,
+                "params": 9,
+                "macs": 0,
+                "flops_tile": 512,
+                "accuracy": {},
+                "metadata": spec,
+            }
+        ],
+        "files": {file: digest},
+        "info": {"note": "test"},
     }
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest))
     return folder

@@ -41,8 +41,18 @@ _SIGNATURES = {
     "edge_ls_sigmoid": [_f32, _c_i64, _c_f, _f32],
     "edge_ls_hann_window": [_c_i32, _f32],
     "edge_ls_blend_tiles": [
-        _f32, _c_i32, _c_i32, _i32, ctypes.c_void_p, _c_i32, _c_f, ctypes.c_void_p,
-        _f32, _f32, _c_i64, _c_i64,
+        _f32,
+        _c_i32,
+        _c_i32,
+        _i32,
+        ctypes.c_void_p,
+        _c_i32,
+        _c_f,
+        ctypes.c_void_p,
+        _f32,
+        _f32,
+        _c_i64,
+        _c_i64,
     ],
     "edge_ls_blend_resolve": [_f32, _f32, _c_i64, _f32],
     "edge_ls_confidence": [_f32, _c_i64, _c_f, _f32],
@@ -55,8 +65,16 @@ def _cxx_compiler() -> str | None:
 
 def _build(build_dir: Path) -> Path:
     """Configure and build only the host library (no CUDA, no ctest: .ci/native.sh does those)."""
-    configure = ["cmake", "-S", str(REPO), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release",
-                 "-DEDGE_LS_CUDA=OFF", "-DEDGE_LS_BUILD_TESTS=OFF"]
+    configure = [
+        "cmake",
+        "-S",
+        str(REPO),
+        "-B",
+        str(build_dir),
+        "-DCMAKE_BUILD_TYPE=Release",
+        "-DEDGE_LS_CUDA=OFF",
+        "-DEDGE_LS_BUILD_TESTS=OFF",
+    ]
     if shutil.which("ninja"):
         configure += ["-G", "Ninja"]
     for cmd in (configure, ["cmake", "--build", str(build_dir), "--target", "edge_ls_native", "-j", "2"]):
@@ -104,10 +122,12 @@ def _preprocess(lib: ctypes.CDLL, nhwc: np.ndarray, offset, scale, mean, std) ->
 
 
 def _numpy_preprocess(nhwc: np.ndarray, offset, scale, mean, std) -> np.ndarray:
-    return np.stack([
-        pixel_math.normalize(pixel_math.to_unit_range(img.transpose(2, 0, 1), offset, scale), mean, std)
-        for img in nhwc
-    ])
+    return np.stack(
+        [
+            pixel_math.normalize(pixel_math.to_unit_range(img.transpose(2, 0, 1), offset, scale), mean, std)
+            for img in nhwc
+        ]
+    )
 
 
 @pytest.fixture(scope="session")
@@ -181,8 +201,8 @@ def _numpy_accumulate(tiles, origins, valid, size, temperature, apply_sigmoid, s
         prob = pixel_math.sigmoid(tile, temperature) if apply_sigmoid else tile
         h, w = min(size, shape[0] - y0), min(size, shape[1] - x0)
         keep = ok[:h, :w].astype(bool)
-        accum[y0:y0 + h, x0:x0 + w] += np.where(keep, (weights * prob)[:h, :w], np.float32(0))
-        wsum[y0:y0 + h, x0:x0 + w] += np.where(keep, weights[:h, :w], np.float32(0))
+        accum[y0 : y0 + h, x0 : x0 + w] += np.where(keep, (weights * prob)[:h, :w], np.float32(0))
+        wsum[y0 : y0 + h, x0 : x0 + w] += np.where(keep, weights[:h, :w], np.float32(0))
     return accum, wsum
 
 
@@ -192,8 +212,23 @@ def _native_blend(lib, tiles, origins, valid, size, temperature, apply_sigmoid, 
     tiles = np.ascontiguousarray(tiles, dtype=np.float32)
     valid = np.ascontiguousarray(valid, dtype=np.uint8)
     origins = np.ascontiguousarray(origins, dtype=np.int32)
-    _ok(lib, lib.edge_ls_blend_tiles(tiles, len(tiles), size, origins, valid.ctypes.data, int(apply_sigmoid),
-                                     temperature, None, accum, wsum, shape[0], shape[1]))
+    _ok(
+        lib,
+        lib.edge_ls_blend_tiles(
+            tiles,
+            len(tiles),
+            size,
+            origins,
+            valid.ctypes.data,
+            int(apply_sigmoid),
+            temperature,
+            None,
+            accum,
+            wsum,
+            shape[0],
+            shape[1],
+        ),
+    )
     assert not accum[-1].any() and not wsum[-1].any(), "blend wrote past the canvas"
     return accum[:-1], wsum[:-1]
 
@@ -209,11 +244,16 @@ def test_blend_of_real_logits_matches_numpy_and_the_runtime_blender(
     collar[:, 40:] = True  # a nodata collar on the left, as a raster with a nodata border has
     tiles, origins, valid = [], [], []
     for t in plan:
-        tiles.append(_vdvi_logits(pad_tile(image[:, t.y0:t.y0 + t.height, t.x0:t.x0 + t.width], size)))
+        tiles.append(_vdvi_logits(pad_tile(image[:, t.y0 : t.y0 + t.height, t.x0 : t.x0 + t.width], size)))
         origins.append((t.y0, t.x0))
         # Padding past the raster is marked valid: cropping it is the blend's job, not the mask's.
-        valid.append(np.pad(collar[t.y0:t.y0 + t.height, t.x0:t.x0 + t.width],
-                            ((0, size - t.height), (0, size - t.width)), constant_values=True))
+        valid.append(
+            np.pad(
+                collar[t.y0 : t.y0 + t.height, t.x0 : t.x0 + t.width],
+                ((0, size - t.height), (0, size - t.width)),
+                constant_values=True,
+            )
+        )
     tiles_a, valid_a = np.stack(tiles), np.stack(valid)
 
     accum, wsum = _native_blend(native, tiles_a, origins, valid_a, size, temperature, True, (512, 512))
@@ -224,8 +264,9 @@ def test_blend_of_real_logits_matches_numpy_and_the_runtime_blender(
 
     prob = np.empty_like(accum)
     _ok(native, native.edge_ls_blend_resolve(accum, wsum, accum.size, prob))
-    np.testing.assert_allclose(prob, np.where(wsum > 0, want_accum / np.maximum(want_wsum, 1e-30), 0),
-                               rtol=0, atol=ATOL)
+    np.testing.assert_allclose(
+        prob, np.where(wsum > 0, want_accum / np.maximum(want_wsum, 1e-30), 0), rtol=0, atol=ATOL
+    )
     assert (prob[:, :40] == 0).all()
 
     # The runtime's own blender (separable, pre-normalized weights) gives the same picture.
@@ -252,11 +293,11 @@ def test_blend_in_probability_mode_with_the_bundled_model(native: ctypes.CDLL, c
     spec = read_spec(path)
     assert spec.activation == "sigmoid"
     size = 256
-    crops = np.ascontiguousarray(cas_rgb[2][None, :size + 128, :size + 128])  # 384 x 384 canvas, 4 tiles
+    crops = np.ascontiguousarray(cas_rgb[2][None, : size + 128, : size + 128])  # 384 x 384 canvas, 4 tiles
     x = _preprocess(native, crops, np.zeros(3), np.full(3, 1 / 255), np.array(spec.mean), np.array(spec.std))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     origins = [(0, 0), (0, 128), (128, 0), (128, 128)]
-    batch = np.stack([x[0, :, y:y + size, x0:x0 + size] for y, x0 in origins])
+    batch = np.stack([x[0, :, y : y + size, x0 : x0 + size] for y, x0 in origins])
     probs = session.run(None, {session.get_inputs()[0].name: batch})[0][:, 0]
     valid = np.ones(probs.shape, dtype=np.uint8)
     shape = (size + 128, size + 128)

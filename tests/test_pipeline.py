@@ -164,8 +164,12 @@ def test_two_inference_streams_give_the_same_outputs_as_one(tmp_path: Path, geot
     model = blur_model(tmp_path / "blur.onnx")
     src_path = geotiffs / "rasterio" / "RGB.byte.tif"
     one = detect(src_path, model, tmp_path / "one", DetectOptions(streams=1, batch_size=2, layers="float32"))
-    two = detect(src_path, model, tmp_path / "two",
-                 DetectOptions(streams=2, batch_size=2, queue_depth=2, layers="float32"))
+    two = detect(
+        src_path,
+        model,
+        tmp_path / "two",
+        DetectOptions(streams=2, batch_size=2, queue_depth=2, layers="float32"),
+    )
     assert one["tiles"] == two["tiles"] and two["tiles_inferred"] == one["tiles_inferred"]
     with (
         rasterio.open(tmp_path / "one" / "probability.tif") as a,

@@ -33,11 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="raster file(s): GeoTIFF, COG, PNG, JPEG...")
     which = p.add_mutually_exclusive_group()
     which.add_argument(
-        "--model", default=None,
+        "--model",
+        default=None,
         help="ONNX file or bundled model name (default, edge-nano, ...; see 'edge-ls models')",
     )
     which.add_argument(
-        "--profile", default=None,
+        "--profile",
+        default=None,
         help="tier profile name or TOML file, or 'auto' to pick from the hardware (see 'edge-ls profiles')",
     )
     p.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
@@ -49,18 +51,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=None, help="tiles per batch (default 1, or the profile's)")
     p.add_argument("--readers", type=int, default=2, help="reader threads (default 2)")
     p.add_argument(
-        "--streams", type=int, default=None,
+        "--streams",
+        type=int,
+        default=None,
         help="inference threads calling the model at once (default: one per core, at most 2, on the CPU)",
     )
     p.add_argument("--min-area", type=float, metavar="M2", help="minimum polygon area in m² (default: 9 px)")
     p.add_argument(
-        "--simplify", type=float, metavar="TOL",
+        "--simplify",
+        type=float,
+        metavar="TOL",
         help="polygon simplification tolerance in CRS units (default: half a pixel; 0: none)",
     )
     p.add_argument(
-        "--layers", choices=("percent", "float32"), default="percent",
+        "--layers",
+        choices=("percent", "float32"),
+        default="percent",
         help="probability/confidence rasters as uint8 percent 0-100 with scale 0.01 (default: a quarter "
-             "of the bytes) or float32 0-1",
+        "of the bytes) or float32 0-1",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -147,6 +155,8 @@ def _model_from_args(args: argparse.Namespace) -> tuple[str, dict[str, object], 
         "batch_size": profile.batch,
         "profile": profile,
     }
-    notes.append(f"profile '{profile.name}': model {profile.primary_model}, tile {profile.tile}, "
-                 f"batch {profile.batch}, overlap {profile.overlap}")
+    notes.append(
+        f"profile '{profile.name}': model {profile.primary_model}, tile {profile.tile}, "
+        f"batch {profile.batch}, overlap {profile.overlap}"
+    )
     return profile.primary_model, settings, notes

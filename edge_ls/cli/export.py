@@ -52,31 +52,65 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", action="append", type=_role_source, metavar="[ROLE=]RUN",
-                     help="training run folder (config.json, best.pt, spec.json); needs edge-ls[export]")
-    src.add_argument("--onnx", action="append", type=_role_source, metavar="[ROLE=]FILE",
-                     help="FP32 ONNX file with edge-ls metadata")
+    src.add_argument(
+        "--checkpoint",
+        action="append",
+        type=_role_source,
+        metavar="[ROLE=]RUN",
+        help="training run folder (config.json, best.pt, spec.json); needs edge-ls[export]",
+    )
+    src.add_argument(
+        "--onnx",
+        action="append",
+        type=_role_source,
+        metavar="[ROLE=]FILE",
+        help="FP32 ONNX file with edge-ls metadata",
+    )
     p.add_argument("--tier", required=True, help="tier name (the folder name and the bundled name prefix)")
-    p.add_argument("--precision", type=_precisions, default=["fp32", "int8"],
-                   help="comma list of fp32,int8,fp16 (default fp32,int8)")
+    p.add_argument(
+        "--precision",
+        type=_precisions,
+        default=["fp32", "int8"],
+        help="comma list of fp32,int8,fp16 (default fp32,int8)",
+    )
     p.add_argument("--out", required=True, type=Path, help="folder the tier folder is written into")
     p.add_argument("--prune", type=float, metavar="RATIO", help="prune this fraction of channels (0-1)")
     p.add_argument("--round-to", type=int, default=8, choices=(8, 16), help="channel multiple (default 8)")
-    p.add_argument("--fine-tune-steps", type=int, default=0, metavar="N",
-                   help="distillation steps from the unpruned model on --calib tiles after pruning")
+    p.add_argument(
+        "--fine-tune-steps",
+        type=int,
+        default=0,
+        metavar="N",
+        help="distillation steps from the unpruned model on --calib tiles after pruning",
+    )
     p.add_argument("--calib", type=Path, metavar="DATASET", help="folder of real tiles for INT8 calibration")
-    p.add_argument("--eval", type=Path, metavar="DATASET",
-                   help="labelled dataset (images/, masks/) for the accuracy delta; disjoint from --calib")
+    p.add_argument(
+        "--eval",
+        type=Path,
+        metavar="DATASET",
+        help="labelled dataset (images/, masks/) for the accuracy delta; disjoint from --calib",
+    )
     p.add_argument("--calib-tiles", type=int, default=32, metavar="N", help="calibration tiles (default 32)")
     p.add_argument("--eval-tiles", type=int, default=0, metavar="N", help="evaluation tiles (default all)")
     p.add_argument("--tile-size", type=int, help="tile size for calibration/eval (default: the model's)")
-    p.add_argument("--model-tile", type=int, metavar="N",
-                   help="tile size written into the artifacts' metadata (a large-tile tier of the same "
-                        "model; default: the source's)")
-    p.add_argument("--budget", type=float, metavar="F1_POINTS",
-                   help="max F1 points a quantized model may lose (default: the tier profile's, else 1)")
-    p.add_argument("--default-precision", choices=PRECISION_CHOICES,
-                   help="precision '<tier>' alone resolves to (default: int8 if built, else the lowest)")
+    p.add_argument(
+        "--model-tile",
+        type=int,
+        metavar="N",
+        help="tile size written into the artifacts' metadata (a large-tile tier of the same "
+        "model; default: the source's)",
+    )
+    p.add_argument(
+        "--budget",
+        type=float,
+        metavar="F1_POINTS",
+        help="max F1 points a quantized model may lose (default: the tier profile's, else 1)",
+    )
+    p.add_argument(
+        "--default-precision",
+        choices=PRECISION_CHOICES,
+        help="precision '<tier>' alone resolves to (default: int8 if built, else the lowest)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -103,15 +137,24 @@ def run(args: argparse.Namespace) -> int:
 
     budget = args.budget if args.budget is not None else _profile_budget(args.tier)
     args.calib_range, args.eval_range = _split(args)
-    info: dict[str, Any] = {"budget_f1": budget, "calib": str(args.calib or ""), "eval": str(args.eval or ""),
-                            "command": " ".join(sys.argv[1:]) if sys.argv else ""}
+    info: dict[str, Any] = {
+        "budget_f1": budget,
+        "calib": str(args.calib or ""),
+        "eval": str(args.eval or ""),
+        "command": " ".join(sys.argv[1:]) if sys.argv else "",
+    }
     files: dict[str, list[Path]] = {}
     accuracy: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="edge-ls-export-") as tmp:
         work = Path(tmp)
         quantized = [p for p in args.precision if p != "fp32"]
-        stages = tqdm(total=len(sources) * (1 + len(quantized)) + 1, desc=f"export {args.tier}",
-                      unit="step", disable=args.quiet, file=sys.stderr)
+        stages = tqdm(
+            total=len(sources) * (1 + len(quantized)) + 1,
+            desc=f"export {args.tier}",
+            unit="step",
+            disable=args.quiet,
+            file=sys.stderr,
+        )
         for role, source in sources:
             stages.set_postfix_str(f"{role}: fp32")
             fp32, role_info = _fp32_model(args, role, Path(source), work)
@@ -128,8 +171,9 @@ def run(args: argparse.Namespace) -> int:
             if not files[role]:
                 raise ConfigError("--precision must include at least one precision")
         stages.set_postfix_str("manifest")
-        folder = build_tier(args.tier, files, args.out, info, default_precision=args.default_precision,
-                            accuracy=accuracy)
+        folder = build_tier(
+            args.tier, files, args.out, info, default_precision=args.default_precision, accuracy=accuracy
+        )
         stages.update()
         stages.close()
     _print_summary(folder)
@@ -178,8 +222,11 @@ def _split(args: argparse.Namespace) -> tuple[dict[str, int], dict[str, int]]:
     if args.calib is not None and args.eval is not None and args.calib.resolve() == args.eval.resolve():
         n = len(image_paths(args.calib))
         half = n // 2
-        print(f"edge-ls: --calib = --eval: calibration on tiles 0-{half - 1}, evaluation on {half}-{n - 1} "
-              "(disjoint files; neighbouring tiles of one scene may still overlap in space)", file=sys.stderr)
+        print(
+            f"edge-ls: --calib = --eval: calibration on tiles 0-{half - 1}, evaluation on {half}-{n - 1} "
+            "(disjoint files; neighbouring tiles of one scene may still overlap in space)",
+            file=sys.stderr,
+        )
         calib = {"start": 0, "limit": min(half, args.calib_tiles)}
         return calib, {"start": half, "limit": args.eval_tiles or n - half}
     return {"start": 0, "limit": args.calib_tiles}, {"start": 0, "limit": args.eval_tiles or None}
@@ -221,8 +268,9 @@ def _retagged(args: argparse.Namespace, role: str, path: Path, work: Path) -> Pa
     return target
 
 
-def _export_checkpoint(args: argparse.Namespace, role: str, run_dir: Path,
-                       work: Path) -> tuple[Path, dict[str, Any]]:
+def _export_checkpoint(
+    args: argparse.Namespace, role: str, run_dir: Path, work: Path
+) -> tuple[Path, dict[str, Any]]:
     import dataclasses
 
     import torch
@@ -267,15 +315,24 @@ def _export_checkpoint(args: argparse.Namespace, role: str, run_dir: Path,
             def fine_tune(student: Any, teacher: Any) -> None:
                 distill_fine_tune(student, teacher, train.images, train.masks, steps=args.fine_tune_steps)
 
-        model, report = prune_channels(model, example, args.prune, round_to=args.round_to,
-                                       fine_tune=fine_tune, evaluate=evaluate,
-                                       latency_input=torch.zeros(1, len(spec.bands), size, size))
+        model, report = prune_channels(
+            model,
+            example,
+            args.prune,
+            round_to=args.round_to,
+            fine_tune=fine_tune,
+            evaluate=evaluate,
+            latency_input=torch.zeros(1, len(spec.bands), size, size),
+        )
         info["prune"] = report.as_dict()
         provenance = {**spec.provenance, "prune": report.as_dict()}
         if args.fine_tune_steps:  # the student's own temperature, on its (labelled) fine-tuning tiles
             temperature = fit_student_temperature(model, train.images, train.masks)
-            provenance["temperature"] = {"teacher": spec.temperature, "student": temperature,
-                                         "fit_on": "the --calib fine-tuning tiles"}
+            provenance["temperature"] = {
+                "teacher": spec.temperature,
+                "student": temperature,
+                "fit_on": "the --calib fine-tuning tiles",
+            }
             info["prune"]["temperature"] = provenance["temperature"]
             spec = dataclasses.replace(spec, temperature=temperature)
         spec = dataclasses.replace(spec, provenance=provenance)
@@ -283,8 +340,9 @@ def _export_checkpoint(args: argparse.Namespace, role: str, run_dir: Path,
     return path, info
 
 
-def _quantized(args: argparse.Namespace, fp32: Path, precision: str, out: Path,
-               budget: float) -> tuple[Path, dict[str, Any]]:
+def _quantized(
+    args: argparse.Namespace, fp32: Path, precision: str, out: Path, budget: float
+) -> tuple[Path, dict[str, Any]]:
     """Quantize or cast, then measure and enforce the accuracy delta; returns (path, FP32 scores)."""
     from tqdm import tqdm
 
@@ -298,16 +356,26 @@ def _quantized(args: argparse.Namespace, fp32: Path, precision: str, out: Path,
     if precision == "int8":
         batches = iter_batches(args.calib, spec, batch=2, size=size, **calib_range)
         total = -(-calib_range["limit"] // 2) if calib_range["limit"] else None
-        batches = tqdm(batches, total=total, desc="calibrating", unit="batch", leave=False,
-                       disable=args.quiet, file=sys.stderr)
+        batches = tqdm(
+            batches,
+            total=total,
+            desc="calibrating",
+            unit="batch",
+            leave=False,
+            disable=args.quiet,
+            file=sys.stderr,
+        )
         source = f"{args.calib}[{calib_range['start']}:{calib_range['start'] + calib_range['limit']}]"
         quantize_int8(fp32, out, batches, calib_source=source)
     else:
         convert_fp16(fp32, out)
     data = load_labelled(args.eval, spec, size=size, **eval_range)
     result = accuracy_delta(fp32, out, data, budget_f1=budget, eval_source=f"{args.eval} ({len(data)} tiles)")
-    print(f"edge-ls: {precision}: F1 {result[precision]['f1']:.2f} vs FP32 {result['fp32']['f1']:.2f} "
-          f"(delta {result['delta_f1']:+.2f} points, budget {budget:g})", file=sys.stderr)
+    print(
+        f"edge-ls: {precision}: F1 {result[precision]['f1']:.2f} vs FP32 {result['fp32']['f1']:.2f} "
+        f"(delta {result['delta_f1']:+.2f} points, budget {budget:g})",
+        file=sys.stderr,
+    )
     fp32_scores = {**result["fp32"], "tiles": result["tiles"], "eval_source": result["eval_source"]}
     return out, fp32_scores
 

@@ -22,9 +22,18 @@ def run(args: argparse.Namespace) -> int:
     for m in list_bundled():
         name = f"{m.name} (default)" if m.name == DEFAULT_MODEL else m.name
         s = m.spec
-        rows.append((name, s.tier, s.precision, ",".join(s.bands), str(s.tile_size), f"{s.gsd_m:g}",
-                     f"{m.path.stat().st_size / 1024:.0f}",
-                     "bundled" if m.path.is_relative_to(BUNDLED_DIR) else str(m.path.parent)))
+        rows.append(
+            (
+                name,
+                s.tier,
+                s.precision,
+                ",".join(s.bands),
+                str(s.tile_size),
+                f"{s.gsd_m:g}",
+                f"{m.path.stat().st_size / 1024:.0f}",
+                "bundled" if m.path.is_relative_to(BUNDLED_DIR) else str(m.path.parent),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())

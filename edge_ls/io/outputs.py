@@ -169,8 +169,18 @@ class _RawSink:
     scratch space: 3 bytes per pixel for the three rasters (9 with float32 layers), freed at commit.
     """
 
-    def __init__(self, path: Path, *, dtype: str, nodata: float, width: int, height: int, crs, transform,
-                 scale: float | None = None):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        dtype: str,
+        nodata: float,
+        width: int,
+        height: int,
+        crs,
+        transform,
+        scale: float | None = None,
+    ):
         self.path = path
         self.vrt = path.with_suffix(".vrt")
         self._dtype = np.dtype(dtype).newbyteorder("<")
@@ -212,8 +222,16 @@ def _reserve(fd: int, size: int) -> None:
 _GDAL_TYPES = {"float32": "Float32", "uint8": "Byte"}
 
 
-def _raw_vrt(raw_name: str, dtype: np.dtype, nodata: float, width: int, height: int, crs, transform,
-             scale: float | None = None) -> str:
+def _raw_vrt(
+    raw_name: str,
+    dtype: np.dtype,
+    nodata: float,
+    width: int,
+    height: int,
+    crs,
+    transform,
+    scale: float | None = None,
+) -> str:
     """A VRT describing a raw single-band row-major little-endian file beside it (``scale``: the band's
     unscaling factor, carried into the COG)."""
     unscale = f"    <Offset>0</Offset>\n    <Scale>{scale!r}</Scale>\n" if scale is not None else ""
@@ -278,8 +296,11 @@ class OutputSet:
             suffix = f".partial-{os.getpid()}"
             self._tmp = Path(tempfile.mkdtemp(prefix=".edge_ls.", suffix=suffix, dir=self.out_dir))
             geo = {"crs": self.crs, "transform": self.transform, "width": width, "height": height}
-            layer = {"dtype": options.layer_dtype, "nodata": options.layer_nodata,
-                     "scale": PERCENT_SCALE if options.layers == "percent" else None}
+            layer = {
+                "dtype": options.layer_dtype,
+                "nodata": options.layer_nodata,
+                "scale": PERCENT_SCALE if options.layers == "percent" else None,
+            }
             self._sinks = {
                 PROBABILITY: _RawSink(self._stream_path(PROBABILITY), **layer, **geo),
                 MASK: _RawSink(self._stream_path(MASK), dtype="uint8", nodata=MASK_NODATA, **geo),

@@ -59,14 +59,31 @@ _OPEN_LOCK = threading.Lock()
 #: bands on Landsat, so guessing there would silently swap bands.
 _DESCRIPTION_NAMES = {
     **{name: name for name in KNOWN_BANDS},
-    "grey": "gray", "nearinfrared": "nir", "nearir": "nir", "coastalaerosol": "coastal",
-    "watervapor": "watervapour", "elevation": "dem",
-    "b01": "coastal", "b02": "blue", "b03": "green", "b04": "red", "b05": "rededge1", "b06": "rededge2",
-    "b07": "rededge3", "b08": "nir", "b8a": "nir08", "b09": "watervapour", "b11": "swir1", "b12": "swir2",
+    "grey": "gray",
+    "nearinfrared": "nir",
+    "nearir": "nir",
+    "coastalaerosol": "coastal",
+    "watervapor": "watervapour",
+    "elevation": "dem",
+    "b01": "coastal",
+    "b02": "blue",
+    "b03": "green",
+    "b04": "red",
+    "b05": "rededge1",
+    "b06": "rededge2",
+    "b07": "rededge3",
+    "b08": "nir",
+    "b8a": "nir08",
+    "b09": "watervapour",
+    "b11": "swir1",
+    "b12": "swir2",
 }
 _COLORINTERP_NAMES = {
-    ColorInterp.red: "red", ColorInterp.green: "green", ColorInterp.blue: "blue",
-    ColorInterp.gray: "gray", ColorInterp.alpha: "alpha",
+    ColorInterp.red: "red",
+    ColorInterp.green: "green",
+    ColorInterp.blue: "blue",
+    ColorInterp.gray: "gray",
+    ColorInterp.alpha: "alpha",
 }
 
 
@@ -375,7 +392,7 @@ def _name_from_description(desc: str) -> str | None:
 
 
 def _band_summary(ds: rasterio.io.DatasetReader) -> str:
-    """"1: red, 2: green, 3: blue, 4: alpha" - what the raster offers, for error messages."""
+    """ "1: red, 2: green, 3: blue, 4: alpha" - what the raster offers, for error messages."""
     parts = []
     for i, (desc, interp) in enumerate(zip(ds.descriptions, ds.colorinterp, strict=True), start=1):
         label = interp.name + (f" '{desc}'" if desc else "")
@@ -492,9 +509,7 @@ def _read_bands(
     if mixed_dtype is None:
         shape = None if out_shape is None else (len(indexes), *out_shape)
         return ds.read(list(indexes), window=window, out_shape=shape)
-    return np.stack(
-        [ds.read(i, window=window, out_shape=out_shape, out_dtype=mixed_dtype) for i in indexes]
-    )
+    return np.stack([ds.read(i, window=window, out_shape=out_shape, out_dtype=mixed_dtype) for i in indexes])
 
 
 def _validity(

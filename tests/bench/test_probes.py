@@ -12,8 +12,14 @@ SCENE = REPO / "examples" / "chattogram_s2.tif"
 
 
 def _run(script: str, *args: str) -> str:
-    done = subprocess.run([sys.executable, str(REPO / "bench" / script), *args], capture_output=True,
-                          text=True, timeout=300, cwd=REPO, check=False)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -32,7 +38,14 @@ def test_memory_profile_names_each_component(tmp_path: Path) -> None:
     peak = re.search(r"at the sampled RSS peak \(MiB\): (.*)", out)
     assert peak is not None
     parts = dict(p.rsplit(" ", 1) for p in peak.group(1).split(", "))
-    assert set(parts) == {"VmRSS", "RssAnon", "RssFile", "heap_in_use", "heap_free_kept", "gdal_cache",
-                          "blender_rows"}
+    assert set(parts) == {
+        "VmRSS",
+        "RssAnon",
+        "RssFile",
+        "heap_in_use",
+        "heap_free_kept",
+        "gdal_cache",
+        "blender_rows",
+    }
     assert float(parts["VmRSS"]) > float(parts["heap_in_use"]) > 0
     assert re.search(r"^ +[\d.]+ MiB in +\d+ blocks +\S+\.py:\d+", out, re.M)  # allocation sites

@@ -17,9 +17,19 @@ def small_onnx(tmp_path_factory, real_data):
     from edge_ls.export.onnx_export import export_onnx
     from edge_ls.export.tiles import load_tiles
 
-    spec = ModelSpec(name="t", tier="t", bands=("red", "green", "blue"), mean=(0.5,) * 3, std=(0.25,) * 3,
-                     input_range="8bit", gsd_m=1.0, tile_size=512, overlap=0.2, activation="logits",
-                     threshold=0.5)
+    spec = ModelSpec(
+        name="t",
+        tier="t",
+        bands=("red", "green", "blue"),
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+        input_range="8bit",
+        gsd_m=1.0,
+        tile_size=512,
+        overlap=0.2,
+        activation="logits",
+        threshold=0.5,
+    )
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 1, 1))
     sample = load_tiles(real_data / "cas_hokkaido", spec, size=64, limit=1)
@@ -36,7 +46,8 @@ def test_measure_single_and_cascade(small_onnx):
     cascade = measure({**args, "files": {"triage": small_onnx, "refiner": small_onnx}})
     assert 0.0 <= cascade["roi_share"] <= 1.0
     assert cascade["ms_per_tile"] == pytest.approx(
-        cascade["triage"]["ms_per_tile"] + cascade["roi_share"] * cascade["refiner"]["ms_per_tile"])
+        cascade["triage"]["ms_per_tile"] + cascade["roi_share"] * cascade["refiner"]["ms_per_tile"]
+    )
     if cascade["roi_share"] == 1.0:  # every tile refined by the same model: same pixels as the single run
         assert cascade["accuracy"]["f1"] == pytest.approx(one["accuracy"]["f1"])
 
@@ -50,8 +61,9 @@ def test_refit_temperature_follows_the_student_logit_scale():
 
     spec = _spec("t", "t", 512, {})
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.AvgPool2d(8), torch.nn.Conv2d(3, 1, 1),
-                              torch.nn.Upsample(scale_factor=8)).eval()
+    net = torch.nn.Sequential(
+        torch.nn.AvgPool2d(8), torch.nn.Conv2d(3, 1, 1), torch.nn.Upsample(scale_factor=8)
+    ).eval()
     t1 = _refit_temperature(net, spec).temperature
     with torch.no_grad():
         net[1].weight *= 4
@@ -75,8 +87,10 @@ def test_build_only_builds_and_measures_nothing(monkeypatch, capsys):
 
     monkeypatch.setattr(tiers, "build_role", fake_build)
     monkeypatch.setattr(tiers, "run_measure", no_measure)
-    assert tiers.main(["--build-only", "--tiers", "edge-cascade", "--checkpoint",
-                       "edge-cascade:triage=runs/t"]) == 0
+    assert (
+        tiers.main(["--build-only", "--tiers", "edge-cascade", "--checkpoint", "edge-cascade:triage=runs/t"])
+        == 0
+    )
     assert [(t, r) for t, r, *_ in built] == [("edge-cascade", "triage"), ("edge-cascade", "refiner")]
     assert built[0][2] == "runs/t" and capsys.readouterr().out == ""
 
@@ -87,8 +101,9 @@ def test_pruned_variants_are_added_to_a_no_prune_build_without_redoing_it(monkey
 
     monkeypatch.setattr(tiers, "CACHE", tmp_path)
     logged: list[str] = []
-    first = tiers.build_role("edge-cascade", "triage", "cascade_triage", 512, None, False, logged.append,
-                             prune=False)
+    first = tiers.build_role(
+        "edge-cascade", "triage", "cascade_triage", 512, None, False, logged.append, prune=False
+    )
     assert set(first["files"]) == {"fp32", "int8"}
     stamps = {v: Path(first["files"][v]).stat().st_mtime_ns for v in ("fp32", "int8")}
     second = tiers.build_role("edge-cascade", "triage", "cascade_triage", 512, None, False, logged.append)

@@ -52,8 +52,17 @@ def test_several_inputs_get_one_subfolder_each(tmp_path: Path, real_data: Path) 
 )
 def test_layers_option_sets_the_probability_encoding(tmp_path: Path, real_data: Path, layers, dtype, scale):
     path = sorted((real_data / "cas_unlabeled").glob("Hokkaido*.tiff"))[0]
-    proc = run_cli("detect", str(path), "--out", str(tmp_path / "o"), "--quiet", "--model", "edge-nano",
-                   "--layers", layers)
+    proc = run_cli(
+        "detect",
+        str(path),
+        "--out",
+        str(tmp_path / "o"),
+        "--quiet",
+        "--model",
+        "edge-nano",
+        "--layers",
+        layers,
+    )
     assert proc.returncode == 0, proc.stderr
     for name in ("probability.tif", "confidence.tif"):
         with rasterio.open(tmp_path / "o" / name) as ds:
@@ -75,8 +84,17 @@ def test_layers_option_sets_the_probability_encoding(tmp_path: Path, real_data: 
         (lambda d, r: _all_nodata(d, r), 2, "nodata"),
         (lambda d, r: d, 2, "directory"),
     ],
-    ids=["missing", "empty", "not-a-raster", "corrupt", "smaller-than-tile", "single-band", "too-few-bands",
-         "all-nodata", "directory"],
+    ids=[
+        "missing",
+        "empty",
+        "not-a-raster",
+        "corrupt",
+        "smaller-than-tile",
+        "single-band",
+        "too-few-bands",
+        "all-nodata",
+        "directory",
+    ],
 )
 def test_bad_inputs_fail_with_one_line(tmp_path: Path, real_data: Path, make, code: int, pattern: str):
     path = make(tmp_path, real_data)

@@ -15,9 +15,18 @@ import pytest
 from edge_ls.artifact import ModelSpec
 
 SPEC = ModelSpec(
-    name="test-lite", tier="edge-lite", bands=("red", "green", "blue"),
-    mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), input_range="8bit", gsd_m=3.0,
-    tile_size=128, overlap=0.2, activation="logits", threshold=0.5, provenance={"kind": "test"},
+    name="test-lite",
+    tier="edge-lite",
+    bands=("red", "green", "blue"),
+    mean=(0.485, 0.456, 0.406),
+    std=(0.229, 0.224, 0.225),
+    input_range="8bit",
+    gsd_m=3.0,
+    tile_size=128,
+    overlap=0.2,
+    activation="logits",
+    threshold=0.5,
+    provenance={"kind": "test"},
 )
 
 

@@ -15,11 +15,32 @@ pytest.importorskip("torch")
 
 
 def test_onnx_to_int8_tier(tmp_path, fp32_onnx, hokkaido, capsys):
-    code = main([
-        "export", "--onnx", str(fp32_onnx), "--tier", "lite-test", "--precision", "fp32,int8,fp16",
-        "--calib", str(hokkaido), "--eval", str(hokkaido), "--calib-tiles", "4", "--eval-tiles", "4",
-        "--tile-size", "128", "--budget", "100", "--out", str(tmp_path), "--quiet",
-    ])
+    code = main(
+        [
+            "export",
+            "--onnx",
+            str(fp32_onnx),
+            "--tier",
+            "lite-test",
+            "--precision",
+            "fp32,int8,fp16",
+            "--calib",
+            str(hokkaido),
+            "--eval",
+            str(hokkaido),
+            "--calib-tiles",
+            "4",
+            "--eval-tiles",
+            "4",
+            "--tile-size",
+            "128",
+            "--budget",
+            "100",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "calibration on tiles 0-17, evaluation on 18-35" in captured.err
@@ -37,17 +58,41 @@ def test_onnx_to_int8_tier(tmp_path, fp32_onnx, hokkaido, capsys):
 
 def test_every_artifact_names_its_tier_and_model_tile(tmp_path, fp32_onnx, hokkaido, capsys):
     """A large-tile tier of the same model: metadata says the tier folder's name and the new tile."""
-    code = main([
-        "export", "--onnx", str(fp32_onnx), "--tier", "big-tiles", "--precision", "fp32",
-        "--model-tile", "1024", "--out", str(tmp_path), "--quiet",
-    ])
+    code = main(
+        [
+            "export",
+            "--onnx",
+            str(fp32_onnx),
+            "--tier",
+            "big-tiles",
+            "--precision",
+            "fp32",
+            "--model-tile",
+            "1024",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     entry = load_manifest(tmp_path / "big-tiles").model(precision="fp32")
     assert entry.spec.tier == "big-tiles" and entry.spec.tile_size == 1024
-    code = main([
-        "export", "--onnx", str(fp32_onnx), "--tier", "odd", "--precision", "fp32",
-        "--model-tile", "1000", "--out", str(tmp_path), "--quiet",
-    ])
+    code = main(
+        [
+            "export",
+            "--onnx",
+            str(fp32_onnx),
+            "--tier",
+            "odd",
+            "--precision",
+            "fp32",
+            "--model-tile",
+            "1000",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ]
+    )
     assert code == 2 and "multiple of 32" in capsys.readouterr().err
     assert not (tmp_path / "odd").exists()
 
@@ -68,12 +113,36 @@ def test_checkpoint_with_pruning(tmp_path, hokkaido, spec, capsys):
     torch.manual_seed(0)
     torch.save(build_model("edge_lite").state_dict(), run / trainer.BEST)
     (run / trainer.SPEC_FILE).write_text(spec.to_json())
-    code = main([
-        "export", "--checkpoint", str(run), "--tier", "pruned", "--precision", "fp32,int8",
-        "--prune", "0.5", "--fine-tune-steps", "2", "--calib", str(hokkaido), "--eval", str(hokkaido),
-        "--calib-tiles", "4", "--eval-tiles", "2", "--tile-size", "64", "--budget", "100",
-        "--out", str(tmp_path / "out"), "--quiet",
-    ])
+    code = main(
+        [
+            "export",
+            "--checkpoint",
+            str(run),
+            "--tier",
+            "pruned",
+            "--precision",
+            "fp32,int8",
+            "--prune",
+            "0.5",
+            "--fine-tune-steps",
+            "2",
+            "--calib",
+            str(hokkaido),
+            "--eval",
+            str(hokkaido),
+            "--calib-tiles",
+            "4",
+            "--eval-tiles",
+            "2",
+            "--tile-size",
+            "64",
+            "--budget",
+            "100",
+            "--out",
+            str(tmp_path / "out"),
+            "--quiet",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     manifest = load_manifest(tmp_path / "out" / "pruned")
     prune = manifest.info["primary"]["prune"]
@@ -139,11 +208,30 @@ def test_budget_exceeded_fails_and_writes_no_tier(tmp_path, fp32_onnx, hokkaido,
         return result
 
     monkeypatch.setattr(accuracy, "evaluate_onnx", degraded)
-    code = main([
-        "export", "--onnx", str(fp32_onnx), "--tier", "edge-lite", "--precision", "fp32,int8",
-        "--calib", str(hokkaido), "--eval", str(hokkaido), "--calib-tiles", "2", "--eval-tiles", "2",
-        "--tile-size", "128", "--out", str(tmp_path), "--quiet",
-    ])
+    code = main(
+        [
+            "export",
+            "--onnx",
+            str(fp32_onnx),
+            "--tier",
+            "edge-lite",
+            "--precision",
+            "fp32,int8",
+            "--calib",
+            str(hokkaido),
+            "--eval",
+            str(hokkaido),
+            "--calib-tiles",
+            "2",
+            "--eval-tiles",
+            "2",
+            "--tile-size",
+            "128",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 3
     assert "loses 3.00 F1 points" in err and "budget 1" in err  # edge-lite profile: 1 point

@@ -57,8 +57,14 @@ def test_fine_tune_and_evaluate_hooks_run_in_order(real_tiles, hokkaido, spec):
         losses = distill_fine_tune(student, teacher, data.images, data.masks, steps=3, batch=2)
         assert len(losses) == 3 and all(np.isfinite(losses))
 
-    _, report = prune_channels(model, torch.randn(1, 3, 64, 64), 0.3, fine_tune=fine_tune,
-                               evaluate=evaluate, latency_input=torch.randn(1, 3, 64, 64))
+    _, report = prune_channels(
+        model,
+        torch.randn(1, 3, 64, 64),
+        0.3,
+        fine_tune=fine_tune,
+        evaluate=evaluate,
+        latency_input=torch.randn(1, 3, 64, 64),
+    )
     assert calls == ["eval", "eval", "tune", "eval"]
     assert report.fine_tuned and set(report.accuracy_after) >= {"f1", "iou"}
     assert report.latency_ms_before > 0 and report.latency_ms_after > 0
@@ -138,10 +144,12 @@ def test_distillation_adds_the_supervised_soft_iou(hokkaido, spec):
     with torch.no_grad():
         students[0].train()
         ref = students[0](x)
-    plain = distill_fine_tune(students[0], teacher, data.images, data.masks, steps=1, batch=2, seed=3,
-                              iou_weight=0.0, lr=0.0)
-    with_iou = distill_fine_tune(students[1], teacher, data.images, data.masks, steps=1, batch=2, seed=3,
-                                 lr=0.0)
+    plain = distill_fine_tune(
+        students[0], teacher, data.images, data.masks, steps=1, batch=2, seed=3, iou_weight=0.0, lr=0.0
+    )
+    with_iou = distill_fine_tune(
+        students[1], teacher, data.images, data.masks, steps=1, batch=2, seed=3, lr=0.0
+    )
     with torch.no_grad():
         expected = distillation_loss(ref, teacher(x), y)
     assert plain[0] == pytest.approx(float(expected), rel=1e-3)

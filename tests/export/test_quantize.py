@@ -29,8 +29,9 @@ def int8_onnx(tmp_path_factory, fp32_onnx, hokkaido, spec):
     from edge_ls.export.tiles import iter_batches
 
     calib = iter_batches(hokkaido, spec, batch=2, size=128, limit=6)  # tiles 0-5: calibration
-    return quantize_int8(fp32_onnx, tmp_path_factory.mktemp("q") / "lite.int8.onnx", calib,
-                         calib_source="cas_hokkaido[0:6]")
+    return quantize_int8(
+        fp32_onnx, tmp_path_factory.mktemp("q") / "lite.int8.onnx", calib, calib_source="cas_hokkaido[0:6]"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +71,7 @@ def test_int8_is_qdq_symmetric_with_sensitive_layers_in_float(int8_onnx, fp32_on
         if node.op_type == "QuantizeLinear" and len(node.input) > 2:
             zp = onnx.numpy_helper.to_array(inits[node.input[2]])
             assert zp.dtype == np.int8 and not zp.any()
+
     # per-channel weights: a weight's scale has one value per output channel
     def is_weight(name):
         return name in inits and inits[name].data_type == onnx.TensorProto.INT8 and len(inits[name].dims) == 4
@@ -195,9 +197,12 @@ def test_fp16_keeps_resize_scales_float32(tmp_path, real_tiles, spec):
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, stride=2, padding=1), torch.nn.ReLU(),
-        torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.Upsample(scale_factor=2, mode="bilinear"),
-        torch.nn.Conv2d(8, 1, 1), torch.nn.Sigmoid(),
+        torch.nn.Conv2d(3, 8, 3, stride=2, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 8, 3, padding=1),
+        torch.nn.Upsample(scale_factor=2, mode="bilinear"),
+        torch.nn.Conv2d(8, 1, 1),
+        torch.nn.Sigmoid(),
     ).eval()
     sig_spec = dataclasses.replace(spec, activation="sigmoid")
     fp32 = export_onnx(net, sig_spec, tmp_path / "up.onnx", sample=real_tiles[:1])
@@ -207,7 +212,6 @@ def test_fp16_keeps_resize_scales_float32(tmp_path, real_tiles, spec):
     assert ops["Resize"] == 1 and ops["Sigmoid"] == 1
     ref, got = run_onnx(fp32, real_tiles), run_onnx(path, real_tiles)
     assert np.abs(got - ref).max() < 1e-2
-
 
 
 def test_quantization_writes_nothing_into_the_working_directory(tmp_path, monkeypatch, fp32_onnx, real_tiles):

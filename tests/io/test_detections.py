@@ -102,8 +102,16 @@ def test_vectorizer_failure_reaches_the_caller_as_one_clear_error(
     monkeypatch.setattr(detections_mod.GeoJSONStream, "write", write_until_full)
     out_dir = tmp_path / "out"
     h, w = prob.shape
-    out = OutputSet(out_dir, width=w, height=h, crs=None, transform=None, georeferenced=False,
-                    pixel_area_m2=None, options=OutputOptions(threshold=THRESHOLD, quicklook_max_size=64))
+    out = OutputSet(
+        out_dir,
+        width=w,
+        height=h,
+        crs=None,
+        transform=None,
+        georeferenced=False,
+        pixel_area_m2=None,
+        options=OutputOptions(threshold=THRESHOLD, quicklook_max_size=64),
+    )
     with pytest.raises(OutputError) as info:
         for row, rows in _chunks(prob):
             out.write_rows(row, rows, np.ones(rows.shape, bool))
@@ -132,8 +140,16 @@ def test_finalize_waits_for_the_vectorizer_before_any_cog_copy(
     real_to_cog = OutputSet._to_cog
     seen: list[bool] = []
     h, w = prob.shape
-    out = OutputSet(tmp_path / "out", width=w, height=h, crs=None, transform=None, georeferenced=False,
-                    pixel_area_m2=None, options=OutputOptions(threshold=THRESHOLD, quicklook_max_size=64))
+    out = OutputSet(
+        tmp_path / "out",
+        width=w,
+        height=h,
+        crs=None,
+        transform=None,
+        georeferenced=False,
+        pixel_area_m2=None,
+        options=OutputOptions(threshold=THRESHOLD, quicklook_max_size=64),
+    )
 
     def to_cog(src: Path, dst: Path, resampling: str) -> None:
         seen.append(out._detections._thread.is_alive())

@@ -30,8 +30,17 @@ def make_spec(
 ) -> ModelSpec:
     n = len(bands)
     return ModelSpec(
-        name="t", tier="t", bands=bands, mean=mean or (0.0,) * n, std=std or (1.0,) * n,
-        input_range=input_range, gsd_m=1.0, tile_size=64, overlap=0.2, activation="sigmoid", threshold=0.5,
+        name="t",
+        tier="t",
+        bands=bands,
+        mean=mean or (0.0,) * n,
+        std=std or (1.0,) * n,
+        input_range=input_range,
+        gsd_m=1.0,
+        tile_size=64,
+        overlap=0.2,
+        activation="sigmoid",
+        threshold=0.5,
     )
 
 
@@ -40,8 +49,13 @@ def write_copy(src_path: Path, dst: Path, data: np.ndarray | None = None, **prof
     with rasterio.open(src_path) as src:
         arr = src.read() if data is None else data
         base = {
-            "driver": "GTiff", "width": arr.shape[2], "height": arr.shape[1], "count": arr.shape[0],
-            "dtype": arr.dtype, "crs": src.crs, "transform": src.transform,
+            "driver": "GTiff",
+            "width": arr.shape[2],
+            "height": arr.shape[1],
+            "count": arr.shape[0],
+            "dtype": arr.dtype,
+            "crs": src.crs,
+            "transform": src.transform,
         }
     base.update(profile)
     with rasterio.open(dst, "w", **base) as out:
@@ -518,6 +532,16 @@ def test_truncated_png_is_refused_not_zero_filled(tmp_path: Path, real_data: Pat
 def _spec_for_truncation():
     from edge_ls.artifact import ModelSpec
 
-    return ModelSpec(name="t", tier="t", bands=("red", "green", "blue"), mean=(0, 0, 0), std=(1, 1, 1),
-                     input_range="8bit", gsd_m=1.0, tile_size=64, overlap=0.2, activation="sigmoid",
-                     threshold=0.5)
+    return ModelSpec(
+        name="t",
+        tier="t",
+        bands=("red", "green", "blue"),
+        mean=(0, 0, 0),
+        std=(1, 1, 1),
+        input_range="8bit",
+        gsd_m=1.0,
+        tile_size=64,
+        overlap=0.2,
+        activation="sigmoid",
+        threshold=0.5,
+    )

@@ -175,7 +175,10 @@ def test_bad_inputs_are_refused() -> None:
 def test_cross_dataset_matrix_order_with_repeated_names():
     # bench/cross_dataset.py passes [*datasets, *models]; a model named after its dataset repeats a name
     results = {
-        ("a", "a"): {"f1": 0.7}, ("a", "b"): {"f1": 0.3}, ("b", "a"): {"f1": 0.1}, ("b", "b"): {"f1": 0.4}
+        ("a", "a"): {"f1": 0.7},
+        ("a", "b"): {"f1": 0.3},
+        ("b", "a"): {"f1": 0.1},
+        ("b", "b"): {"f1": 0.4},
     }
     m = cross_dataset_matrix(results, "f1", order=["a", "b", "a", "b"])
     assert m.train == ["a", "b"] and m.test == ["a", "b"]
