@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import datetime as dt
 import logging
 import os
 import queue
@@ -30,6 +31,7 @@ import rasterio
 import rasterio.enums
 from rasterio.windows import Window
 
+from edge_ls import __version__
 from edge_ls.artifact import ModelSpec, read_spec
 from edge_ls.backends.base import Runner
 from edge_ls.backends.onnxrt import OnnxRuntimeRunner, available_providers
@@ -134,8 +136,9 @@ def detect(
         overlap = spec.overlap if options.overlap is None else options.overlap
         threshold = spec.threshold if options.threshold is None else options.threshold
         plan = plan_tiles(source.width, source.height, tile_size, overlap)
-        if not source.georeferenced:
-            log.warning("%s has no georeference: running in pixel space (outputs say so)", source.path.name)
+        warnings = input_warnings(source, spec, tile_size)
+        for warning in warnings:
+            log.warning("%s", warning)
         outputs = OutputSet(
             Path(out_dir),
             width=source.width,
@@ -144,12 +147,16 @@ def detect(
             transform=source.transform,
             georeferenced=source.georeferenced,
             pixel_area_m2=source.pixel_area_m2,
-            options=_output_options(source, options, threshold),
+            options=_output_options(source, options, threshold, _describe(source, spec, threshold)),
         )
         factory = runner_factory or _default_runner
         imagery = _ImageryCells(source, spec, outputs.quicklook_shape)
         with outputs, factory(loaded, options) as runner:
             stats = _stream(source, plan, runner, spec, outputs, options, imagery)
+            flagged = flagged_warning(outputs.stats)
+            if flagged:
+                log.warning("%s", flagged)
+                warnings.append(flagged)
             _release_freed_heap()
             outputs.finalize(background=imagery.render)
             stats.wall_s = time.perf_counter() - t0  # everything but writing report.json itself
@@ -163,6 +170,10 @@ def detect(
                 threshold=threshold,
             )
             report["backend_skipped"] = list(runner.selection_notes)
+            report["profile"] = getattr(options.profile, "name", None)
+            report["overlap_requested"] = overlap
+            report["overlap_used"] = round(plan.overlap, 4)
+            report["warnings"] = warnings
             report["min_area_m2"] = outputs.options.min_area_m2
             report["simplify_tolerance"] = outputs.options.simplify_tolerance
             report["outputs"] = sorted(p.name for p in outputs.commit(report).values())
@@ -198,7 +209,91 @@ class _ImageryCells:
         return (np.moveaxis(unit, 0, -1) * 255.0 + 0.5).astype(np.uint8)
 
 
-def _output_options(source: RasterSource, options: DetectOptions, threshold: float) -> OutputOptions:
+#: A scene whose GSD differs from the model's by more than this factor gets a warning (no training range
+#: in the metadata); with a trained range ``gsd_range_m``, a factor this/2 beyond either end of it.
+GSD_WARN_FACTOR = 4.0
+#: Below this input contrast (:func:`edge_ls.io.reader.input_spread`) the scene counts as near-constant.
+NEAR_CONSTANT_SPREAD = 0.01
+#: Above this share of the valid area flagged, a detection map is more likely wrong than a disaster.
+FLAGGED_SHARE_WARN = 0.5
+
+
+def gsd_warning(scene_gsd_m: float | None, spec: ModelSpec) -> str | None:
+    """One line when the scene's GSD is far outside what the model was trained on; None when fine.
+
+    Uses the trained range ``gsd_range_m`` (lo, hi) when the model's metadata carries one, else its
+    nominal ``gsd_m``; "far" is a factor 2 beyond the range, or 4 either way of the nominal GSD.
+    """
+    if not scene_gsd_m:
+        return None
+    trained = getattr(spec, "gsd_range_m", None)
+    if trained is not None and len(trained) == 2 and 0 < trained[0] <= trained[1]:
+        lo, hi = float(trained[0]) / (GSD_WARN_FACTOR / 2), float(trained[1]) * (GSD_WARN_FACTOR / 2)
+        what = f"trained on {trained[0]:g}-{trained[1]:g} m imagery"
+    else:
+        lo, hi = spec.gsd_m / GSD_WARN_FACTOR, spec.gsd_m * GSD_WARN_FACTOR
+        what = f"trained at ~{spec.gsd_m:g} m"
+    if lo <= scene_gsd_m <= hi:
+        return None
+    return (
+        f"scene GSD {scene_gsd_m:.3g} m is far outside what model '{spec.name}' was {what}: its detections "
+        f"are unreliable here (resample the scene to ~{spec.gsd_m:g} m, or use a model trained at this GSD)"
+    )
+
+
+def input_warnings(source: RasterSource, spec: ModelSpec, tile_size: int) -> list[str]:
+    """What is wrong with the input for this model, before anything runs: each one line."""
+    name = source.path.name
+    out = []
+    if not source.georeferenced:
+        out.append(f"{name} has no georeference: running in pixel space (vectors in pixels, areas in pixels)")
+    gsd = gsd_warning(source.gsd_m, spec)
+    if gsd:
+        out.append(gsd)
+    if source.input_spread < NEAR_CONSTANT_SPREAD:
+        out.append(
+            f"{name} is constant or nearly so (contrast {source.input_spread:.3g} of the model's input "
+            "range): there is nothing to detect and any detection is noise"
+        )
+    if source.width < tile_size or source.height < tile_size:
+        out.append(
+            f"{name} is {source.width}x{source.height} px, smaller than one {tile_size}-px tile: padded by "
+            "reflection, so the model sees mostly repeated content"
+        )
+    return out
+
+
+def flagged_warning(stats: dict) -> str | None:
+    """One line when more than half of the valid area was flagged as landslide."""
+    valid = stats.get("valid_pixels") or 0
+    share = stats.get("detected_pixels", 0) / valid if valid else 0.0
+    if share <= FLAGGED_SHARE_WARN:
+        return None
+    return (
+        f"{share:.0%} of the valid area is flagged as landslide: more likely imagery the model does not "
+        "know (GSD, sensor, season, clouds) than a real event; check the quicklook before using the mask"
+    )
+
+
+def _describe(source: RasterSource, spec: ModelSpec, threshold: float) -> dict[str, str]:
+    """The GDAL metadata tags of every COG and the quicklook's title: what made these outputs."""
+    today = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+    return {
+        "EDGE_LS_MODEL": spec.name,
+        "EDGE_LS_TIER": spec.tier,
+        "EDGE_LS_PRECISION": spec.precision,
+        "EDGE_LS_THRESHOLD": f"{threshold:g}",
+        "EDGE_LS_TEMPERATURE": f"{spec.temperature:g}",
+        "EDGE_LS_VERSION": __version__,
+        "EDGE_LS_INPUT": source.path.name,
+        "EDGE_LS_DATE": today,
+        "TIFFTAG_SOFTWARE": f"edge-ls {__version__}",
+    }
+
+
+def _output_options(
+    source: RasterSource, options: DetectOptions, threshold: float, tags: dict[str, str] | None = None
+) -> OutputOptions:
     """Fill the polygon defaults that depend on the raster's pixel size."""
     pixel_area = source.pixel_area_m2 or 1.0  # pixel units when not georeferenced
     pixel_size = abs(source.transform.a) if source.georeferenced else 1.0
@@ -208,7 +303,15 @@ def _output_options(source: RasterSource, options: DetectOptions, threshold: flo
         min_area_m2=MIN_AREA_PIXELS * pixel_area if min_area is None else min_area,
         simplify_tolerance=0.5 * pixel_size if tolerance is None else tolerance,
         layers=options.layers,
+        tags=tags or {},
+        title=_title(tags) if tags else "",
     )
+
+
+def _title(tags: dict[str, str]) -> str:
+    """Quicklook title: scene | model (tier, precision) | date."""
+    model = f"{tags['EDGE_LS_MODEL']} ({tags['EDGE_LS_TIER']}, {tags['EDGE_LS_PRECISION']})"
+    return f"{tags['EDGE_LS_INPUT']} | {model} | {tags['EDGE_LS_DATE']}"
 
 
 def _glibc_call(name: str, *args: int) -> None:

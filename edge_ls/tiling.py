@@ -80,16 +80,14 @@ def _grid_count(length: int, tile: int, stride: int) -> int:
 
 
 def plan_tiles(width: int, height: int, tile_size: int, overlap: float) -> TilePlan:
-    """Plan the tile grid; refuse a raster smaller than one tile (the model would see mostly padding)."""
+    """Plan the tile grid. A raster smaller than one tile gets one tile, padded by reflection like any
+    edge tile (the caller warns that the model sees mostly padding)."""
     if not 0.0 <= overlap < 0.9:
         raise InputError(f"overlap must be in [0, 0.9), got {overlap}")
     if tile_size < 16:
         raise InputError(f"tile size must be at least 16 px, got {tile_size}")
-    if width < tile_size or height < tile_size:
-        raise InputError(
-            f"raster is {width}x{height} px, smaller than one {tile_size}-px tile: use a larger raster "
-            "or a model/profile with smaller tiles (--tile-size)"
-        )
+    if width < 1 or height < 1:
+        raise InputError(f"raster is {width}x{height} px: nothing to tile")
     stride = max(1, round(tile_size * (1.0 - overlap)))
     return TilePlan(
         width=width,

@@ -13,15 +13,25 @@ Files (all in the input's CRS and transform; pixel space when the input has no g
 * ``mask.tif``: COG, uint8, 1 = landslide (``prob >= threshold``, decided on the float probability
   before any rounding), 0 = not, **nodata 255**, MODE overviews.
 * ``confidence.tif``: COG, ``pixel_math.confidence(prob, threshold)``, encoded like the probability.
+  Every COG describes itself: band description, scale/offset, nodata, and GDAL metadata tags
+  (``OutputOptions.tags``: model, tier, precision, threshold, temperature, edge-ls version, input);
+  the mask carries a colour table. ``probability.qml`` beside the probability is a QGIS style (the
+  quicklook's ramp on 0..1), which QGIS applies when it opens ``probability.tif``.
 * ``detections.geojson``: one Feature per 4-connected landslide region of the stitched mask
   (vectorized in a streaming way by ``polygons.StreamingPolygonizer``, on its own thread:
   ``detections.DetectionWriter``; finalize waits for it before the COG copies), properties ``id``,
-  ``area_m2``, ``mean_prob``, ``max_prob``, ``mean_confidence``. A ``crs`` member names the input's
-  CRS (``urn:ogc:def:crs:EPSG::32618``...). Without georeference the coordinates are pixel columns
-  and rows, ``area_m2`` is in pixels, and the collection says ``"georeferenced": false``.
+  ``area_m2``, ``mean_prob``, ``max_prob``, ``mean_confidence``. RFC 7946: WGS 84 lon/lat, 7
+  decimals, right-hand rings, no ``crs`` member. ``area_m2`` is pixel count x pixel area measured
+  in the input's CRS (never in degrees; on the WGS 84 ellipsoid for a geographic or strongly
+  distorting CRS, see ``reader.ground_pixel_size``).
+* ``detections.gpkg``: the same polygons and fields in the input's own CRS (a GeoPackage,
+  :mod:`edge_ls.io.gpkg`), for GIS work in the scene's projection.
+* Without georeference there is no GeoJSON (a GeoJSON has no way to say "no CRS": readers would take
+  the pixel coordinates for degrees): ``detections_pixel.gpkg`` holds the polygons in pixel
+  (column, row) coordinates with the GeoPackage's "undefined cartesian" SRS and ``area_px`` in pixels.
 * ``quicklook.png``: the probability on a magma-like ramp (grey = nodata) with the mask outlined in
   cyan, at most ``quicklook_max_size`` px on its long side, from cell means accumulated while
-  streaming (:mod:`edge_ls.io.quicklook`).
+  streaming (:mod:`edge_ls.io.quicklook`), with a title, a legend and (georeferenced) a scale bar.
 * ``report.json``: the caller's report plus ``outputs`` (the file names) and ``output_stats``.
 
 Pixels with ``valid == False`` (or a non-finite probability) are nodata in every raster and never
@@ -39,11 +49,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import shutil
+import sqlite3
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from xml.sax.saxutils import escape as xml_escape
@@ -57,9 +69,23 @@ from rasterio.crs import CRS
 from rasterio.errors import RasterioError
 
 from edge_ls.errors import OutputError
-from edge_ls.io.detections import DetectionWriter
+from edge_ls.io.detections import (
+    DetectionWriter,
+    GeoJSONStream,
+    GeoPackageRegions,
+    RegionSink,
+    wgs84_projector,
+)
 from edge_ls.io.polygons import StreamingPolygonizer
-from edge_ls.io.quicklook import CellMeans, quicklook_shape, render_png
+from edge_ls.io.quicklook import (
+    Annotation,
+    CellMeans,
+    annotate,
+    encode_png,
+    probability_qml,
+    quicklook_shape,
+    render_rgb,
+)
 from edge_ls.pixel_math import confidence
 
 #: Nodata of the float rasters (probability, confidence): outside [0, 1], unlike NaN understood by every GIS.
@@ -79,22 +105,41 @@ PROBABILITY = "probability.tif"
 MASK = "mask.tif"
 CONFIDENCE = "confidence.tif"
 DETECTIONS = "detections.geojson"
+DETECTIONS_GPKG = "detections.gpkg"
+DETECTIONS_PIXEL = "detections_pixel.gpkg"
+PROBABILITY_STYLE = "probability.qml"
 QUICKLOOK = "quicklook.png"
 REPORT = "report.json"
 #: Logical name -> file name, in the order they are moved into place (report.json last).
 FILES = {
     "probability": PROBABILITY,
+    "probability_style": PROBABILITY_STYLE,
     "mask": MASK,
     "confidence": CONFIDENCE,
     "detections": DETECTIONS,
+    "detections_gpkg": DETECTIONS_GPKG,
     "quicklook": QUICKLOOK,
     "report": REPORT,
 }
+#: The files of a raster without georeference: pixel-space vectors only, no GeoJSON claiming a CRS.
+PIXEL_FILES = {
+    **{k: v for k, v in FILES.items() if k not in ("detections", "detections_gpkg", "report")},
+    "detections_pixel": DETECTIONS_PIXEL,
+    "report": REPORT,
+}
+#: What each raster's band holds (its GDAL band description).
+BAND_DESCRIPTIONS = {
+    PROBABILITY: "landslide probability (temperature-calibrated)",
+    MASK: "landslide mask (1 = landslide, 0 = not)",
+    CONFIDENCE: "confidence: distance of the probability from the decision threshold",
+}
+#: Colour table of the mask: transparent background, red landslides (nodata 255 transparent too).
+MASK_COLORS = {0: (0, 0, 0, 0), 1: (230, 30, 30, 255), MASK_NODATA: (0, 0, 0, 0)}
 
 #: Overview resampling per raster: averages for continuous values, mode for the class mask.
 _OVERVIEW_RESAMPLING = {PROBABILITY: "AVERAGE", MASK: "MODE", CONFIDENCE: "AVERAGE"}
 #: Errors that mean "the outputs could not be written" (GDAL's own errors included).
-_WRITE_ERRORS: tuple[type[BaseException], ...] = (OSError, RasterioError, CPLE_BaseError)
+_WRITE_ERRORS: tuple[type[BaseException], ...] = (OSError, RasterioError, CPLE_BaseError, sqlite3.Error)
 #: Free space under which a GDAL write failure is reported as a full disk.
 _FULL_DISK_BYTES = 1 << 20
 Background = Callable[[int, int], "np.ndarray | None"]
@@ -115,6 +160,10 @@ class OutputOptions:
     simplify_tolerance: float = 0.0  # CRS units (pixels when not georeferenced)
     quicklook_max_size: int = 1024  # longest side of the PNG overlay
     layers: str = "percent"  # probability/confidence encoding, one of LAYER_ENCODINGS
+    #: GDAL metadata tags of every COG (model, tier, precision, threshold, temperature, version, input).
+    tags: Mapping[str, str] = field(default_factory=dict)
+    #: Title of the quicklook (scene, model, date); empty: no title line.
+    title: str = ""
 
     def __post_init__(self) -> None:
         if self.layers not in LAYER_ENCODINGS:
@@ -127,18 +176,6 @@ class OutputOptions:
     @property
     def layer_nodata(self) -> float:
         return PERCENT_NODATA if self.layers == "percent" else FLOAT_NODATA
-
-
-def crs_member(crs: CRS | None) -> dict | None:
-    """The GeoJSON ``crs`` member GDAL writes: an authority URN, CRS84 for EPSG:4326, else the WKT."""
-    if crs is None:
-        return None
-    if crs.to_epsg() == 4326:
-        name = "urn:ogc:def:crs:OGC:1.3:CRS84"  # rasterio's 4326 transforms are lon/lat
-    else:
-        authority = crs.to_authority()
-        name = f"urn:ogc:def:crs:{authority[0]}::{authority[1]}" if authority else crs.to_wkt()
-    return {"type": "name", "properties": {"name": name}}
 
 
 def _reason(exc: BaseException, folder: Path, room_needed: int) -> str:
@@ -180,6 +217,7 @@ class _RawSink:
         crs,
         transform,
         scale: float | None = None,
+        look: _BandLook | None = None,
     ):
         self.path = path
         self.vrt = path.with_suffix(".vrt")
@@ -187,7 +225,10 @@ class _RawSink:
         self._row_bytes = width * self._dtype.itemsize
         self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         _reserve(self._fd, self._row_bytes * height)
-        self.vrt.write_text(_raw_vrt(path.name, self._dtype, nodata, width, height, crs, transform, scale))
+        xml = _raw_vrt(
+            path.name, self._dtype, nodata, width, height, crs, transform, scale, look or _BandLook()
+        )
+        self.vrt.write_text(xml)
 
     def write(self, row_off: int, band: np.ndarray) -> None:
         assert self._fd is not None
@@ -222,6 +263,33 @@ def _reserve(fd: int, size: int) -> None:
 _GDAL_TYPES = {"float32": "Float32", "uint8": "Byte"}
 
 
+@dataclass(frozen=True)
+class _BandLook:
+    """What makes a COG self-describing, carried by its VRT into the COG copy (GDAL copies band
+    description, metadata, scale/offset, nodata and colour table along)."""
+
+    description: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    colors: Mapping[int, tuple[int, int, int, int]] | None = None
+
+    def dataset_xml(self) -> str:
+        items = "".join(
+            f'    <MDI key="{xml_escape(str(k), {chr(34): "&quot;"})}">{xml_escape(str(v))}</MDI>\n'
+            for k, v in self.tags.items()
+        )
+        return f"  <Metadata>\n{items}  </Metadata>\n" if items else ""
+
+    def band_xml(self) -> str:
+        out = f"    <Description>{xml_escape(self.description)}</Description>\n" if self.description else ""
+        if self.colors:
+            entries = "".join(
+                '      <Entry c1="{}" c2="{}" c3="{}" c4="{}"/>\n'.format(*self.colors.get(i, (0, 0, 0, 0)))
+                for i in range(max(self.colors) + 1)
+            )
+            out += f"    <ColorInterp>Palette</ColorInterp>\n    <ColorTable>\n{entries}    </ColorTable>\n"
+        return out
+
+
 def _raw_vrt(
     raw_name: str,
     dtype: np.dtype,
@@ -231,9 +299,11 @@ def _raw_vrt(
     crs,
     transform,
     scale: float | None = None,
+    look: _BandLook | None = None,
 ) -> str:
     """A VRT describing a raw single-band row-major little-endian file beside it (``scale``: the band's
-    unscaling factor, carried into the COG)."""
+    unscaling factor; ``look``: description, tags, colour table; all carried into the COG)."""
+    look = look or _BandLook()
     unscale = f"    <Offset>0</Offset>\n    <Scale>{scale!r}</Scale>\n" if scale is not None else ""
     geo = ""
     if crs is not None:
@@ -242,8 +312,9 @@ def _raw_vrt(
         gt = ", ".join(repr(float(v)) for v in transform.to_gdal())
         geo += f"  <GeoTransform>{gt}</GeoTransform>\n"
     return (
-        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">\n{geo}'
+        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">\n{geo}{look.dataset_xml()}'
         f'  <VRTRasterBand dataType="{_GDAL_TYPES[dtype.name]}" band="1" subClass="VRTRawRasterBand">\n'
+        f"{look.band_xml()}"
         f"    <NoDataValue>{nodata!r}</NoDataValue>\n{unscale}"
         f'    <SourceFilename relativeToVRT="1">{xml_escape(raw_name)}</SourceFilename>\n'
         f"    <ImageOffset>0</ImageOffset>\n"
@@ -301,10 +372,14 @@ class OutputSet:
                 "nodata": options.layer_nodata,
                 "scale": PERCENT_SCALE if options.layers == "percent" else None,
             }
+            tags = dict(options.tags)
             self._sinks = {
-                PROBABILITY: _RawSink(self._stream_path(PROBABILITY), **layer, **geo),
-                MASK: _RawSink(self._stream_path(MASK), dtype="uint8", nodata=MASK_NODATA, **geo),
-                CONFIDENCE: _RawSink(self._stream_path(CONFIDENCE), **layer, **geo),
+                PROBABILITY: _RawSink(self._stream_path(PROBABILITY), **layer, **geo,
+                                      look=_BandLook(BAND_DESCRIPTIONS[PROBABILITY], tags)),
+                MASK: _RawSink(self._stream_path(MASK), dtype="uint8", nodata=MASK_NODATA, **geo,
+                               look=_BandLook(BAND_DESCRIPTIONS[MASK], tags, MASK_COLORS)),
+                CONFIDENCE: _RawSink(self._stream_path(CONFIDENCE), **layer, **geo,
+                                     look=_BandLook(BAND_DESCRIPTIONS[CONFIDENCE], tags)),
             }  # fmt: skip
             polygonizer = StreamingPolygonizer(
                 width,
@@ -313,13 +388,46 @@ class OutputSet:
                 min_area=options.min_area_m2,
                 simplify_tolerance=options.simplify_tolerance,
             )
-            self._detections = DetectionWriter(
-                self._tmp / DETECTIONS, self._geojson_header(), polygonizer, options.threshold
-            )
+            self._detections = DetectionWriter(self._vector_layers(), polygonizer, options.threshold)
         except _WRITE_ERRORS as exc:
             raise self._failed(exc) from exc
         #: Probability and detected share per quicklook cell, accumulated by write_rows.
         self._cells = CellMeans(height, width, *self.quicklook_shape, channels=2)
+
+    @property
+    def files(self) -> dict[str, str]:
+        """Logical name -> file name of this set, in commit order (report.json last)."""
+        return dict(FILES if self.georeferenced else PIXEL_FILES)
+
+    @property
+    def vectors(self) -> dict[str, str]:
+        """Each vector file and its coordinates, for the report."""
+        if not self.georeferenced:
+            return {DETECTIONS_PIXEL: "pixel (column, row), no CRS; area_px in pixels"}
+        source = self.crs.to_string() if self.crs is not None else "unknown"
+        return {
+            DETECTIONS: "EPSG:4326 longitude/latitude (RFC 7946)",
+            DETECTIONS_GPKG: f"{source} (the input's CRS)",
+        }
+
+    def _vector_layers(self) -> list[RegionSink]:
+        """The layers the vectorizer fills: see the module docstring."""
+        assert self._tmp is not None
+        if not self.georeferenced:
+            note = "edge-ls detections in pixel space: the input has no georeference; area_px in pixels"
+            return [GeoPackageRegions(self._tmp / DETECTIONS_PIXEL, None, "area_px", note)]
+        area = "area_m2" if self.area_in_m2 else "area_px"
+        layers: list[RegionSink] = []
+        try:
+            header = {"type": "FeatureCollection", "name": "detections"}
+            layers.append(GeoJSONStream(self._tmp / DETECTIONS, header, wgs84_projector(self.crs), area))
+            note = "edge-ls detections in the input's CRS"
+            layers.append(GeoPackageRegions(self._tmp / DETECTIONS_GPKG, self.crs, area, note))
+        except BaseException:
+            for layer in layers:
+                layer.discard()
+            raise
+        return layers
 
     # -- context manager: never leave a partial set behind ----------------------------------------
 
@@ -434,6 +542,9 @@ class OutputSet:
             # memory peak, which must not add to a COG copy's.
             self._detections.close()
             self._write_quicklook(background)
+            (self._tmp / PROBABILITY_STYLE).write_text(
+                probability_qml(self.options.threshold), encoding="utf-8"
+            )
             # One copy after another on purpose: two side by side saved ~0.5 s on a 4096² scene, but a
             # 20k² run's finalize then peaked at 651 MiB, above its stream's 624 (bench/rss_probe.py);
             # serial, finalize stays below the stream (572 vs 661 MiB), so memory stays bounded by
@@ -458,7 +569,12 @@ class OutputSet:
             self.finalize(background)
         assert self._tmp is not None
         try:
-            full_report = {**report, "outputs": list(FILES.values()), "output_stats": self.stats}
+            full_report = {
+                **report,
+                "outputs": list(self.files.values()),
+                "output_stats": self.stats,
+                "vectors": self.vectors,
+            }
             with (self._tmp / REPORT).open("w", encoding="utf-8") as f:
                 json.dump(full_report, f, indent=2, default=_json_default)
                 f.write("\n")
@@ -498,18 +614,6 @@ class OutputSet:
         assert self._tmp is not None
         return (self._tmp / f"stream.{name}").with_suffix(".raw")
 
-    def _geojson_header(self) -> dict:
-        header: dict = {"type": "FeatureCollection", "name": "detections"}
-        member = crs_member(self.crs)
-        if member is not None:
-            header["crs"] = member
-        if not self.georeferenced:
-            header["georeferenced"] = False
-            header["note"] = (
-                "input has no georeference: coordinates are pixel (column, row), area_m2 is in pixels"
-            )
-        return header
-
     @staticmethod
     def _to_cog(src: Path, dst: Path, resampling: str) -> None:
         """Copy a streamed GeoTIFF to a COG; GDAL builds the overviews block by block."""
@@ -539,15 +643,20 @@ class OutputSet:
         prob, share = self._cells.means()
         bg = background(*prob.shape) if background is not None else None
         assert self._tmp is not None
-        (self._tmp / QUICKLOOK).write_bytes(render_png(prob, share, bg))
+        rgb = render_rgb(prob, share, bg)
+        # Ground metres per quicklook pixel: square pixels assumed (the pixel area's square root).
+        metres = math.sqrt(self.pixel_area) * self.width / rgb.shape[1] if self.area_in_m2 else None
+        note = Annotation(self.options.title, self.options.threshold, metres)
+        (self._tmp / QUICKLOOK).write_bytes(encode_png(annotate(rgb, note)))
 
     def _move_into_place(self) -> dict[str, Path]:
         """Atomic renames within one file system; report.json disappears first and comes back last."""
         assert self._tmp is not None
-        final = {name: self.out_dir / file for name, file in FILES.items()}
+        files = self.files
+        final = {name: self.out_dir / file for name, file in files.items()}
         with contextlib.suppress(FileNotFoundError):
             final["report"].unlink()
-        for name, file in FILES.items():
+        for name, file in files.items():
             os.replace(self._tmp / file, final[name])
         _fsync_dir(self.out_dir)
         shutil.rmtree(self._tmp, ignore_errors=True)

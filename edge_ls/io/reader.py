@@ -143,6 +143,8 @@ class RasterSource:
             self.nodata_description = _describe_nodata(ds, self.band_indexes, self._mask_plan, nodata)
             sample, sample_valid, sampled_from = self._sample(ds)
             self.scaling = _scaling(ds, self.band_indexes, spec, sample, sample_valid, sampled_from)
+            #: Contrast of the scene as the model will see it (see :func:`input_spread`).
+            self.input_spread = input_spread(sample, sample_valid, self.scaling)
         size = None
         if self.georeferenced:
             size = ground_pixel_size(self.crs, self.transform, self.width, self.height)
@@ -609,6 +611,28 @@ def _scaling(
         scale=np.asarray(scales, dtype=np.float32),
         method=described,
     )
+
+
+def input_spread(sample: np.ndarray, valid: np.ndarray, scaling: BandScaling) -> float:
+    """The largest per-band 2-98 percentile spread of the sample, in the model's [0, 1] input units.
+
+    A percentile-stretched band always spans [0, 1] after scaling, so its spread is measured before
+    the stretch: at most 2 integer levels (or a relative 1e-3 for floats) counts as no contrast (0).
+    A constant or near-constant scene (blank tile, saturated or uniform image) scores below ~0.01;
+    what a model predicts on it means nothing.
+    """
+    spreads = []
+    for pos in range(sample.shape[0]):
+        values = sample[pos][valid]
+        lo, hi = (float(v) for v in np.percentile(values, STRETCH_PERCENTILES))
+        if "percentile" in scaling.method:
+            flat = (
+                hi - lo <= 2 if sample.dtype.kind in "ui" else hi - lo <= 1e-3 * max(abs(hi), abs(lo), 1e-12)
+            )
+            spreads.append(0.0 if flat else 1.0)
+        else:
+            spreads.append((hi - lo) * abs(float(scaling.scale[pos])))
+    return max(spreads) if spreads else 0.0
 
 
 def _stretch(values: np.ndarray, sampled_from: str) -> tuple[float, float, str]:
