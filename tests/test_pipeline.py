@@ -18,7 +18,14 @@ from edge_ls.backends.onnxrt import OnnxRuntimeRunner
 from edge_ls.errors import EdgeLSError, OutputError
 from edge_ls.io.outputs import _RawSink
 from edge_ls.io.reader import RasterSource
-from edge_ls.pipeline import DetectOptions, LoadedModel, _ImageryCells, detect
+from edge_ls.pipeline import (
+    DetectOptions,
+    LoadedModel,
+    _ImageryCells,
+    detect,
+    flagged_warning,
+    gsd_warning,
+)
 from edge_ls.tiling import plan_tiles
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,6 +99,10 @@ def test_sample_scene_end_to_end(tmp_path: Path) -> None:
     saved = json.loads((out / "report.json").read_text())
     assert saved["tiles"] == report["tiles"] == 15  # 1152 x 2048 at 512 px, stride 410: 3 x 5
     assert saved["backend"] == "onnxruntime" and saved["peak_vram_mb"] is None
+    # What was asked and what the integer stride gave; no profile; the 10 m scene vs a 1 m model.
+    assert (saved["overlap_requested"], saved["overlap_used"], saved["profile"]) == (0.2, 0.1992, None)
+    assert saved["overlap"] == saved["overlap_used"]  # the existing key keeps its meaning
+    assert len(saved["warnings"]) == 1 and "GSD 9.6 m is far outside" in saved["warnings"][0]
     # Report arithmetic: tiles per km² from GSD and stride, latency from throughput.
     gsd = report["gsd_m"]
     assert 9.0 < gsd < 10.5  # 8.98e-5 degrees at 22.4° N
@@ -259,3 +270,47 @@ def test_unwritable_output_folder_fails_before_inference(tmp_path: Path) -> None
     blocker.write_text("not a folder")
     with pytest.raises(OutputError):
         detect(SAMPLE, "edge-nano", blocker / "out")
+
+
+def _spec(**changes) -> ModelSpec:
+    base = LoadedModel.load("edge-nano").spec
+    return ModelSpec.from_dict({**json.loads(base.to_json()), **changes})
+
+
+def test_gsd_warning_is_about_the_models_training_gsd() -> None:
+    spec = _spec(gsd_m=1.0)
+    assert gsd_warning(None, spec) is None  # no georeference: nothing to compare
+    assert gsd_warning(3.0, spec) is None and gsd_warning(0.3, spec) is None  # within a factor 4
+    far = gsd_warning(300.0, spec)
+    assert "300 m is far outside" in far and "~1 m" in far
+    assert "is far outside" in gsd_warning(0.1, spec)
+    # A model that records its trained range is judged on that range (a factor 2 beyond either end).
+    ranged = type("Spec", (), {"name": "x", "gsd_m": 1.0, "gsd_range_m": (0.5, 3.0)})()
+    assert gsd_warning(5.9, ranged) is None and gsd_warning(0.26, ranged) is None
+    assert "trained on 0.5-3 m" in gsd_warning(6.5, ranged)
+
+
+def test_flagged_warning_above_half_of_the_valid_area() -> None:
+    assert flagged_warning({"valid_pixels": 100, "detected_pixels": 50}) is None
+    assert "51% of the valid area" in flagged_warning({"valid_pixels": 100, "detected_pixels": 51})
+    assert flagged_warning({"valid_pixels": 0, "detected_pixels": 0}) is None
+
+
+def test_constant_scene_gets_honest_warnings(tmp_path: Path, geotiffs: Path, caplog) -> None:
+    """A flat image: warned as constant, and (the blur model flags all of it) as mostly flagged; the
+    textured original gets neither."""
+    model = blur_model(tmp_path / "blur.onnx")
+    with rasterio.open(geotiffs / "rasterio" / "RGB.byte.tif") as src:
+        profile = src.profile
+        data = src.read()
+    flat = np.where(data > 0, np.uint8(180), np.uint8(0))  # same footprint and nodata, no contrast
+    with rasterio.open(tmp_path / "flat.tif", "w", **profile) as dst:
+        dst.write(flat)
+    with caplog.at_level("WARNING", logger="edge_ls.pipeline"):
+        report = detect(tmp_path / "flat.tif", model, tmp_path / "flat")
+    text = " | ".join(report["warnings"])
+    assert "constant or nearly so" in text and "of the valid area is flagged" in text
+    assert json.loads((tmp_path / "flat" / "report.json").read_text())["warnings"] == report["warnings"]
+    assert [r.getMessage() for r in caplog.records] == report["warnings"]  # one line each on stderr
+    real = detect(geotiffs / "rasterio" / "RGB.byte.tif", model, tmp_path / "real")
+    assert not any("constant" in w for w in real["warnings"])

@@ -19,9 +19,19 @@ def test_plan_covers_every_pixel_with_regular_stride(width: int, height: int) ->
     assert all(t.y0 < height and t.x0 < width for t in plan)
 
 
-def test_plan_refuses_raster_smaller_than_a_tile() -> None:
-    with pytest.raises(InputError, match="smaller than one 512-px tile"):
-        plan_tiles(13, 12, tile_size=512, overlap=0.2)
+def test_raster_smaller_than_a_tile_gets_one_padded_tile() -> None:
+    plan = plan_tiles(13, 12, tile_size=512, overlap=0.2)
+    assert plan.count == 1
+    tile = plan.tile(0)
+    assert (tile.y0, tile.x0, tile.height, tile.width) == (0, 0, 12, 13)
+    assert plan.core(tile) == (12, 13)
+    padded = pad_tile(np.ones((3, 12, 13), np.float32), 512)
+    assert padded.shape == (3, 512, 512) and np.isfinite(padded).all()
+
+
+def test_plan_refuses_an_empty_raster() -> None:
+    with pytest.raises(InputError, match="nothing to tile"):
+        plan_tiles(0, 12, tile_size=512, overlap=0.2)
 
 
 def test_pad_tile_reflects_and_keeps_the_data() -> None:

@@ -78,7 +78,6 @@ def test_layers_option_sets_the_probability_encoding(tmp_path: Path, real_data: 
         (lambda d, r: _write(d / "empty.tif", b""), 2, "empty.tif"),
         (lambda d, r: _write(d / "notes.tif", b"this is not a raster\n" * 50), 2, "notes.tif"),
         (lambda d, r: _corrupt_copy(d, r), 2, "corrupt.tif"),
-        (lambda d, r: _small(d, r), 2, "smaller than one"),
         (lambda d, r: r / "geotiffs" / "rasterio" / "float_raster_with_nodata.tif", 2, "needs 3 band"),
         (lambda d, r: _two_band(d, r), 2, "band"),
         (lambda d, r: _all_nodata(d, r), 2, "nodata"),
@@ -89,7 +88,6 @@ def test_layers_option_sets_the_probability_encoding(tmp_path: Path, real_data: 
         "empty",
         "not-a-raster",
         "corrupt",
-        "smaller-than-tile",
         "single-band",
         "too-few-bands",
         "all-nodata",
@@ -102,6 +100,18 @@ def test_bad_inputs_fail_with_one_line(tmp_path: Path, real_data: Path, make, co
     proc = run_cli("detect", str(path), "--out", str(out))
     assert_one_line_error(proc, code, pattern)
     assert not (out / "report.json").exists()
+
+
+def test_raster_smaller_than_a_tile_is_padded_run_and_warned(tmp_path: Path, real_data: Path) -> None:
+    small = _small(tmp_path, real_data)
+    proc = run_cli("detect", str(small), "--out", str(tmp_path / "o"), "--model", "edge-nano", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert (report["width"], report["height"], report["tiles"]) == (200, 150, 1)
+    with rasterio.open(tmp_path / "o" / "mask.tif") as ds:
+        assert (ds.width, ds.height) == (200, 150)
+    assert any("smaller than one 512-px tile" in w for w in report["warnings"])
+    assert "smaller than one 512-px tile" in proc.stderr  # the same line on stderr
 
 
 def test_unknown_model_and_bad_model_metadata(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import rasterio
 
 from edge_ls.errors import OutputError
 from edge_ls.io import detections as detections_mod
-from edge_ls.io.detections import DetectionWriter
+from edge_ls.io.detections import DetectionWriter, GeoJSONStream
 from edge_ls.io.outputs import OutputOptions, OutputSet
 from edge_ls.io.polygons import StreamingPolygonizer
 from edge_ls.pixel_math import confidence
@@ -44,7 +44,9 @@ def test_features_are_the_vectorizers_regions_in_order(prob: np.ndarray, tmp_pat
     expected += reference.finish()
 
     path = tmp_path / "d.geojson"
-    writer = DetectionWriter(path, {"type": "FeatureCollection"}, StreamingPolygonizer(width), THRESHOLD)
+    writer = DetectionWriter(
+        [GeoJSONStream(path, {"type": "FeatureCollection"})], StreamingPolygonizer(width), THRESHOLD
+    )
     for row, rows in _chunks(prob):
         writer.add(row, rows)
     writer.end()
@@ -66,7 +68,9 @@ def test_a_lagging_vectorizer_holds_the_producer_back(prob: np.ndarray, tmp_path
         return real_add(*args)
 
     monkeypatch.setattr(poly, "add_band", slow_add)
-    writer = DetectionWriter(tmp_path / "d.geojson", {"type": "FeatureCollection"}, poly, THRESHOLD)
+    writer = DetectionWriter(
+        [GeoJSONStream(tmp_path / "d.geojson", {"type": "FeatureCollection"})], poly, THRESHOLD
+    )
     handed = []
     chunks = list(_chunks(prob))
 
@@ -89,8 +93,8 @@ def test_a_lagging_vectorizer_holds_the_producer_back(prob: np.ndarray, tmp_path
 def test_vectorizer_failure_reaches_the_caller_as_one_clear_error(
     prob: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A full disk while writing the GeoJSON (on the vectorizer's thread) fails the whole output set."""
-    real_write = detections_mod.GeoJSONStream.write
+    """A full disk while writing the vectors (on the vectorizer's thread) fails the whole output set."""
+    real_write = detections_mod.GeoPackageRegions.write
     calls = {"n": 0}
 
     def write_until_full(self, regions) -> None:
@@ -99,7 +103,7 @@ def test_vectorizer_failure_reaches_the_caller_as_one_clear_error(
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_write(self, regions)
 
-    monkeypatch.setattr(detections_mod.GeoJSONStream, "write", write_until_full)
+    monkeypatch.setattr(detections_mod.GeoPackageRegions, "write", write_until_full)
     out_dir = tmp_path / "out"
     h, w = prob.shape
     out = OutputSet(
@@ -121,7 +125,9 @@ def test_vectorizer_failure_reaches_the_caller_as_one_clear_error(
 
 
 def test_discard_stops_a_working_vectorizer(prob: np.ndarray, tmp_path: Path) -> None:
-    writer = DetectionWriter(tmp_path / "d.geojson", {}, StreamingPolygonizer(prob.shape[1]), THRESHOLD)
+    writer = DetectionWriter(
+        [GeoJSONStream(tmp_path / "d.geojson", {})], StreamingPolygonizer(prob.shape[1]), THRESHOLD
+    )
     for row, rows in list(_chunks(prob))[:3]:
         writer.add(row, rows)
     writer.discard()
@@ -130,7 +136,7 @@ def test_discard_stops_a_working_vectorizer(prob: np.ndarray, tmp_path: Path) ->
 
 def test_threshold_must_exclude_nodata_zeros(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"threshold must lie in \(0, 1\)"):
-        DetectionWriter(tmp_path / "d.geojson", {}, StreamingPolygonizer(8), 0.0)
+        DetectionWriter([GeoJSONStream(tmp_path / "d.geojson", {})], StreamingPolygonizer(8), 0.0)
 
 
 def test_finalize_waits_for_the_vectorizer_before_any_cog_copy(

@@ -15,7 +15,11 @@ import cv2
 import numpy as np
 import pytest
 import rasterio
-from rasterio.crs import CRS
+import rasterio.enums
+import rasterio.transform
+import rasterio.warp
+import shapely
+import shapely.geometry
 
 from edge_ls.errors import OutputError
 from edge_ls.io import outputs as outputs_mod
@@ -25,15 +29,17 @@ from edge_ls.io.outputs import (
     MASK_NODATA,
     PERCENT_NODATA,
     PERCENT_SCALE,
+    PIXEL_FILES,
     OutputOptions,
     OutputSet,
-    crs_member,
 )
 from edge_ls.io.polygons import CONNECTIVITY
-from edge_ls.io.quicklook import MASK_OUTLINE_RGB, NODATA_RGB
+from edge_ls.io.quicklook import _TITLE_H, MASK_OUTLINE_RGB, MIN_ANNOTATED_WIDTH, NODATA_RGB
 from edge_ls.pixel_math import confidence
+from tests.io.ogr import ogrinfo
 
 THRESHOLD = 0.12
+TAGS = {"EDGE_LS_MODEL": "edge-lite", "EDGE_LS_THRESHOLD": "0.12"}
 #: Irregular band heights summing to RGB.byte.tif's 718 rows, like a blender finishing uneven bands.
 BANDS = [100, 37, 250, 1, 200, 130]
 
@@ -47,6 +53,8 @@ def scene(geotiffs: Path) -> dict:
     assert sum(BANDS) == band.shape[0]
     prob = (band / 255.0).astype(np.float32)
     valid = band != 0
+    meta["bounds"] = rasterio.transform.array_bounds(band.shape[0], band.shape[1], meta["transform"])
+    meta["bounds"] = (meta["bounds"][0], meta["bounds"][1], meta["bounds"][2], meta["bounds"][3])
     return {**meta, "prob": prob, "valid": valid, "height": band.shape[0], "width": band.shape[1]}
 
 
@@ -59,7 +67,7 @@ def open_set(out_dir: Path, scene: dict, **options) -> OutputSet:
         transform=scene["transform"],
         georeferenced=True,
         pixel_area_m2=scene["res"][0] * scene["res"][1],
-        options=OutputOptions(threshold=THRESHOLD, **options),
+        options=OutputOptions(threshold=THRESHOLD, **{"tags": TAGS, **options}),
     )
 
 
@@ -179,29 +187,111 @@ def test_unknown_layer_encoding_is_refused() -> None:
         OutputOptions(threshold=0.5, layers="uint16")
 
 
-def test_geojson_has_one_feature_per_uncut_region(committed: dict, scene: dict) -> None:
+def gpkg_features(path: Path) -> tuple[list[shapely.Geometry], list[tuple], int]:
+    """The feature table of a GeoPackage read with sqlite3 alone: geometries (GP header checked and
+    skipped), attribute rows, and the layer's srs_id."""
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA application_id").fetchone()[0] == 0x47504B47
+        (srs_id,) = db.execute(
+            "SELECT srs_id FROM gpkg_geometry_columns WHERE table_name = 'detections'"
+        ).fetchone()
+        rows = db.execute(
+            "SELECT geom, area_m2, mean_prob, max_prob, mean_confidence FROM detections ORDER BY fid"
+        )
+        geoms, values = [], []
+        for blob, *rest in rows:
+            assert blob[:2] == b"GP" and blob[3] == 0b11  # little endian, xy envelope (4 doubles)
+            geoms.append(shapely.from_wkb(blob[8 + 32 :]))
+            values.append(tuple(rest))
+    return geoms, values, srs_id
+
+
+def test_geojson_is_rfc7946_wgs84_with_one_feature_per_uncut_region(committed: dict, scene: dict) -> None:
     collection = json.loads((committed["dir"] / "detections.geojson").read_text())
     assert collection["type"] == "FeatureCollection"
-    assert collection["crs"] == {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32618"}}
-    assert "georeferenced" not in collection
+    assert "crs" not in collection  # RFC 7946 dropped it: WGS 84 lon/lat, always
     features = collection["features"]
     counts = whole_mask_components(scene["prob"], scene["valid"])
     # Same count as labelling the whole mask at once: no region was cut at a band border.
     assert len(features) == counts.size
     pixel_area = scene["res"][0] * scene["res"][1]
     areas = sorted(f["properties"]["area_m2"] for f in features)
+    # Areas come from the projected CRS (pixel count x pixel area in m²), never from degrees.
     np.testing.assert_allclose(areas, np.sort(counts) * pixel_area, rtol=1e-12)
     assert [f["properties"]["id"] for f in features] == list(range(1, len(features) + 1))
+    west, south, east, north = rasterio.warp.transform_bounds(scene["crs"], "EPSG:4326", *scene["bounds"])
     for feature in features:
         props = feature["properties"]
         assert set(props) == {"id", "area_m2", "mean_prob", "max_prob", "mean_confidence"}
         assert THRESHOLD - 1e-6 <= props["mean_prob"] <= props["max_prob"] <= 1.0
         assert 0.0 <= props["mean_confidence"] <= 1.0
-        assert feature["geometry"]["type"] == "Polygon"
-    left, top = scene["transform"].c, scene["transform"].f
-    xs = [x for f in features for x, _ in f["geometry"]["coordinates"][0]]
-    ys = [y for f in features for _, y in f["geometry"]["coordinates"][0]]
-    assert left <= min(xs) and max(ys) <= top  # CRS coordinates, not pixels
+        geometry = feature["geometry"]
+        assert geometry["type"] == "Polygon"
+        shell, *holes = geometry["coordinates"]
+        assert shapely.LinearRing(shell).is_ccw  # right-hand rule: exterior counterclockwise...
+        assert not any(shapely.LinearRing(h).is_ccw for h in holes)  # ...holes clockwise
+        for lon, lat in shell:
+            assert west - 1e-6 <= lon <= east + 1e-6 and south - 1e-6 <= lat <= north + 1e-6  # degrees
+            assert round(lon, 7) == lon and round(lat, 7) == lat  # 7 decimals
+    # GDAL's own GeoJSON driver reads it as EPSG:4326 lon/lat with every feature.
+    info = ogrinfo(committed["dir"] / "detections.geojson")["layers"][0]
+    assert info["featureCount"] == len(features)
+    assert info["geometryFields"][0]["coordinateSystem"]["projjson"]["id"]["code"] == 4326
+
+
+def test_geopackage_holds_the_same_regions_in_the_input_crs(committed: dict, scene: dict) -> None:
+    geoms, values, srs_id = gpkg_features(committed["dir"] / "detections.gpkg")
+    features = json.loads((committed["dir"] / "detections.geojson").read_text())["features"]
+    assert srs_id == 32618 and len(geoms) == len(features)
+    assert [v[0] for v in values] == [f["properties"]["area_m2"] for f in features]
+    left, bottom, right, top = scene["bounds"]
+    for geom, feature in zip(geoms, features, strict=True):
+        assert geom.geom_type == "MultiPolygon"
+        minx, miny, maxx, maxy = geom.bounds
+        assert left <= minx and maxx <= right and bottom <= miny and maxy <= top  # metres of UTM 18N
+        # The GeoJSON polygon is this one reprojected: same place to well under a pixel.
+        back = rasterio.warp.transform_geom("EPSG:4326", scene["crs"], feature["geometry"])
+        assert shapely.geometry.shape(back).symmetric_difference(geom).area < 0.05 * geom.area + 1.0
+    # GDAL/OGR (what QGIS uses) opens it as a GeoPackage in EPSG:32618 with the fields as columns.
+    info = ogrinfo(committed["dir"] / "detections.gpkg")
+    assert info["driverShortName"] == "GPKG"
+    layer = info["layers"][0]
+    assert layer["featureCount"] == len(geoms)
+    assert layer["geometryFields"][0]["type"] == "MultiPolygon"
+    assert layer["geometryFields"][0]["coordinateSystem"]["projjson"]["id"]["code"] == 32618
+    assert [f["name"] for f in layer["fields"]] == ["area_m2", "mean_prob", "max_prob", "mean_confidence"]
+    extent = layer["geometryFields"][0]["extent"]
+    assert left <= extent[0] <= extent[2] <= right
+
+
+def test_cogs_describe_themselves(committed: dict) -> None:
+    """Band description, scale, nodata, tags and (mask) a colour table travel inside each COG."""
+    tags = {"EDGE_LS_MODEL": "edge-lite", "EDGE_LS_THRESHOLD": "0.12"}
+    for name, nodata in [("probability.tif", PERCENT_NODATA), ("mask.tif", MASK_NODATA)]:
+        with rasterio.open(committed["dir"] / name) as ds:
+            assert ds.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+            assert ds.descriptions[0] and ds.nodata == nodata
+            assert {k: ds.tags()[k] for k in tags} == tags
+    with rasterio.open(committed["dir"] / "probability.tif") as ds:
+        assert "probability" in ds.descriptions[0] and ds.scales == (PERCENT_SCALE,) and ds.offsets == (0.0,)
+    with rasterio.open(committed["dir"] / "mask.tif") as ds:
+        assert ds.colorinterp[0] == rasterio.enums.ColorInterp.palette
+        assert ds.colormap(1)[1][:3] == (230, 30, 30)
+
+
+def test_probability_style_is_a_qgis_pseudocolor_on_0_to_1(committed: dict) -> None:
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(committed["dir"] / "probability.qml").getroot()
+    assert root.tag == "qgis"
+    renderer = root.find("pipe/rasterrenderer")
+    assert renderer.get("type") == "singlebandpseudocolor" and renderer.get("band") == "1"
+    shader = renderer.find("rastershader/colorrampshader")
+    values = [float(item.get("value")) for item in shader.findall("item")]
+    assert values[0] == 0.0 and values[-1] == 1.0 and values == sorted(values)
+    assert (shader.get("minimumValue"), shader.get("maximumValue")) == ("0", "1")
 
 
 def test_region_spanning_three_bands_is_one_feature(scene: dict, tmp_path: Path) -> None:
@@ -235,10 +325,16 @@ def test_min_area_drops_small_regions(scene: dict, tmp_path: Path) -> None:
     assert min(f["properties"]["area_m2"] for f in features) >= 25 * pixel_area - 1e-6
 
 
+def map_part(png: np.ndarray, h: int, w: int) -> np.ndarray:
+    """The map inside an annotated quicklook (title above, legend below, centred), as RGB."""
+    x0 = (png.shape[1] - w) // 2
+    return png[_TITLE_H : _TITLE_H + h, x0 : x0 + w, ::-1]
+
+
 def test_quicklook_is_a_downsampled_rgb_overlay(committed: dict, scene: dict, tmp_path: Path) -> None:
     png = cv2.imread(str(committed["dir"] / "quicklook.png"), cv2.IMREAD_UNCHANGED)
-    assert png.shape == (scene["height"], scene["width"], 3)  # smaller than 1024: not upsampled
-    rgb = png[..., ::-1]
+    assert png.shape[1] == max(scene["width"], MIN_ANNOTATED_WIDTH)  # smaller than 1024: not upsampled
+    rgb = map_part(png, scene["height"], scene["width"])
     assert tuple(rgb[0, 0]) == NODATA_RGB  # RGB.byte's corner is nodata
     assert (rgb == MASK_OUTLINE_RGB).all(axis=-1).sum() > 100  # mask outlines drawn
 
@@ -252,9 +348,28 @@ def test_quicklook_is_a_downsampled_rgb_overlay(committed: dict, scene: dict, tm
     with open_set(tmp_path, scene, quicklook_max_size=256) as out:
         write_all(out, scene["prob"], scene["valid"], BANDS)
         out.commit({}, background=background)
-    small = cv2.imread(str(tmp_path / "quicklook.png"))[..., ::-1]
-    assert calls == [(232, 256)] and small.shape == (232, 256, 3)
+    png = cv2.imread(str(tmp_path / "quicklook.png"))
+    assert calls == [(232, 256)] and png.shape[1] == MIN_ANNOTATED_WIDTH
+    small = map_part(png, 232, 256)
     assert tuple(small[0, 0]) == (100, 100, 100)  # nodata shows the background dimmed
+
+
+def test_quicklook_has_title_legend_and_scale_bar(scene: dict, tmp_path: Path) -> None:
+    """Title, colour bar and scale bar are drawn (ink where they belong); no scale bar without metres."""
+    with open_set(tmp_path / "geo", scene, title="RGB.byte.tif | edge-lite | 2026-12-04") as out:
+        write_all(out, scene["prob"], scene["valid"], BANDS)
+        out.commit({})
+    png = cv2.imread(str(tmp_path / "geo" / "quicklook.png"))[..., ::-1]
+    h = scene["height"]
+    title, legend = png[:_TITLE_H], png[_TITLE_H + h :]
+    assert (title.sum(axis=-1) < 200).sum() > 200  # dark text on white
+    assert (legend == MASK_OUTLINE_RGB).all(axis=-1).any()  # threshold marker / outline swatch
+    # The colour bar holds the ramp: from near black to pale yellow, left to right.
+    bar = legend[13]
+    assert bar[10].sum() < 150 and bar[180].sum() > 500
+    # Scale bar: a solid dark run right-aligned in the legend whose length is a 1-2-5 ground length.
+    run = (legend[14] < 60).all(axis=-1)[MIN_ANNOTATED_WIDTH // 2 :]
+    assert run.sum() > 20
 
 
 def test_nan_probability_is_nodata_everywhere(scene: dict, tmp_path: Path) -> None:
@@ -308,21 +423,39 @@ def test_not_georeferenced_input_writes_pixel_space(real_data: Path, tmp_path: P
         options=OutputOptions(threshold=threshold),
     ) as out:
         write_all(out, prob, valid, [200, 200, 112])
-        out.commit({})
+        paths = out.commit({})
+    assert leftovers(tmp_path) == sorted(PIXEL_FILES.values()) and set(paths) == set(PIXEL_FILES)
     with rasterio.open(tmp_path / "probability.tif") as ds:
         assert ds.crs is None and ds.transform.is_identity
         assert ds.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
         assert (ds.read(1)[:, :16] == PERCENT_NODATA).all()
-    collection = json.loads((tmp_path / "detections.geojson").read_text())
-    assert collection["georeferenced"] is False and "crs" not in collection
+    # No GeoJSON: one would be read as EPSG:4326 with pixel coordinates taken for degrees.
+    assert not (tmp_path / "detections.geojson").exists()
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert (
+        list(report["vectors"]) == ["detections_pixel.gpkg"]
+        and "pixel" in report["vectors"]["detections_pixel.gpkg"]
+    )
     mask = valid & (prob >= threshold)
     _, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=CONNECTIVITY)
     counts = np.bincount(labels.ravel())[1:]
-    features = collection["features"]
-    assert len(features) == counts.size
-    assert sorted(f["properties"]["area_m2"] for f in features) == sorted(counts.astype(float))  # pixels
-    xs = [x for f in features for x, _ in f["geometry"]["coordinates"][0]]
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "detections_pixel.gpkg") as db:
+        assert (
+            db.execute("SELECT srs_id FROM gpkg_geometry_columns").fetchone()[0] == -1
+        )  # undefined cartesian
+        rows = db.execute("SELECT geom, area_px FROM detections").fetchall()
+    assert len(rows) == counts.size
+    assert sorted(area for _, area in rows) == sorted(counts.astype(float))  # pixels
+    xs = [x for blob, _ in rows for x, _ in shapely.get_coordinates(shapely.from_wkb(blob[40:]))]
     assert min(xs) >= 16 and max(xs) <= band.shape[1]  # pixel columns, nothing in the collar
+    # GDAL opens it in the GeoPackage's "undefined cartesian" engineering CRS: no EPSG, no degrees.
+    layer = ogrinfo(tmp_path / "detections_pixel.gpkg")["layers"][0]
+    assert layer["featureCount"] == counts.size
+    wkt = layer["geometryFields"][0]["coordinateSystem"]["wkt"]
+    assert wkt.startswith(("ENGCRS", "LOCAL_CS")) and "Undefined" in wkt and "EPSG" not in wkt
+    assert layer["fields"][0]["name"] == "area_px"
 
 
 def test_abort_leaves_nothing_and_keeps_an_earlier_run(committed: dict, scene: dict, tmp_path: Path):
@@ -512,14 +645,6 @@ def test_memory_stays_per_band(geotiffs: Path, scene: dict, tmp_path: Path) -> N
     large_scene_float32 = scene["height"] * 8 * scene["width"] * 4
     assert large < 1.5 * small, f"peak grew with the scene: {small / 2**20:.1f} -> {large / 2**20:.1f} MiB"
     assert large < large_scene_float32 / 4
-
-
-def test_crs_member_names_the_crs() -> None:
-    assert crs_member(CRS.from_epsg(32618))["properties"]["name"] == "urn:ogc:def:crs:EPSG::32618"
-    assert crs_member(CRS.from_epsg(4326))["properties"]["name"] == "urn:ogc:def:crs:OGC:1.3:CRS84"
-    custom = CRS.from_proj4("+proj=tmerc +lat_0=0 +lon_0=33.3 +k=1 +x_0=0 +y_0=0 +ellps=GRS80 +units=m")
-    assert crs_member(custom)["properties"]["name"].startswith(("PROJCS", "PROJCRS"))
-    assert crs_member(None) is None
 
 
 def test_temporary_folders_of_killed_runs_are_removed_live_ones_kept(tmp_path: Path) -> None:
