@@ -98,8 +98,15 @@ class Manifest:
         return "triage" in self.roles
 
     def names(self) -> list[str]:
-        """The names ``--model`` accepts for this tier: ``<tier>:<precision>`` for each precision."""
-        return [f"{self.tier}:{p}" for p in self.precisions]
+        """The names ``--model`` accepts for this tier, one per file: ``<tier>:<precision>``, and
+        ``<tier>:<role>:<precision>`` for a cascade (its triage and refiner are different models)."""
+        return [self.entry_name(m) for m in self.models]
+
+    def entry_name(self, entry: ModelEntry) -> str:
+        """The unambiguous name of one file of this tier (see :meth:`names`)."""
+        if entry.role == "primary":
+            return f"{self.tier}:{entry.precision}"
+        return f"{self.tier}:{entry.role}:{entry.precision}"
 
     def model(self, role: str | None = None, precision: str | None = None) -> ModelEntry:
         """The entry for ``role`` (default: primary, or triage for a cascade) at ``precision``."""
@@ -114,8 +121,18 @@ class Manifest:
 
 def split_name(name: str) -> tuple[str, str | None]:
     """``edge-lite:int8`` -> ("edge-lite", "int8"); ``edge-lite`` -> ("edge-lite", None)."""
-    tier, sep, precision = name.partition(":")
-    return tier, (precision or None) if sep else None
+    tier, _, precision = parse_name(name)
+    return tier, precision
+
+
+def parse_name(name: str) -> tuple[str, str | None, str | None]:
+    """``<tier>[:<role>][:<precision>]`` -> (tier, role, precision), e.g. ``edge-cascade:triage:int8``."""
+    tier, *rest = name.split(":")
+    role = rest.pop(0) if rest and rest[0] in ROLES else None
+    precision = rest.pop(0) if rest else None
+    if rest or precision == "":
+        return name, None, None  # not a tier name: looked up (and not found) as it is
+    return tier, role, precision
 
 
 def tier_folders(root: str | Path) -> list[Path]:
@@ -130,11 +147,13 @@ def resolve_tier_model(root: str | Path, name: str, role: str | None = None) -> 
     What the bundled-model registry calls: ``--model edge-lite:int8`` -> the primary (cascade: triage)
     INT8 file of ``root/edge-lite/``, after the manifest verified every file of the tier.
     """
-    tier, precision = split_name(name)
+    tier, named_role, precision = parse_name(name)
     folder = Path(root) / tier
-    if not tier or "/" in tier or not (folder / MANIFEST_FILE).is_file():
+    if not tier or "/" in tier or ":" in tier or not (folder / MANIFEST_FILE).is_file():
         return None
-    return load_manifest(folder).model(role, precision)
+    if named_role and role and named_role != role:
+        raise ModelError(f"'{name}' names the {named_role} model, but the {role} model was asked for")
+    return load_manifest(folder).model(named_role or role, precision)
 
 
 def load_manifest(folder: str | Path, check_metadata: bool = True) -> Manifest:

@@ -41,7 +41,7 @@ from edge_ls.errors import EdgeLSError, InputError
 from edge_ls.io.outputs import CHUNK_ROWS, OutputOptions, OutputSet
 from edge_ls.io.quicklook import CellMeans
 from edge_ls.io.reader import RasterSource
-from edge_ls.models.registry import resolve
+from edge_ls.models.registry import display_name, resolve
 from edge_ls.report import RunStats, build_report
 from edge_ls.tiling import Tile, TilePlan, pad_tile, plan_tiles
 
@@ -85,11 +85,13 @@ class LoadedModel:
 
     path: Path
     spec: ModelSpec
+    #: The registry name it was loaded by (``edge-lite:int8``); None when loaded from a path.
+    name: str | None = None
 
     @classmethod
     def load(cls, name_or_path: str | Path) -> LoadedModel:
         path = resolve(name_or_path)
-        return cls(path, read_spec(path))
+        return cls(path, read_spec(path), display_name(name_or_path, path))
 
 
 @dataclass
@@ -147,7 +149,9 @@ def detect(
             transform=source.transform,
             georeferenced=source.georeferenced,
             pixel_area_m2=source.pixel_area_m2,
-            options=_output_options(source, options, threshold, _describe(source, spec, threshold)),
+            options=_output_options(
+                source, options, threshold, _describe(source, spec, threshold, loaded.name)
+            ),
         )
         factory = runner_factory or _default_runner
         imagery = _ImageryCells(source, spec, outputs.quicklook_shape)
@@ -169,6 +173,9 @@ def detect(
                 runner=runner,
                 threshold=threshold,
             )
+            report["model_metadata_name"] = spec.name  # the name its training run gave it
+            if loaded.name:
+                report["model"] = loaded.name  # the tier file that ran, as 'edge-ls models' lists it
             report["backend_skipped"] = list(runner.selection_notes)
             report["profile"] = getattr(options.profile, "name", None)
             report["overlap_requested"] = overlap
@@ -275,11 +282,13 @@ def flagged_warning(stats: dict) -> str | None:
     )
 
 
-def _describe(source: RasterSource, spec: ModelSpec, threshold: float) -> dict[str, str]:
+def _describe(
+    source: RasterSource, spec: ModelSpec, threshold: float, name: str | None = None
+) -> dict[str, str]:
     """The GDAL metadata tags of every COG and the quicklook's title: what made these outputs."""
     today = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
     return {
-        "EDGE_LS_MODEL": spec.name,
+        "EDGE_LS_MODEL": name or spec.name,
         "EDGE_LS_TIER": spec.tier,
         "EDGE_LS_PRECISION": spec.precision,
         "EDGE_LS_THRESHOLD": f"{threshold:g}",

@@ -93,6 +93,10 @@ class Profile:
     accuracy_budget_f1: float = DEFAULT_ACCURACY_BUDGET_F1
     tile_multiple: int = DEFAULT_TILE_MULTIPLE
     source: Path | None = None
+    #: How to build this tier's models when they are not installed (``[install] command``), and how
+    #: long that took where it was measured (``[install] took``, with its source); empty when bundled.
+    install_command: str = ""
+    install_took: str = ""
 
     @property
     def name(self) -> str:
@@ -197,10 +201,12 @@ _TOP_KEYS = (
     "accuracy_budget_f1",
     "tile_multiple",
     "tensorrt",
+    "install",
 )
 _REQUIRED = ("tier", "models", "tile", "batch", "overlap", "precision", "backends")
 _THRESHOLD_KEYS = ("decision", "roi")
 _OUTPUT_KEYS = ("uncertainty",)
+_INSTALL_KEYS = ("command", "took")
 _TRT_KEYS = ("batch", "tile", "workspace_mb", "version_compatible", "hardware_compatibility", "timing_cache")
 _RANGE_KEYS = ("min", "opt", "max")
 
@@ -324,6 +330,9 @@ def parse_profile(data: Mapping[str, Any], source: str | Path = "profile") -> Pr
     roi = c.value(thresholds, "roi", "thresholds.roi", float, _unit_open)
     outputs = c.table(top.get("outputs", {}), "outputs", _OUTPUT_KEYS)
     uncertainty = c.value(outputs, "uncertainty", "outputs.uncertainty", bool, default=False)
+    install = c.table(top.get("install", {}), "install", _INSTALL_KEYS)
+    install_command = c.value(install, "command", "install.command", str, default="")
+    install_took = c.value(install, "took", "install.took", str, default="")
 
     if models:
         cascade = "triage" in models or "refiner" in models
@@ -357,6 +366,8 @@ def parse_profile(data: Mapping[str, Any], source: str | Path = "profile") -> Pr
         accuracy_budget_f1=budget,
         tile_multiple=tile_multiple,
         source=Path(source) if isinstance(source, Path) else None,
+        install_command=install_command,
+        install_took=install_took,
     )
 
 

@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
+    # Global options are accepted after the verb too (``edge-ls detect ... --debug``): each verb gets a
+    # copy whose default is SUPPRESS, so it sets the flag when given and never resets the global one.
+    for verb in sub.choices.values():
+        verb.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 

@@ -76,7 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_ls.pipeline import DetectOptions, LoadedModel, detect
+    from edge_ls.pipeline import DetectOptions, detect
     from edge_ls.report import format_table
 
     if args.threshold is not None and not 0.0 < args.threshold < 1.0:
@@ -89,7 +89,10 @@ def run(args: argparse.Namespace) -> int:
     missing = [p for p in args.inputs if not Path(p).exists()]
     if missing:
         raise InputError(f"input not found: {missing[0]}")
-    model = LoadedModel.load(model_ref)
+    model = _load_model(model_ref)
+    # --profile auto chose a CPU tier because there is no GPU: that its GPU backends were skipped is
+    # expected, not news (the reasons stay in report.json's backend_skipped).
+    expected_skips = GPU_BACKENDS if defaults.get("auto_without_gpu") else ()
 
     def pick(flag: object, key: str) -> object:
         return flag if flag is not None else defaults.get(key)
@@ -114,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
         out_dir = args.out / Path(path).stem if several else args.out
         report = detect(path, model, out_dir, options)
         for note in report.get("backend_skipped", []):
+            if note.split(":", 1)[0] in expected_skips:
+                continue
             ran = f"{report['backend']} ({report['device']})"
             print(f"edge-ls: backend {note}; ran on {ran}", file=sys.stderr)
         if args.json:
@@ -122,6 +127,25 @@ def run(args: argparse.Namespace) -> int:
             print(f"{Path(path).name} -> {out_dir}/")
             print(format_table(report))
     return 0
+
+
+#: Backends that need a GPU (their skip on a GPU-less machine is expected under --profile auto).
+GPU_BACKENDS = ("tensorrt", "onnxruntime-cuda")
+
+
+def _load_model(ref: str):
+    """Load ``ref``; a tier that is not installed says how to build it (command, time it took)."""
+    from edge_ls.cli.profiles import missing_tier_hint
+    from edge_ls.errors import ModelError
+    from edge_ls.pipeline import LoadedModel
+
+    try:
+        return LoadedModel.load(ref)
+    except ModelError as exc:
+        hint = missing_tier_hint(ref) if str(exc).startswith("unknown model") else None
+        if hint is None:
+            raise
+        raise ModelError(f"model '{ref}' is not installed: {hint}") from None
 
 
 def _model_from_args(args: argparse.Namespace) -> tuple[str, dict[str, object], list[str]]:
@@ -140,7 +164,8 @@ def _model_from_args(args: argparse.Namespace) -> tuple[str, dict[str, object], 
     if name == "auto":
         from edge_ls.hardware import detect_hardware, pick_profile
 
-        name, reason = pick_profile(detect_hardware())
+        hardware = detect_hardware()
+        name, reason = pick_profile(hardware)
         notes.append(f"--profile auto picked '{name}': {reason}")
     profile = load_profile(name)
     if profile.is_cascade:
@@ -154,6 +179,7 @@ def _model_from_args(args: argparse.Namespace) -> tuple[str, dict[str, object], 
         "threshold": profile.decision_threshold,
         "batch_size": profile.batch,
         "profile": profile,
+        "auto_without_gpu": args.profile == "auto" and not hardware.has_gpu,
     }
     notes.append(
         f"profile '{profile.name}': model {profile.primary_model}, tile {profile.tile}, "

@@ -2,7 +2,9 @@
 
 A named model is ``<name>.onnx`` (a single-file tier), or a tier folder ``<name>/`` holding ONNX files
 and a ``manifest.json`` (see :mod:`edge_ls.manifest`), addressed as ``<name>:<precision>`` when it
-carries several precisions. ``default`` points at the embedded default.
+carries several precisions, and ``<name>:<role>:<precision>`` for the triage and refiner of a cascade
+(``<name>:<precision>`` alone is its triage, the model a cascade starts with). ``default`` points at
+the embedded default.
 
 Two places are searched, in order: the models bundled in this package, then the user's model folder
 (``$EDGE_LS_MODELS``, else ``~/.cache/edge-ls/models``), where tiers too large to ship in the
@@ -83,6 +85,21 @@ def resolve(name_or_path: str | Path, role: str | None = None) -> Path:
     )
 
 
+def display_name(name_or_path: str | Path, path: Path) -> str | None:
+    """The unambiguous registry name of a model ``resolve`` found by name (``edge-cascade:triage:int8``,
+    ``edge-lite``), so a report names the tier file that ran, not the training run it came from.
+    None when ``name_or_path`` was a path."""
+    if Path(name_or_path).is_file() or (Path(name_or_path) / MANIFEST_FILE).is_file():
+        return None
+    manifest_path = path.parent / MANIFEST_FILE
+    if manifest_path.is_file():
+        manifest = load_manifest(path.parent, check_metadata=False)
+        for entry in manifest.models:
+            if entry.path.resolve() == path.resolve():
+                return manifest.entry_name(entry)
+    return path.stem
+
+
 def _resolve_in(root: Path, name: str, role: str | None = None) -> Path | None:
     """``name`` as a single file or a verified tier folder under ``root``; None when absent there."""
     single = root / f"{name}.onnx"
@@ -112,11 +129,7 @@ def list_bundled() -> list[BundledModel]:
             found += [BundledModel(p.stem, p, read_spec(p)) for p in sorted(root.glob("*.onnx"))]
             for folder in tier_folders(root):
                 manifest = load_manifest(folder)
-                found += [
-                    BundledModel(f"{manifest.tier}:{e.precision}", e.path, e.spec)
-                    for e in manifest.models
-                    if e.role in ("primary", "triage")
-                ]
+                found += [BundledModel(manifest.entry_name(e), e.path, e.spec) for e in manifest.models]
         except ModelError:
             if root == BUNDLED_DIR:
                 raise

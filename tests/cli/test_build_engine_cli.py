@@ -7,13 +7,15 @@ import sys
 
 import pytest
 
-from edge_ls.cli import main
+from edge_ls.cli import build_engine, main
+from edge_ls.hardware import Hardware
 
 HAS_TRT = subprocess.run([sys.executable, "-c", "import tensorrt"], capture_output=True).returncode == 0
 
 
 @pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed")
-def test_plan_then_ops_then_missing_extra(capsys, tmp_path):
+def test_plan_then_ops_then_missing_extra_on_a_gpu_machine(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(build_engine, "no_gpu_reason", lambda: None)  # as on a GPU host without the extra
     assert main(["build-engine", "--profile", "edge-nano", "--cache", str(tmp_path)]) == 5
     captured = capsys.readouterr()
     assert "shapes (NCHW)  min 1x3x256x256  opt 4x3x512x512  max 8x3x1024x1024" in captured.out
@@ -25,11 +27,23 @@ def test_plan_then_ops_then_missing_extra(capsys, tmp_path):
     )
 
 
+def test_without_a_gpu_it_says_no_gpu_first_and_suggests_no_install(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr("edge_ls.hardware.detect_hardware", lambda: Hardware())
+    assert main(["build-engine", "--profile", "edge-nano", "--cache", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert err[0].startswith("edge-ls: no NVIDIA GPU on this machine")  # said first
+    assert err[-1].startswith("edge-ls: error: no NVIDIA GPU here")
+    assert "pip install" not in captured.err  # an extra cannot help without a GPU
+    assert "operators      all supported" in captured.out  # the checks that need no GPU still ran
+
+
 def test_profile_model_not_installed_says_how_to_get_it(capsys, tmp_path):
     assert main(["build-engine", "--profile", "fusion-gan", "--cache", str(tmp_path)]) == 3
     err = capsys.readouterr().err
     assert "profile 'fusion-gan' needs model primary = 'fusion-gan:fp16'" in err
     assert "edge-ls export" in err and "--onnx FILE" in err
+    assert "not installed" in err
 
 
 def test_precision_mismatch_is_caught_before_building(capsys, tmp_path):

@@ -80,3 +80,32 @@ def test_a_damaged_user_tier_is_refused_by_name_and_skipped_in_the_listing(
     with pytest.raises(ModelError, match=model.name):
         resolve("bad-tier:fp32")
     assert "bad-tier:fp32" not in {m.name for m in list_bundled()}
+
+
+def test_a_cascade_names_its_triage_and_refiner_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``edge-cascade:triage:int8`` and ``...:refiner:...`` are two names for two files; the tier name
+    alone (and ``tier:precision``) is the triage, the model a cascade starts with."""
+    pytest.importorskip("onnx")
+    from edge_ls.export.tier import build_tier
+    from edge_ls.models.registry import display_name
+
+    monkeypatch.setenv("EDGE_LS_MODELS", str(tmp_path))
+    nano, lite = resolve("edge-nano"), resolve("default")
+    build_tier("casc", {"triage": nano, "refiner": lite}, tmp_path)
+    names = bundled_names()
+    assert {"casc:triage:fp32", "casc:refiner:fp32"} <= set(names) and "casc:fp32" not in names
+    triage, refiner = resolve("casc:triage:fp32"), resolve("casc:refiner:fp32")
+    assert triage != refiner and triage.read_bytes() == nano.read_bytes()
+    assert refiner.read_bytes() == lite.read_bytes()
+    assert resolve("casc:fp32") == resolve("casc") == triage
+    assert resolve("casc:fp32", "refiner") == refiner  # a profile's role still works
+    listed = {m.name: m.path for m in list_bundled()}
+    assert listed["casc:triage:fp32"] == triage and listed["casc:refiner:fp32"] == refiner
+    # Reports name what ran by its registry name, not by the training run's model name.
+    assert display_name("casc:refiner:fp32", refiner) == "casc:refiner:fp32"
+    assert display_name("casc", triage) == "casc:triage:fp32"
+    assert display_name(str(nano), nano) is None
+    with pytest.raises(ModelError, match="names the triage model"):
+        resolve("casc:triage:fp32", "refiner")
