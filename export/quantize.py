@@ -461,6 +461,15 @@ def _cast_to_fp16(proto: Any, keep: set[str]) -> None:
 
 
 # --------------------------------------------------------------------------------------- accuracy
+def describe_loss(delta_f1: float) -> str:
+    """``delta_f1`` (FP32 minus quantized, in points) as words with one sign convention: "lost 0.02 F1
+    points" or "gained 1.30 F1 points"; a delta that rounds to zero is "lost 0.00", never "-0.00"."""
+    shown = round(delta_f1, 2)
+    if shown < 0:
+        return f"gained {-shown:.2f} F1 points"
+    return f"lost {abs(shown):.2f} F1 points"
+
+
 def accuracy_delta(
     fp32_path: str | Path,
     q_path: str | Path,
@@ -509,7 +518,7 @@ def accuracy_delta(
         _record_accuracy(q, q_spec, result)
     if budget_f1 is not None and result["delta_f1"] > budget_f1:
         raise ModelError(
-            f"{q.name} loses {result['delta_f1']:.2f} F1 points against FP32 on "
+            f"{q.name} {describe_loss(result['delta_f1'])} against FP32 on "
             f"{eval_source or 'the eval set'} "
             f"(budget {budget_f1:g}): keep more layers in float or calibrate on more tiles"
         )

@@ -31,7 +31,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("datasets", nargs="+", metavar="DATASET", help="labelled dataset folder(s)")
     parser.add_argument(
-        "--split", choices=SPLITS, default="test", help="which split to score (default: test)"
+        "--split",
+        choices=SPLITS,
+        default=None,
+        help="which split to score (default: all of a single folder given without --split-file, else test)",
     )
     parser.add_argument(
         "--split-file", help="split file (default: the grouped 70/15/15 split of the datasets)"
@@ -47,21 +50,37 @@ def run(args: argparse.Namespace) -> int:
     for root in args.datasets:
         if not Path(root).exists():
             raise InputError(f"dataset folder not found: {root}")
+    split, why = choose_split(args.split, args.datasets, args.split_file)
     with tempfile.TemporaryDirectory(prefix="edge-ls-eval-") as tmp:
         model_path = _as_onnx(args.model, Path(tmp))
-        result = evaluate_onnx(model_path, args.datasets, args.split, args.split_file, args.threads)
+        result = evaluate_onnx(model_path, args.datasets, split, args.split_file, args.threads)
+    result["split_reason"] = why
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True))
         return 0
     print(
         f"{result['model']} ({result['tier']}, {result['model_precision']}) on {result['split']} split of "
-        f"{', '.join(args.datasets)}: {result['tiles']} tiles"
+        f"{', '.join(args.datasets)}: {result['tiles']} tiles ({why})"
     )
     for key in REPORTED:
         value = result.get(key)
         print(f"  {key:<10} {value:.4f}" if isinstance(value, float) else f"  {key:<10} {value}")
     sys.stdout.flush()
     return 0
+
+
+def choose_split(split: str | None, datasets: list[str], split_file: str | None) -> tuple[str, str]:
+    """The split to score and why, in words the output repeats.
+
+    One folder without a split file is most likely a test set already: scoring only the grouped 15 %
+    "test" split the datasets would get for training silently dropped most of it, so it is scored whole.
+    """
+    if split is not None:
+        return split, f"--split {split}"
+    if split_file is None and len(datasets) == 1:
+        return "all", "a single folder without --split-file is scored whole; --split test for its 15% split"
+    where = "the split file" if split_file else "the grouped 70/15/15 split of the datasets"
+    return "test", f"the test split of {where} (--split to choose another)"
 
 
 def _as_onnx(model: str, tmp: Path) -> Path:

@@ -347,7 +347,7 @@ def _quantized(
     from tqdm import tqdm
 
     from edge_ls.artifact import read_spec
-    from edge_ls.export.quantize import accuracy_delta, convert_fp16, quantize_int8
+    from edge_ls.export.quantize import accuracy_delta, convert_fp16, describe_loss, quantize_int8
     from edge_ls.export.tiles import iter_batches, load_labelled
 
     spec = read_spec(fp32)
@@ -373,7 +373,7 @@ def _quantized(
     result = accuracy_delta(fp32, out, data, budget_f1=budget, eval_source=f"{args.eval} ({len(data)} tiles)")
     print(
         f"edge-ls: {precision}: F1 {result[precision]['f1']:.2f} vs FP32 {result['fp32']['f1']:.2f} "
-        f"(delta {result['delta_f1']:+.2f} points, budget {budget:g})",
+        f"({describe_loss(result['delta_f1'])}, budget: lose at most {budget:g})",
         file=sys.stderr,
     )
     fp32_scores = {**result["fp32"], "tiles": result["tiles"], "eval_source": result["eval_source"]}

@@ -234,5 +234,5 @@ def test_budget_exceeded_fails_and_writes_no_tier(tmp_path, fp32_onnx, hokkaido,
     )
     err = capsys.readouterr().err
     assert code == 3
-    assert "loses 3.00 F1 points" in err and "budget 1" in err  # edge-lite profile: 1 point
+    assert "lost 3.00 F1 points" in err and "budget 1" in err  # edge-lite profile: 1 point
     assert not (tmp_path / "edge-lite").exists()

@@ -18,6 +18,7 @@ from edge_ls.export.quantize import (  # noqa: E402
     accuracy_delta,
     convert_fp16,
     depthwise_convs,
+    describe_loss,
     quantize_int8,
     sensitive_nodes,
 )
@@ -166,7 +167,7 @@ def test_budget_exceeded_fails_the_export(tmp_path, fp32_onnx, int8_onnx, eval_t
         f1 = 80.0 if path.name == "q.onnx" else 82.0
         return {"f1": f1, "iou": f1 / 2, "precision": f1, "recall": f1, "tiles": len(data)}
 
-    with pytest.raises(ModelError, match=r"loses 2\.00 F1 points.*budget 1"):
+    with pytest.raises(ModelError, match=r"lost 2\.00 F1 points.*budget 1"):
         accuracy_delta(fp32_onnx, q, eval_tiles, scorer=scorer)
     assert read_spec(q).provenance["accuracy"]["delta_f1"] == pytest.approx(2.0)  # recorded anyway
 
@@ -230,3 +231,10 @@ def test_int8_artifact_passes_the_tensorrt_operator_check(int8_onnx):
     from edge_ls.engines.support import check_model
 
     assert check_model(int8_onnx) == []
+
+
+def test_loss_is_worded_with_one_sign_convention() -> None:
+    """FP32 minus quantized F1, as words: never "+0.02" for a loss next to "-0.00" for no change."""
+    assert describe_loss(0.02) == "lost 0.02 F1 points"
+    assert describe_loss(-1.28) == "gained 1.28 F1 points"
+    assert describe_loss(-0.004) == describe_loss(0.0) == describe_loss(0.001) == "lost 0.00 F1 points"
