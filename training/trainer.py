@@ -143,6 +143,7 @@ class Trainer:
     # -- setup ---------------------------------------------------------------------------------
     def _setup(self) -> None:
         cfg = self.cfg
+        self.onnx_out = export_path(cfg.export.onnx, self.out)  # refused before any training, not after
         self.out.mkdir(parents=True, exist_ok=True)
         if not self.resume and (self.out / LAST).exists():
             raise ConfigError(f"{self.out} already holds a run: pass --resume to continue it or choose --out")
@@ -491,16 +492,39 @@ class Trainer:
 
     def export(self, model: nn.Module, spec: Any) -> Path:
         """The ONNX artifact, parity-checked on a real validation tile."""
-        ec = self.cfg.export
         sample = np.stack([img for img, _ in list(self.tiles.eval_tiles("val"))[:1]])[..., :256, :256]
-        return export_model(
-            model.cpu(), spec, Path(ec.onnx).expanduser(), np.ascontiguousarray(sample, dtype=np.float32)
-        )
+        out = export_path(self.cfg.export.onnx, self.out)
+        assert out is not None  # called only when [export] onnx is set
+        return export_model(model.cpu(), spec, out, np.ascontiguousarray(sample, dtype=np.float32))
 
     def _log(self, row: dict[str, Any]) -> None:
         row = {"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **row}
         with open(self.out / LOG_FILE, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(_jsonable(row), sort_keys=True) + "\n")
+
+
+def export_path(onnx: str, run_dir: Path) -> Path | None:
+    """Where a run writes its ONNX: ``[export] onnx`` relative to the run folder (None: no export).
+
+    Training never touches the models edge-ls runs by name: a path into the bundled models or the
+    user's model folder is refused. Promoting a run's model into a tier is ``edge-ls export``'s job
+    (verified manifest, accuracy budget), a step the user takes on purpose.
+    """
+    if not onnx:
+        return None
+    from edge_ls.models.registry import BUNDLED_DIR, user_models_dir
+
+    path = Path(onnx).expanduser()
+    path = path if path.is_absolute() else run_dir / path
+    target = path.resolve()
+    for root, what in ((BUNDLED_DIR, "the bundled models"), (user_models_dir(), "the user's model folder")):
+        if target.is_relative_to(root.resolve()):
+            raise ConfigError(
+                f"[export] onnx = '{onnx}' points into {what} ({root}): a training run writes its ONNX "
+                "in its run folder (e.g. onnx = 'model.onnx'); promote it with 'edge-ls export "
+                "--checkpoint RUN --tier NAME --out FOLDER'"
+            )
+    return path
 
 
 def export_model(model: nn.Module, spec: Any, out: Path, sample: np.ndarray | None) -> Path:

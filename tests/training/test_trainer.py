@@ -155,3 +155,30 @@ def test_gan_stage_runs_end_to_end(real_data: Path, tmp_path: Path) -> None:
     assert [r["stage"] for r in epochs] == ["finetune", "gan"]
     assert np.isfinite(epochs[1]["gp"]) and np.isfinite(epochs[1]["critic"])
     assert "critic" in torch.load(tmp_path / "run" / LAST, weights_only=True)
+
+
+def test_a_run_writes_its_onnx_in_its_run_folder_never_into_named_models(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Training never replaces a model edge-ls runs by name: relative paths land in the run folder,
+    paths into the bundled or the user's models are refused, and no shipped config points there."""
+    import tomllib
+
+    from edge_ls.models.registry import BUNDLED_DIR
+    from edge_ls.training.trainer import export_path
+
+    user = tmp_path / "user-models"
+    monkeypatch.setenv("EDGE_LS_MODELS", str(user))
+    run = tmp_path / "runs" / "x"
+    assert export_path("", run) is None
+    assert export_path("m.onnx", run) == run / "m.onnx"
+    assert export_path(str(tmp_path / "elsewhere.onnx"), run) == tmp_path / "elsewhere.onnx"
+    for bad in (str(BUNDLED_DIR / "edge-lite.onnx"), str(user / "x.onnx"), "edge_ls/models/edge-lite.onnx"):
+        target = bad if Path(bad).is_absolute() else str(Path.cwd() / bad)
+        with pytest.raises(ConfigError, match="promote it with 'edge-ls export"):
+            export_path(target, run)
+    repo = Path(__file__).resolve().parents[2]
+    for config in sorted((repo / "training" / "configs").glob("*.toml")):
+        onnx = tomllib.loads(config.read_text()).get("export", {}).get("onnx", "")
+        if onnx:
+            assert export_path(onnx, run).parent == run, config.name  # its run folder, nothing else
