@@ -201,3 +201,44 @@ def test_profile_auto_says_what_it_picked_and_runs_it(tmp_path: Path) -> None:
     assert "--profile auto picked 'edge-lite'" in proc.stderr and "no NVIDIA GPU" in proc.stderr
     report = json.loads(proc.stdout)
     assert report["precision"] == "int8" and report["tier"] == "edge-lite"
+
+
+def test_global_options_are_accepted_after_the_verb(tmp_path: Path) -> None:
+    """``--debug`` where the README synopsis shows it (after detect's arguments) works like before it."""
+    proc = run_cli("detect", str(tmp_path / "missing.tif"), "--out", str(tmp_path / "o"), "--debug")
+    assert proc.returncode == 2 and "Traceback" in proc.stderr
+    proc = run_cli("detect", str(tmp_path / "missing.tif"), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_profile_auto_on_a_cpu_is_quiet_about_gpu_backends(
+    tmp_path: Path, real_data: Path, monkeypatch, capsys
+):
+    """auto concluded there is no GPU: its skipped GPU backends are expected, so they stay in the report
+    only; an explicitly chosen profile still says on stderr why each backend was skipped."""
+    from edge_ls.cli import main
+    from edge_ls.hardware import Hardware
+
+    monkeypatch.setattr("edge_ls.hardware.detect_hardware", lambda: Hardware())
+    small = _small(tmp_path, real_data)
+    assert main(["detect", str(small), "--out", str(tmp_path / "auto"), "--profile", "auto", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    report = json.loads((tmp_path / "auto" / "report.json").read_text())
+    assert report["profile"] == "edge-lite" and report["model"] == "edge-lite:int8"
+    skipped = report["backend_skipped"]
+    if skipped:  # no TensorRT / CUDA provider here: the reasons are kept in the report
+        assert "backend" not in err and "pip install" not in err
+    assert (
+        main(["detect", str(small), "--out", str(tmp_path / "lite"), "--profile", "edge-lite", "--quiet"])
+        == 0
+    )
+    explicit = capsys.readouterr().err
+    assert all(f"backend {note}" in explicit for note in skipped)
+
+
+def test_a_tier_that_is_not_installed_says_how_to_build_it(tmp_path: Path) -> None:
+    for args in (["--profile", "edge-cascade"], ["--model", "fusion:fp16"]):
+        proc = run_cli("detect", str(SAMPLE), "--out", str(tmp_path / "o"), *args)
+        assert_one_line_error(proc, 3, "is not installed: build it with: ")
+        line = proc.stderr.strip().splitlines()[-1]
+        assert "edge-ls export --checkpoint" in line and "min" in line  # the command and how long it took
