@@ -76,6 +76,7 @@ STAGES = (
     ("write_rows.raw_sinks", "edge_ls.io.outputs:_RawSink.write"),
     ("polygons", "edge_ls.io.polygons:StreamingPolygonizer.add_band"),  # the vectorizer thread
     ("polygons.geojson", "edge_ls.io.detections:GeoJSONStream.write"),
+    ("polygons.gpkg", "edge_ls.io.detections:GeoPackageRegions.write"),
     ("polygons.end", "edge_ls.io.detections:DetectionWriter.close"),  # finalize waiting for it
     ("commit", "edge_ls.io.outputs:OutputSet.commit"),
     ("commit.cog", "edge_ls.io.outputs:OutputSet._to_cog"),
