@@ -236,15 +236,16 @@ def gsd_warning(scene_gsd_m: float | None, spec: ModelSpec) -> str | None:
     trained = getattr(spec, "gsd_range_m", None)
     if trained is not None and len(trained) == 2 and 0 < trained[0] <= trained[1]:
         lo, hi = float(trained[0]) / (GSD_WARN_FACTOR / 2), float(trained[1]) * (GSD_WARN_FACTOR / 2)
-        what = f"trained on {trained[0]:g}-{trained[1]:g} m imagery"
+        what = f"{trained[0]:g}-{trained[1]:g} m"
     else:
         lo, hi = spec.gsd_m / GSD_WARN_FACTOR, spec.gsd_m * GSD_WARN_FACTOR
-        what = f"trained at ~{spec.gsd_m:g} m"
+        what = f"~{spec.gsd_m:g} m"
     if lo <= scene_gsd_m <= hi:
         return None
     return (
-        f"scene GSD {scene_gsd_m:.3g} m is far outside what model '{spec.name}' was {what}: its detections "
-        f"are unreliable here (resample the scene to ~{spec.gsd_m:g} m, or use a model trained at this GSD)"
+        f"scene GSD {scene_gsd_m:.3g} m is far from the {what} model '{spec.name}' was trained on: its "
+        f"detections are unreliable here (resample the scene to ~{spec.gsd_m:g} m, or use a model trained "
+        "at this GSD)"
     )
 
 

@@ -102,7 +102,7 @@ def test_sample_scene_end_to_end(tmp_path: Path) -> None:
     # What was asked and what the integer stride gave; no profile; the 10 m scene vs a 1 m model.
     assert (saved["overlap_requested"], saved["overlap_used"], saved["profile"]) == (0.2, 0.1992, None)
     assert saved["overlap"] == saved["overlap_used"]  # the existing key keeps its meaning
-    assert len(saved["warnings"]) == 1 and "GSD 9.6 m is far outside" in saved["warnings"][0]
+    assert len(saved["warnings"]) == 1 and "GSD 9.6 m is far from the ~1 m" in saved["warnings"][0]
     # Report arithmetic: tiles per km² from GSD and stride, latency from throughput.
     gsd = report["gsd_m"]
     assert 9.0 < gsd < 10.5  # 8.98e-5 degrees at 22.4° N
@@ -282,12 +282,12 @@ def test_gsd_warning_is_about_the_models_training_gsd() -> None:
     assert gsd_warning(None, spec) is None  # no georeference: nothing to compare
     assert gsd_warning(3.0, spec) is None and gsd_warning(0.3, spec) is None  # within a factor 4
     far = gsd_warning(300.0, spec)
-    assert "300 m is far outside" in far and "~1 m" in far
-    assert "is far outside" in gsd_warning(0.1, spec)
+    assert "300 m is far from the ~1 m" in far
+    assert "is far from" in gsd_warning(0.1, spec)
     # A model that records its trained range is judged on that range (a factor 2 beyond either end).
     ranged = type("Spec", (), {"name": "x", "gsd_m": 1.0, "gsd_range_m": (0.5, 3.0)})()
     assert gsd_warning(5.9, ranged) is None and gsd_warning(0.26, ranged) is None
-    assert "trained on 0.5-3 m" in gsd_warning(6.5, ranged)
+    assert "far from the 0.5-3 m model" in gsd_warning(6.5, ranged)
 
 
 def test_flagged_warning_above_half_of_the_valid_area() -> None:
