@@ -167,3 +167,34 @@ def test_finalize_waits_for_the_vectorizer_before_any_cog_copy(
     out.commit({})
     assert seen == [False, False, False]
     assert json.loads((tmp_path / "out" / "report.json").read_text())["output_stats"]["detections"] > 20
+
+
+def test_a_geopackage_write_failure_is_one_clear_output_error(
+    prob: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite reports a full disk as its own error type, not OSError: it must still end as OutputError."""
+    import sqlite3
+
+    from edge_ls.io import gpkg
+
+    def full(self, geometries, values) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(gpkg.GeoPackageStream, "write", full)
+    out_dir = tmp_path / "out"
+    h, w = prob.shape
+    out = OutputSet(
+        out_dir,
+        width=w,
+        height=h,
+        crs=None,
+        transform=None,
+        georeferenced=False,
+        pixel_area_m2=None,
+        options=OutputOptions(threshold=THRESHOLD, quicklook_max_size=64),
+    )
+    with pytest.raises(OutputError, match="database or disk is full"):
+        for row, rows in _chunks(prob):
+            out.write_rows(row, rows, np.ones(rows.shape, bool))
+        out.commit({})
+    assert list(out_dir.iterdir()) == []
