@@ -77,6 +77,9 @@ class ModelSpec:
     reflectance_scale: float = 10000.0
     provenance: Mapping[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    #: [lo, hi] ground sampling distances (m) the model was trained to see (scale augmentation);
+    #: None for models trained at one GSD. A scene far outside it is read at ``gsd_m``.
+    gsd_range_m: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         problems = _problems(self)
@@ -143,6 +146,9 @@ class ModelSpec:
                 if key in values:
                     values[key] = float(values[key])
             values["tile_size"] = int(values["tile_size"])
+            if values.get("gsd_range_m") is not None:
+                lo, hi = values["gsd_range_m"]
+                values["gsd_range_m"] = (float(lo), float(hi))
         except (TypeError, ValueError) as exc:
             raise ModelError(f"{source}: edge-ls metadata has a value of the wrong type ({exc})") from None
         return cls(**values)
@@ -172,6 +178,10 @@ def _problems(spec: ModelSpec) -> list[str]:
         out.append(f"precision must be one of {PRECISIONS}")
     if not (spec.gsd_m > 0 and math.isfinite(spec.gsd_m)):
         out.append("gsd_m must be a positive number of metres")
+    if spec.gsd_range_m is not None:
+        lo, hi = spec.gsd_range_m
+        if not (0 < lo <= hi and math.isfinite(hi)):
+            out.append("gsd_range_m must be [lo, hi] metres with 0 < lo <= hi")
     if spec.tile_size < 16:
         out.append("tile_size must be at least 16")
     if not 0.0 <= spec.overlap < 0.9:

