@@ -466,21 +466,3 @@ def _tensorrt(c: _Checker, data: Any, tile: int, batch: int, tile_multiple: int)
         hardware_compatibility=hw,
         timing_cache=timing_cache,
     )
-
-
-__all__ = [
-    "DEFAULT_ACCURACY_BUDGET_F1",
-    "HARDWARE_COMPATIBILITY",
-    "KNOWN_BACKENDS",
-    "MODEL_ROLES",
-    "PRECISIONS",
-    "PROFILES_DIR",
-    "Profile",
-    "ShapeRange",
-    "TensorRTOptions",
-    "list_profiles",
-    "load_all",
-    "load_profile",
-    "parse_profile",
-    "profile_path",
-]
