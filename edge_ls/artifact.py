@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_ls.backends.onnxrt import open_session
 from edge_ls.errors import ModelError
 from edge_ls.pixel_math import sigmoid
 
@@ -201,17 +202,10 @@ def _problems(spec: ModelSpec) -> list[str]:
 
 def read_spec(model_path: str | Path) -> ModelSpec:
     """Read and validate the spec stored in an ONNX file, without loading its weights into a session."""
-    import onnxruntime as ort
-
     path = Path(model_path)
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
-    try:
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises several unrelated types for a bad file
-        raise ModelError(f"{path.name} is not a loadable ONNX model ({_first_line(exc)})") from None
+    session = open_session(path, optimize=False, error="{name} is not a loadable ONNX model ({reason})")
     props = session.get_modelmeta().custom_metadata_map
     return spec_from_metadata(props, path.name)
 
@@ -234,8 +228,3 @@ def write_spec(onnx_model: Any, spec: ModelSpec) -> None:
     entry = onnx_model.metadata_props.add()
     entry.key = METADATA_KEY
     entry.value = spec.to_json()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__

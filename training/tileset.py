@@ -164,8 +164,8 @@ def resize_pair(image: np.ndarray, mask: np.ndarray, size: int) -> Pair:
 
 
 def metrics_module():
-    """:mod:`edge_ls.training.metrics` (kept as a function so callers import it lazily)."""
-    from edge_ls.training import metrics
+    """:mod:`edge_ls.metrics`, the runtime's pixel metrics (kept for the callers of this function)."""
+    from edge_ls import metrics
 
     return metrics
 

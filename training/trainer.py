@@ -47,6 +47,9 @@ LAST = "last.pt"
 LOG_FILE = "log.jsonl"
 METRICS_FILE = "metrics.json"
 SPEC_FILE = "spec.json"
+#: (model, spec, ONNX path, sample batch or None) -> the ONNX file written; the export layer's
+#: :func:`edge_ls.export.onnx_export.export_onnx`, handed in by the caller.
+Exporter = Callable[[nn.Module, Any, Path, np.ndarray | None], Path]
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -129,8 +132,15 @@ class Trainer:
         progress: Callable[[str], None] | None = None,
         stop_after_epochs: int | None = None,
         config_source: str = "",
+        exporter: Exporter | None = None,
     ) -> None:
         self.cfg = cfg
+        self.exporter = exporter
+        if cfg.export.onnx and exporter is None:  # say so now, not after hours of training
+            raise ConfigError(
+                f"[export] onnx = '{cfg.export.onnx}' but this trainer was given no exporter: "
+                "train with 'edge-ls train' (or pass exporter=edge_ls.export.onnx_export.export_onnx)"
+            )
         self.out = Path(out_dir or cfg.run.out_dir)
         self.resume = resume
         self.say = progress or (lambda msg: None)
@@ -539,11 +549,17 @@ class Trainer:
         )
 
     def export(self, model: nn.Module, spec: Any) -> Path:
-        """The ONNX artifact, parity-checked on a real validation tile."""
+        """The ONNX artifact, parity-checked on a real validation tile, by the exporter the caller gave
+        (``edge-ls train`` passes :func:`edge_ls.export.onnx_export.export_onnx`: training sits below
+        export, so it cannot import it)."""
         ec = self.cfg.export
+        assert self.exporter is not None  # checked in __init__
         sample = np.stack([img for img, _ in list(self.tiles.eval_tiles("val"))[:1]])[..., :256, :256]
-        return export_model(
-            model.cpu(), spec, Path(ec.onnx).expanduser(), np.ascontiguousarray(sample, dtype=np.float32)
+        return self.exporter(
+            model.cpu().eval(),
+            spec,
+            Path(ec.onnx).expanduser(),
+            np.ascontiguousarray(sample, dtype=np.float32),
         )
 
     def _log(self, row: dict[str, Any]) -> None:
@@ -594,26 +610,6 @@ def threshold_gaps(sampled: dict[str, np.ndarray], temperature: float, stored: f
     return out
 
 
-def export_model(model: nn.Module, spec: Any, out: Path, sample: np.ndarray | None) -> Path:
-    """Export through ``edge_ls.export.onnx_export`` (parity-checked) with the given spec."""
-    from edge_ls.export.onnx_export import export_onnx
-
-    return export_onnx(model.eval(), spec, out, sample)
-
-
-def export_run(run: str | Path, out: str | Path) -> Path:
-    """Export a training run folder (or its ``best.pt``) to ONNX with the spec the run wrote."""
-    from edge_ls.artifact import ModelSpec
-
-    run_dir = Path(run)
-    run_dir = run_dir.parent if run_dir.suffix == ".pt" else run_dir
-    spec_path = run_dir / SPEC_FILE
-    if not spec_path.is_file():
-        raise ModelError(f"{run_dir} has no {SPEC_FILE}: the run has not finished (edge-ls train writes it)")
-    model, _ = load_checkpoint_model(run_dir)
-    return export_model(model, ModelSpec.from_json(spec_path.read_text(), str(spec_path)), Path(out), None)
-
-
 def _numpy_state() -> dict[str, Any]:
     """numpy's global RNG state in types ``torch.load(weights_only=True)`` accepts (no ndarray)."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
@@ -655,10 +651,12 @@ def train_from_file(
     resume: bool = False,
     progress: bool = True,
     max_minutes: float | None = None,
+    exporter: Exporter | None = None,
 ) -> dict[str, Any]:
     """What ``edge-ls train --config FILE`` runs (``max_minutes`` overrides ``run.max_minutes``)."""
     cfg = load_config(path)
     if max_minutes is not None:
         cfg.run.max_minutes = max_minutes
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else None
-    return Trainer(cfg, out_dir, resume=resume, progress=say, config_source=str(path)).fit()
+    trainer = Trainer(cfg, out_dir, resume=resume, progress=say, config_source=str(path), exporter=exporter)
+    return trainer.fit()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edge_ls.backends.select import default_engine_cache as default_cache_dir
+from edge_ls.engines.backend import default_engine_cache as default_cache_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -43,13 +43,19 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edge_ls.evaluate import REPORTED, evaluate_onnx
+    from edge_ls.training.tileset import read_split_pairs
 
     for root in args.datasets:
         if not Path(root).exists():
             raise InputError(f"dataset folder not found: {root}")
+
+    def pairs(bands: tuple[str, ...]):
+        return read_split_pairs([str(r) for r in args.datasets], list(bands), args.split, args.split_file)
+
     with tempfile.TemporaryDirectory(prefix="edge-ls-eval-") as tmp:
         model_path = _as_onnx(args.model, Path(tmp))
-        result = evaluate_onnx(model_path, args.datasets, args.split, args.split_file, args.threads)
+        result = evaluate_onnx(model_path, pairs, threads=args.threads)
+    result.update(split=args.split, datasets=[str(r) for r in args.datasets])
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True))
         return 0
@@ -72,7 +78,7 @@ def _as_onnx(model: str, tmp: Path) -> Path:
             import torch  # noqa: F401
         except ImportError:
             raise MissingExtraError("torch", "train", "evaluating a PyTorch checkpoint") from None
-        from edge_ls.training.trainer import export_run
+        from edge_ls.export.run import export_run
 
         return export_run(path, tmp / "model.onnx")
     try:

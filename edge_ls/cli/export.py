@@ -217,7 +217,7 @@ def _profile_budget(tier: str) -> float:
 
 def _split(args: argparse.Namespace) -> tuple[dict[str, int], dict[str, int]]:
     """Tile ranges of --calib and --eval; the same folder is split in halves (first: calibration)."""
-    from edge_ls.export.tiles import image_paths
+    from edge_ls.io.labelled import image_paths
 
     if args.calib is not None and args.eval is not None and args.calib.resolve() == args.eval.resolve():
         n = len(image_paths(args.calib))
@@ -275,22 +275,15 @@ def _export_checkpoint(
 
     import torch
 
-    from edge_ls.artifact import ModelSpec
-    from edge_ls.errors import ModelError
     from edge_ls.export.onnx_export import export_onnx
     from edge_ls.export.prune import distill_fine_tune, fit_student_temperature, prune_channels, torch_scores
-    from edge_ls.export.tiles import load_labelled, load_tiles
+    from edge_ls.io.labelled import load_labelled, load_tiles
 
     try:
-        from edge_ls.training.trainer import SPEC_FILE, load_checkpoint_model
+        from edge_ls.export.run import load_run
     except ImportError as exc:
         raise MissingExtraError(exc.name or "torch", "export", "exporting a checkpoint") from None
-    run_dir = run_dir.parent if run_dir.suffix == ".pt" else run_dir
-    spec_path = run_dir / SPEC_FILE
-    if not spec_path.is_file():
-        raise ModelError(f"{run_dir} has no {SPEC_FILE}: give a finished training run folder")
-    spec = ModelSpec.from_json(spec_path.read_text(), str(spec_path))
-    model, _ = load_checkpoint_model(run_dir)
+    model, spec, run_dir = load_run(run_dir)
     info: dict[str, Any] = {"source": str(run_dir)}
     size = args.tile_size or spec.tile_size
     calib_range, eval_range = args.calib_range, args.eval_range
@@ -348,7 +341,7 @@ def _quantized(
 
     from edge_ls.artifact import read_spec
     from edge_ls.export.quantize import accuracy_delta, convert_fp16, quantize_int8
-    from edge_ls.export.tiles import iter_batches, load_labelled
+    from edge_ls.io.labelled import iter_batches, load_labelled
 
     spec = read_spec(fp32)
     size = args.tile_size or spec.tile_size

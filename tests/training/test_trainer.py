@@ -155,3 +155,12 @@ def test_gan_stage_runs_end_to_end(real_data: Path, tmp_path: Path) -> None:
     assert [r["stage"] for r in epochs] == ["finetune", "gan"]
     assert np.isfinite(epochs[1]["gp"]) and np.isfinite(epochs[1]["critic"])
     assert "critic" in torch.load(tmp_path / "run" / LAST, weights_only=True)
+
+
+def test_onnx_export_without_an_exporter_fails_before_training(real_data: Path, tmp_path: Path) -> None:
+    """Training sits below export: the ONNX step is handed in (edge-ls train does), and a config that
+    asks for it without one is refused at construction, not after the epochs."""
+    cfg = config_from_dict(_cfg(real_data, tmp_path, export={"onnx": str(tmp_path / "m.onnx")}))
+    with pytest.raises(ConfigError, match="no exporter"):
+        Trainer(cfg)
+    assert not (tmp_path / "run").exists()
