@@ -36,6 +36,7 @@ from edge_ls.backends.onnxrt import OnnxRuntimeRunner, available_providers
 from edge_ls.backends.select import CPU_PROVIDER, select_runner
 from edge_ls.blend import FinishedBand, RowBandBlender
 from edge_ls.errors import EdgeLSError, InputError
+from edge_ls.io import resample
 from edge_ls.io.outputs import CHUNK_ROWS, OutputOptions, OutputSet
 from edge_ls.io.quicklook import CellMeans
 from edge_ls.io.reader import RasterSource
@@ -75,6 +76,9 @@ class DetectOptions:
     #: A tier profile (edge_ls.profiles.Profile): its backend preference order picks the runner.
     profile: Any = None
     progress: bool = False
+    #: Read a scene far outside the model's trained GSD range at the nearest trained GSD
+    #: (``edge_ls.io.resample``); outputs stay on the scene's grid.
+    resample: bool = True
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,14 @@ def detect(
         tile_size = options.tile_size or spec.tile_size
         overlap = spec.overlap if options.overlap is None else options.overlap
         threshold = spec.threshold if options.threshold is None else options.threshold
+        target_gsd = resample.read_gsd(source.gsd_m, spec, options.resample)
+        scale = 1.0
+        if target_gsd is not None:
+            assert source.gsd_m is not None  # read_gsd returns None without it
+            scene_tile = resample.scene_tile_size(tile_size, source.gsd_m, target_gsd)
+            scale = scene_tile / tile_size
+            tile_size = scene_tile
+            log.warning("%s: %s", source.path.name, resample.describe(source.gsd_m, target_gsd, spec))
         plan = plan_tiles(source.width, source.height, tile_size, overlap)
         if not source.georeferenced:
             log.warning("%s has no georeference: running in pixel space (outputs say so)", source.path.name)
@@ -147,9 +159,9 @@ def detect(
             options=_output_options(source, options, threshold),
         )
         factory = runner_factory or _default_runner
-        imagery = _ImageryCells(source, spec, outputs.quicklook_shape)
+        imagery = _ImageryCells(source, spec, outputs.quicklook_shape, scale)
         with outputs, factory(loaded, options) as runner:
-            stats = _stream(source, plan, runner, spec, outputs, options, imagery)
+            stats = _stream(source, plan, runner, spec, outputs, options, imagery, scale)
             _release_freed_heap()
             outputs.finalize(background=imagery.render)
             stats.wall_s = time.perf_counter() - t0  # everything but writing report.json itself
@@ -163,6 +175,8 @@ def detect(
                 threshold=threshold,
             )
             report["backend_skipped"] = list(runner.selection_notes)
+            report["read_gsd_m"] = target_gsd if target_gsd is not None else source.gsd_m
+            report["resampled"] = target_gsd is not None
             report["min_area_m2"] = outputs.options.min_area_m2
             report["simplify_tolerance"] = outputs.options.simplify_tolerance
             report["outputs"] = sorted(p.name for p in outputs.commit(report).values())
@@ -176,17 +190,28 @@ class _ImageryCells:
     """The input imagery at quicklook size, averaged from the tiles as the readers read them (no second
     pass over the input), in the model's RGB bands (or its first band as grey)."""
 
-    def __init__(self, source: RasterSource, spec: ModelSpec, shape: tuple[int, int]) -> None:
+    def __init__(
+        self, source: RasterSource, spec: ModelSpec, shape: tuple[int, int], scale: float = 1.0
+    ) -> None:
         names = list(spec.bands)
         rgb = {"red", "green", "blue"} <= set(names)
         self.picks = [names.index(b) for b in ("red", "green", "blue")] if rgb else [0, 0, 0]
-        self.cells = CellMeans(source.height, source.width, *shape, channels=3)
+        # Tiles read at another GSD arrive ``scale`` times smaller: the same cell grid over the
+        # resampled extent (cells are proportional, so they cover the same ground).
+        self.scale = scale
+        h, w = resample.model_shape(source.height, source.width, scale)
+        self.cells = CellMeans(h, w, *shape, channels=3)
         self._mean = np.asarray(spec.mean, np.float32)[self.picks].reshape(3, 1, 1)
         self._std = np.asarray(spec.std, np.float32)[self.picks].reshape(3, 1, 1)
 
     def add(self, plan: TilePlan, tile: Tile, x: np.ndarray, valid: np.ndarray) -> None:
         """Add a tile's core (the part no later tile reads) of model-ready bands ``x`` [C, h, w]."""
         rows, cols = plan.core(tile)
+        if self.scale != 1.0:
+            (rows, cols), (y0, x0) = resample.model_shape(rows, cols, self.scale), (tile.y0, tile.x0)
+            y0, x0 = round(y0 / self.scale), round(x0 / self.scale)
+            self.cells.add(y0, x0, x[self.picks, :rows, :cols], valid[:rows, :cols])
+            return
         self.cells.add(tile.y0, tile.x0, x[self.picks, :rows, :cols], valid[:rows, :cols])
 
     def render(self, h: int, w: int) -> np.ndarray:
@@ -279,6 +304,7 @@ def _stream(
     outputs: OutputSet,
     options: DetectOptions,
     imagery: _ImageryCells | None = None,
+    scale: float = 1.0,
 ) -> RunStats:
     """Drive the threads; return timing statistics. Any stage's failure stops all and re-raises.
 
@@ -296,6 +322,7 @@ def _stream(
     write_q: queue.Queue[FinishedBand | None] = queue.Queue(maxsize=1)
     stats = RunStats()
     blender = RowBandBlender(plan)
+    model_tile = plan.tile_size if scale == 1.0 else round(plan.tile_size / scale)
     progress = _progress_bar(plan.count, options.progress)
 
     def put(q: queue.Queue, item: object) -> None:
@@ -331,13 +358,15 @@ def _stream(
                         break
                     tile = plan.tile(index)
                     started = time.perf_counter()
-                    data, valid = source.read(handle, Window(tile.x0, tile.y0, tile.width, tile.height))
+                    window = Window(tile.x0, tile.y0, tile.width, tile.height)
+                    shape = None if scale == 1.0 else resample.model_shape(tile.height, tile.width, scale)
+                    data, valid = source.read(handle, window, shape)
                     if imagery is not None:
                         imagery.add(plan, tile, data, valid)
                     if not valid.any():
                         put(read_q, _ReadTile(tile, None, None, started))
                     else:
-                        put(read_q, _ReadTile(tile, pad_tile(data, plan.tile_size), valid, started))
+                        put(read_q, _ReadTile(tile, pad_tile(data, model_tile), valid, started))
             put(read_q, _Done())
         except BaseException as exc:
             fail(exc)
@@ -349,7 +378,10 @@ def _stream(
                     bands = blender.skip(item.tile)
                     stats.skipped += 1
                 else:
-                    bands = blender.add(item.tile, prob, item.valid)
+                    valid = item.valid
+                    if scale != 1.0:  # read at another GSD: back onto the scene's pixels
+                        prob, valid = resample.to_scene(prob, valid, item.tile.height, item.tile.width)
+                    bands = blender.add(item.tile, prob, valid)
                     stats.latencies_ms.append((time.perf_counter() - item.started) * 1000.0)
                     stats.inferred += 1
                 # In the writer's own chunks: with a one-piece queue the write side holds ~2 chunks, not

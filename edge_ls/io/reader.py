@@ -30,7 +30,7 @@ import rasterio.crs
 import rasterio.io
 import rasterio.warp
 from rasterio import Affine
-from rasterio.enums import ColorInterp, MaskFlags
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
@@ -127,11 +127,24 @@ class RasterSource:
             raise RuntimeError(f"RasterSource for {self.path.name} is closed")
         return _open(self._target, self.path)
 
-    def read(self, handle: rasterio.io.DatasetReader, window: Window) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(x, valid)``: model-ready float32 ``[C, h, w]`` (0.0 where invalid), bool ``[h, w]``."""
+    def read(
+        self,
+        handle: rasterio.io.DatasetReader,
+        window: Window,
+        out_shape: tuple[int, int] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(x, valid)``: model-ready float32 ``[C, h, w]`` (0.0 where invalid), bool ``[h, w]``.
+
+        ``out_shape`` reads the window resampled to that many pixels (GDAL's average when shrinking,
+        which skips nodata and uses overviews; bilinear when enlarging): reads at another GSD.
+        """
+        resampling = None
+        if out_shape is not None:
+            shrink = out_shape[0] * out_shape[1] < window.height * window.width
+            resampling = Resampling.average if shrink else Resampling.bilinear
         try:
-            raw = _read_bands(handle, self.band_indexes, self._read_dtype, window=window)
-            valid = _validity(handle, raw, self._mask_plan, window=window)
+            raw = _read_bands(handle, self.band_indexes, self._read_dtype, window, out_shape, resampling)
+            valid = _validity(handle, raw, self._mask_plan, window=window, out_shape=out_shape)
         except RasterioError as exc:
             where = f"col {int(window.col_off)}, row {int(window.row_off)}"
             raise InputError(
@@ -294,13 +307,17 @@ def _read_bands(
     mixed_dtype: str | None,
     window: Window | None = None,
     out_shape: tuple[int, int] | None = None,
+    resampling: Resampling | None = None,
 ) -> np.ndarray:
     """One read of the selected bands; band by band only when their pixel types differ (rasterio
     refuses a multi-band read of mixed types)."""
+    extra = {} if resampling is None else {"resampling": resampling}
     if mixed_dtype is None:
         shape = None if out_shape is None else (len(indexes), *out_shape)
-        return ds.read(list(indexes), window=window, out_shape=shape)
-    return np.stack([ds.read(i, window=window, out_shape=out_shape, out_dtype=mixed_dtype) for i in indexes])
+        return ds.read(list(indexes), window=window, out_shape=shape, **extra)
+    return np.stack(
+        [ds.read(i, window=window, out_shape=out_shape, out_dtype=mixed_dtype, **extra) for i in indexes]
+    )
 
 
 def _validity(
