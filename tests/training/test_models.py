@@ -26,6 +26,7 @@ torch.set_num_threads(2)
         ("edge_lite_mnv3", 96),
         ("cascade_triage", 128),
         ("cascade_refiner", 64),
+        ("cascade_refiner_r18", 64),
         ("vgg16", 64),
         ("resnet50", 64),
         ("densenet201", 64),
