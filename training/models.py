@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import itertools
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -261,7 +262,7 @@ def _efficientnet_lite(variant: int, pretrained: bool | str | None) -> Encoder:
     blocks = list(net._blocks)
     cuts = [i for i, b in enumerate(blocks) if max(b._depthwise_conv.stride) == 2]
     bounds = [0, *cuts, len(blocks)]
-    parts = [blocks[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    parts = [blocks[a:b] for a, b in itertools.pairwise(bounds)]
     stages = [nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6(inplace=True), *parts[0])]
     stages += [nn.Sequential(*p) for p in parts[1:]]
     channels = [p[-1]._project_conv.out_channels for p in parts]
