@@ -6,12 +6,14 @@ rules (a ``.pt`` path means its folder; no ``spec.json`` means the run has not f
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from edge_ls.artifact import ModelSpec
 from edge_ls.errors import ModelError
 from edge_ls.export.onnx_export import export_onnx
+from edge_ls.training.models import pretrained_provenance
 from edge_ls.training.trainer import SPEC_FILE, load_checkpoint_model
 
 
@@ -25,7 +27,10 @@ def load_run(
     if not spec_path.is_file():
         raise ModelError(f"{run_dir} has no {SPEC_FILE}: {hint}")
     spec = ModelSpec.from_json(spec_path.read_text(), str(spec_path))
-    model, _ = load_checkpoint_model(run_dir)
+    model, cfg = load_checkpoint_model(run_dir)
+    if "pretrained_weights" not in spec.provenance:  # runs made before trainers recorded it
+        weights = pretrained_provenance(cfg.model.name, cfg.model.pretrained)
+        spec = replace(spec, provenance={**spec.provenance, "pretrained_weights": weights})
     return model, spec, run_dir
 
 

