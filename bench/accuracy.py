@@ -57,53 +57,101 @@ def f1_curve(prob: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return out
 
 
-def score_model(path: Path, tiles: dict[str, list[tuple]], threads: int) -> dict[str, Any]:
-    """Per-dataset and pooled metrics of one ONNX model; also cost and the threshold gap."""
-    import onnx
+def aligned(prob: np.ndarray, threshold: float) -> np.ndarray:
+    """Probabilities moved so that ``threshold`` sits at 0.5 (same decisions, one threshold for all)."""
+    p = np.clip(prob.astype(np.float64), 1e-7, 1 - 1e-7)
+    z = np.log(p / (1 - p)) - np.log(threshold / (1 - threshold))
+    return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
 
-    from edge_ls.evaluate import OnnxScorer
-    from edge_ls.export.flops import graph_cost
-    from edge_ls.training.metrics import PixelMetrics
 
-    row: dict[str, Any] = {"path": str(path)}
-    with OnnxScorer.open(path, threads) as scorer:
-        spec = scorer.spec
-        pooled = PixelMetrics(spec.threshold)
-        started = time.monotonic()
-        for name, pairs in tiles.items():
-            acc = PixelMetrics(spec.threshold)
-            sampled_p, sampled_y = [], []
-            for unit, mask, valid in pairs:
-                prob = scorer.probability(unit)
-                acc.update(prob, mask, valid)
-                pooled.update(prob, mask, valid)
-                sampled_p.append(prob[::3, ::3].ravel())
-                sampled_y.append(mask[::3, ::3].ravel() > 0)
-            m = acc.compute()
-            curve = f1_curve(np.concatenate(sampled_p), np.concatenate(sampled_y))
-            k_stored = int(np.argmin(np.abs(THRESHOLDS - spec.threshold)))
-            best = int(np.argmax(curve))
-            row[name] = {
-                **{k: round(float(m[k]), 4) for k in ("f1", "iou", "precision", "recall", "ece", "auc")},
-                "tiles": len(pairs),
-                "best_threshold": float(THRESHOLDS[best]),
-                "threshold_gap_points": round(100 * float(curve[best] - curve[k_stored]), 2),
-            }
-        m = pooled.compute()
-        row["pooled"] = {k: round(float(m[k]), 4) for k in ("f1", "iou", "precision", "recall", "ece", "auc")}
-        row["seconds"] = round(time.monotonic() - started, 1)
-    cost = graph_cost(onnx.load(str(path)), 512)
-    row.update(
-        model=spec.name,
-        tier=spec.tier,
-        precision=spec.precision,
-        threshold=spec.threshold,
-        temperature=spec.temperature,
-        params=cost.params,
-        gflops_512=round(cost.gflops, 2),
-        size_mb=round(path.stat().st_size / 1e6, 2),
-    )
+class Cascade:
+    """Edge-Cascade's rule on whole tiles: a tile whose triage probability reaches ``roi`` anywhere is
+    decided by the refiner (its probabilities and threshold), every other tile by the triage."""
+
+    def __init__(self, triage, refiner, roi: float) -> None:
+        self.triage, self.refiner, self.roi = triage, refiner, roi
+        self.tiles = self.refined = 0
+
+    def probability(self, unit: np.ndarray) -> tuple[np.ndarray, float]:
+        p, threshold = self.triage.probability(unit)
+        self.tiles += 1
+        if float(p.max()) >= self.roi:
+            self.refined += 1
+            return self.refiner.probability(unit)
+        return p, threshold
+
+
+def score_model(model, tiles: dict[str, list[tuple]]) -> dict[str, Any]:
+    """Per-dataset and pooled metrics of one model (``probability(unit) -> (p, threshold)``).
+
+    F1/IoU/precision/recall come from each model's own decision threshold; ECE and AUC from the
+    calibrated probabilities themselves.
+    """
+    from edge_ls.metrics import PixelMetrics
+
+    row: dict[str, Any] = {}
+    pooled, pooled_cal = PixelMetrics(0.5), PixelMetrics(0.5)
+    started = time.monotonic()
+    for name, pairs in tiles.items():
+        acc, cal = PixelMetrics(0.5), PixelMetrics(0.5)
+        sampled_p, sampled_y = [], []
+        for unit, mask, valid in pairs:
+            prob, threshold = model.probability(unit)
+            decided = aligned(prob, threshold)
+            for a, c in ((acc, cal), (pooled, pooled_cal)):
+                a.update(decided, mask, valid)
+                c.update(prob, mask, valid)
+            sampled_p.append(decided[::3, ::3].ravel())
+            sampled_y.append(mask[::3, ::3].ravel() > 0)
+        m, mc = acc.compute(), cal.compute()
+        curve = f1_curve(np.concatenate(sampled_p), np.concatenate(sampled_y))
+        k_stored = int(np.argmin(np.abs(THRESHOLDS - 0.5)))
+        best = int(np.argmax(curve))
+        row[name] = {
+            **{k: round(float(m[k]), 4) for k in ("f1", "iou", "precision", "recall")},
+            **{k: round(float(mc[k]), 4) for k in ("ece", "auc")},
+            "tiles": len(pairs),
+            "threshold_gap_points": round(100 * float(curve[best] - curve[k_stored]), 2),
+        }
+    m, mc = pooled.compute(), pooled_cal.compute()
+    row["pooled"] = {
+        **{k: round(float(m[k]), 4) for k in ("f1", "iou", "precision", "recall")},
+        **{k: round(float(mc[k]), 4) for k in ("ece", "auc")},
+    }
+    row["seconds"] = round(time.monotonic() - started, 1)
     return row
+
+
+class Single:
+    """One ONNX model as the runtime runs it, with its cost read off the graph."""
+
+    def __init__(self, path: Path, threads: int) -> None:
+        from edge_ls.evaluate import OnnxScorer
+
+        self.path = path
+        self.scorer = OnnxScorer.open(path, threads)
+        self.spec = self.scorer.spec
+
+    def probability(self, unit: np.ndarray) -> tuple[np.ndarray, float]:
+        return self.scorer.probability(unit), self.spec.threshold
+
+    def describe(self) -> dict[str, Any]:
+        import onnx
+
+        from edge_ls.export.flops import graph_cost
+
+        cost = graph_cost(onnx.load(str(self.path)), 512)
+        return {
+            "path": str(self.path),
+            "model": self.spec.name,
+            "tier": self.spec.tier,
+            "precision": self.spec.precision,
+            "threshold": self.spec.threshold,
+            "temperature": self.spec.temperature,
+            "params": cost.params,
+            "gflops_512": round(cost.gflops, 2),
+            "size_mb": round(self.path.stat().st_size / 1e6, 2),
+        }
 
 
 def to_markdown(rows: dict[str, dict[str, Any]], names: list[str]) -> str:
@@ -126,7 +174,11 @@ def to_markdown(rows: dict[str, dict[str, Any]], names: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", action="append", required=True, help="LABEL=NAME|PATH (repeatable)")
+    parser.add_argument("--model", action="append", default=[], help="LABEL=NAME|PATH (repeatable)")
+    parser.add_argument(
+        "--cascade", action="append", help="LABEL=TRIAGE,REFINER: Edge-Cascade's rule on whole tiles"
+    )
+    parser.add_argument("--roi", type=float, default=0.3, help="cascade ROI threshold (the profile's: 0.3)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--split-file", type=Path, default=SPLIT_FILE)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
@@ -142,8 +194,32 @@ def main(argv: list[str] | None = None) -> int:
     rows: dict[str, dict[str, Any]] = {}
     for item in args.model:
         label, _, target = item.partition("=")
-        path = resolve(target or label)
-        rows[label] = score_model(Path(path), tiles, args.threads)
+        single = Single(Path(resolve(target or label)), args.threads)
+        rows[label] = {**single.describe(), **score_model(single, tiles)}
+        print(f"{label}: pooled F1 {rows[label]['pooled']['f1']:.3f}", file=sys.stderr, flush=True)
+    for item in args.cascade or []:
+        label, _, target = item.partition("=")
+        triage_ref, _, refiner_ref = target.partition(",")
+        triage = Single(Path(resolve(triage_ref)), args.threads)
+        refiner = Single(Path(resolve(refiner_ref)), args.threads)
+        cascade = Cascade(triage, refiner, args.roi)
+        t, r = triage.describe(), refiner.describe()
+        scores = score_model(cascade, tiles)
+        share = cascade.refined / max(1, cascade.tiles)
+        rows[label] = {
+            **scores,
+            "model": f"{t['model']} -> {r['model']}",
+            "tier": "edge-cascade",
+            "precision": f"{t['precision']}/{r['precision']}",
+            "roi": args.roi,
+            "refined_share": round(share, 4),
+            # cost per tile: triage always, refiner on the refined share
+            "params": t["params"] + r["params"],
+            "gflops_512": round(
+                t["gflops_512"] + cascade.refined / max(1, cascade.tiles) * r["gflops_512"], 2
+            ),
+            "parts": {"triage": t, "refiner": r},
+        }
         print(f"{label}: pooled F1 {rows[label]['pooled']['f1']:.3f}", file=sys.stderr, flush=True)
     result = {
         "command": "python bench/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
