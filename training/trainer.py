@@ -34,10 +34,11 @@ import torch
 from torch import nn
 
 from edge_ls.errors import ConfigError, InputError, ModelError
+from edge_ls.metrics import PixelMetrics, fit_temperature
 from edge_ls.training import losses
 from edge_ls.training.config import Config, config_from_dict, load_config
 from edge_ls.training.models import build_discriminator, build_model, count_parameters
-from edge_ls.training.tileset import TileSet, load_tiles, metrics_module
+from edge_ls.training.tileset import TileSet, load_tiles
 
 log = logging.getLogger(__name__)
 
@@ -326,8 +327,6 @@ class Trainer:
         self, split: str = "val", model: nn.Module | None = None, whole: bool = True
     ) -> tuple[dict, np.ndarray]:
         """Pixel metrics over every pixel of a split (PyTorch forward); also the logits for calibration."""
-        PixelMetrics = metrics_module().PixelMetrics
-
         model = model or self.model
         model.eval()
         acc = PixelMetrics()
@@ -422,8 +421,6 @@ class Trainer:
 
     def finish(self, stopped: str = "epochs") -> dict[str, Any]:
         """Best weights -> temperature fit on val -> per-split metrics -> metrics.json (+ ONNX export)."""
-        fit_temperature = metrics_module().fit_temperature
-
         best = build_model(self.cfg.model.name, len(self.cfg.data.bands), None, self.cfg.model.dropout)
         best.load_state_dict(torch.load(self.out / BEST, map_location="cpu", weights_only=True))
         best.to(self.device).eval()
