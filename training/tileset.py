@@ -163,13 +163,6 @@ def resize_pair(image: np.ndarray, mask: np.ndarray, size: int) -> Pair:
     return np.ascontiguousarray(np.moveaxis(img, -1, 0), dtype=np.float32), m
 
 
-def metrics_module():
-    """:mod:`edge_ls.metrics`, the runtime's pixel metrics (kept for the callers of this function)."""
-    from edge_ls import metrics
-
-    return metrics
-
-
 def open_roots(roots: list[str], bands: list[str]):
     """One dataset over every root (layout detected per root), RGB or N bands in the model's order."""
     from edge_ls.training import datasets

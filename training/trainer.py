@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from edge_ls.errors import ConfigError, InputError, ModelError
+from edge_ls.metrics import PixelMetrics, fit_temperature
 from edge_ls.training import losses
 from edge_ls.training.config import Config, config_from_dict, load_config
 from edge_ls.training.models import (
@@ -42,7 +43,7 @@ from edge_ls.training.models import (
     count_parameters,
     pretrained_provenance,
 )
-from edge_ls.training.tileset import TileSet, load_tiles, metrics_module
+from edge_ls.training.tileset import TileSet, load_tiles
 
 log = logging.getLogger(__name__)
 
@@ -341,8 +342,6 @@ class Trainer:
         ``per_source``, when given, receives each dataset's own metrics and sampled (logits, masks),
         so the stored threshold and the ECE can be judged per dataset (per GSD).
         """
-        PixelMetrics = metrics_module().PixelMetrics
-
         model = model or self.model
         model.eval()
         acc = PixelMetrics(threshold)
@@ -452,8 +451,6 @@ class Trainer:
 
     def finish(self, stopped: str = "epochs") -> dict[str, Any]:
         """Best weights -> temperature fit on val -> per-split metrics -> metrics.json (+ ONNX export)."""
-        fit_temperature = metrics_module().fit_temperature
-
         best = build_model(self.cfg.model.name, len(self.cfg.data.bands), None, self.cfg.model.dropout)
         best.load_state_dict(torch.load(self.out / BEST, map_location="cpu", weights_only=True))
         best.to(self.device).eval()

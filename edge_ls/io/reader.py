@@ -35,7 +35,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from edge_ls.artifact import ModelSpec
-from edge_ls.errors import InputError
+from edge_ls.errors import InputError, first_line
 from edge_ls.io.bands import _select_bands
 from edge_ls.io.georeference import SCALE_DISTORTION_TOLERANCE, _warn_about_georeference, ground_pixel_size
 from edge_ls.io.scaling import SCALED_FLOAT_REFLECTANCE_P98, STRETCH_PERCENTILES, BandScaling, _scaling
@@ -373,5 +373,4 @@ def _first_line(exc: BaseException) -> str:
     """First line of the most specific message: rasterio wraps GDAL's reason as the cause."""
     if "see previous exception" in str(exc).lower() and exc.__cause__ is not None:
         exc = exc.__cause__
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
+    return first_line(exc)
