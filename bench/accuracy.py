@@ -122,6 +122,24 @@ def score_model(model, tiles: dict[str, list[tuple]]) -> dict[str, Any]:
     return row
 
 
+class TTA:
+    """A model averaged over the 8 flips and quarter turns of each tile (D4 test-time augmentation)."""
+
+    def __init__(self, model: Single) -> None:
+        self.model, self.spec = model, model.spec
+
+    def probability(self, unit: np.ndarray) -> tuple[np.ndarray, float]:
+        total = np.zeros(unit.shape[1:], np.float64)
+        for k in range(4):
+            for flip in (False, True):
+                x = np.rot90(unit, k, axes=(1, 2))
+                x = x[:, :, ::-1] if flip else x
+                p, _ = self.model.probability(np.ascontiguousarray(x))
+                p = p[:, ::-1] if flip else p
+                total += np.rot90(p, -k)
+        return (total / 8).astype(np.float32), self.spec.threshold
+
+
 class Single:
     """One ONNX model as the runtime runs it, with its cost read off the graph."""
 
@@ -176,8 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", default=[], help="LABEL=NAME|PATH (repeatable)")
     parser.add_argument(
-        "--cascade", action="append", help="LABEL=TRIAGE,REFINER: Edge-Cascade's rule on whole tiles"
+        "--cascade",
+        action="append",
+        help="LABEL=TRIAGE,REFINER[,tta]: Edge-Cascade's rule on whole tiles (tta: refiner over D4)",
     )
+    parser.add_argument("--tta", action="append", help="LABEL=NAME|PATH averaged over D4 (8 passes)")
     parser.add_argument("--roi", type=float, default=0.3, help="cascade ROI threshold (the profile's: 0.3)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--split-file", type=Path, default=SPLIT_FILE)
@@ -197,12 +218,20 @@ def main(argv: list[str] | None = None) -> int:
         single = Single(Path(resolve(target or label)), args.threads)
         rows[label] = {**single.describe(), **score_model(single, tiles)}
         print(f"{label}: pooled F1 {rows[label]['pooled']['f1']:.3f}", file=sys.stderr, flush=True)
+    for item in args.tta or []:
+        label, _, target = item.partition("=")
+        single = Single(Path(resolve(target or label)), args.threads)
+        info = single.describe()
+        rows[label] = {**info, **score_model(TTA(single), tiles), "gflops_512": 8 * info["gflops_512"]}
+        rows[label]["tta"] = 8
+        print(f"{label}: pooled F1 {rows[label]['pooled']['f1']:.3f}", file=sys.stderr, flush=True)
     for item in args.cascade or []:
         label, _, target = item.partition("=")
-        triage_ref, _, refiner_ref = target.partition(",")
+        triage_ref, refiner_ref, *extra = target.split(",")
         triage = Single(Path(resolve(triage_ref)), args.threads)
         refiner = Single(Path(resolve(refiner_ref)), args.threads)
-        cascade = Cascade(triage, refiner, args.roi)
+        tta = extra == ["tta"]
+        cascade = Cascade(triage, TTA(refiner) if tta else refiner, args.roi)
         t, r = triage.describe(), refiner.describe()
         scores = score_model(cascade, tiles)
         share = cascade.refined / max(1, cascade.tiles)
