@@ -54,6 +54,7 @@ from bench.scenes import (  # noqa: E402
     ensure_mosaic,
     load_tile_pool,
 )
+from edge_ls.report import peak_rss_mb  # noqa: E402  (one VmHWM reader for the runtime and the bench)
 
 #: Same GDAL block cache as the pipeline, so the read-rate baseline is read under the same conditions.
 READ_GDAL_CACHE_MB = 128
@@ -87,21 +88,6 @@ STAGES = (
 # --------------------------------------------------------------------------------------------------
 # Measurements: each runs in its own process (see run_isolated) and returns a JSON-able dict.
 # --------------------------------------------------------------------------------------------------
-
-
-def peak_rss_mb() -> float:
-    """Peak RSS of this process's own memory in MiB: VmHWM, not ru_maxrss.
-
-    Linux keeps ru_maxrss across fork + exec, so a child started by a large parent reports the
-    parent's peak; VmHWM belongs to the address space and starts afresh at exec.
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def cpu_seconds() -> float:

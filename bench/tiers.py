@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from edge_ls.profiles import load_profile
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGE_LS_SHARED", REPO.parent / "shared"))
 REAL = SHARED / "data" / "real"
@@ -61,25 +63,23 @@ ROI_THRESHOLD = 0.3
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-#: tier -> roles (model-family names), tile, timing batch, eval tiles per set (None = all).
+#: tier -> roles (model-family names), timing batch, eval tiles per set (None = all). The tile is the
+#: tier profile's (``profiles/<tier>.toml``); the batch is this benchmark's own: what 2 CPU cores time
+#: best, not the profile's GPU batch.
 TIERS: dict[str, dict[str, Any]] = {
-    "edge-lite": {"models": {"primary": "edge_lite"}, "tile": 512, "batch": 4, "eval": None},
+    "edge-lite": {"models": {"primary": "edge_lite"}, "batch": 4, "eval": None},
     "edge-cascade": {
         "models": {"triage": "cascade_triage", "refiner": "cascade_refiner"},
-        "tile": 512,
         "batch": 4,
         "eval": None,
     },
-    "fusion": {"models": {"primary": "fusion"}, "tile": 512, "batch": 2, "eval": 6},
-    "fusion-gan": {"models": {"primary": "fusion_gan"}, "tile": 512, "batch": 2, "eval": 6},
-    "fusion-gan-large": {
-        "models": {"primary": "fusion_gan"},
-        "tile": 1024,
-        "batch": 1,
-        "eval": 0,
-        "same_as": "fusion-gan",
-    },
+    "fusion": {"models": {"primary": "fusion"}, "batch": 2, "eval": 6},
+    "fusion-gan": {"models": {"primary": "fusion_gan"}, "batch": 2, "eval": 6},
+    "fusion-gan-large": {"models": {"primary": "fusion_gan"}, "batch": 1, "eval": 0, "same_as": "fusion-gan"},
 }
+for _tier, _cfg in TIERS.items():
+    _cfg["tile"] = load_profile(_tier).tile
+
 VARIANTS = ("fp32", "int8", "pruned-fp32", "pruned-int8")
 
 
@@ -143,7 +143,7 @@ def build_role(
     from edge_ls.export.onnx_export import export_onnx
     from edge_ls.export.prune import prune_channels
     from edge_ls.export.quantize import quantize_int8
-    from edge_ls.export.tiles import iter_batches, load_tiles
+    from edge_ls.io.labelled import iter_batches, load_tiles
 
     tag = "ckpt-" + Path(checkpoint).name if checkpoint else "random0"
     folder = CACHE / f"v{BUILD_VERSION}" / f"{family}-{tag}"
@@ -263,13 +263,9 @@ def graph_figures(path: str, tile: int) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------- measure
 def _session(path: str, threads: int) -> Any:
-    import onnxruntime as ort
+    from edge_ls.backends.onnxrt import open_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    return open_session(path, threads=threads, inter_op_threads=1)
 
 
 def peak_rss_mb() -> float:
@@ -287,7 +283,7 @@ def peak_rss_mb() -> float:
 
 def _timing_tiles(tile: int, batch: int) -> np.ndarray:
     """Real tiles at ``tile`` px: 512-px CAS tiles, 2x2 mosaics of them for larger tiles."""
-    from edge_ls.export.tiles import load_tiles
+    from edge_ls.io.labelled import load_tiles
 
     spec = _spec("t", "t", 512, {})
     base = load_tiles(REAL / "cas_hokkaido", spec, size=512, limit=max(4, batch * 4))
@@ -329,8 +325,8 @@ def _throughput(
 
 def measure(args: dict[str, Any]) -> dict[str, Any]:
     """One variant in this (fresh) process: throughput, peak RSS, then F1/IoU on the real sets."""
-    from edge_ls.export.accuracy import confusion, scores
-    from edge_ls.export.tiles import load_labelled
+    from edge_ls.io.labelled import load_labelled
+    from edge_ls.metrics import PixelMetrics, percent_scores
 
     threads, tile, batch = args["threads"], args["tile"], args["batch"]
     streams = args.get("streams", 1)
@@ -358,7 +354,7 @@ def measure(args: dict[str, Any]) -> dict[str, Any]:
 
     spec = read_spec(next(iter(roles.values())))
     per_set: dict[str, Any] = {}
-    pooled = np.zeros(4, np.int64)
+    pooled = PixelMetrics(threshold=spec.threshold)
     routed = total = 0
     split = _split_names(args.get("eval_split"))
     for name in EVAL_SETS:
@@ -367,7 +363,7 @@ def measure(args: dict[str, Any]) -> dict[str, Any]:
             data = data.subset([i for i, n in enumerate(data.names) if f"{name}/{n}" in split])
         if args["eval_tiles"]:
             data = data.subset(range(min(len(data), args["eval_tiles"])))
-        counts = np.zeros(4, np.int64)
+        counts = PixelMetrics(threshold=spec.threshold)
         for i in range(0, len(data), batch):
             xb = np.ascontiguousarray(data.images[i : i + batch])
             if cascade:
@@ -379,11 +375,12 @@ def measure(args: dict[str, Any]) -> dict[str, Any]:
                 routed += int(hit.sum())
             else:
                 prob = spec.probabilities(infer("primary", xb))
-            counts += confusion(prob, data.masks[i : i + batch], spec.threshold)
+            masks = data.masks[i : i + batch]
+            counts.update(prob.reshape(masks.shape), masks)
             total += len(xb)
-        per_set[name] = {**scores(counts), "tiles": len(data)}
-        pooled += counts
-    out["accuracy"] = {**scores(pooled), "tiles": total, "per_set": per_set}
+        per_set[name] = {**percent_scores(counts.compute()), "tiles": len(data)}
+        pooled.merge(counts)
+    out["accuracy"] = {**percent_scores(pooled.compute()), "tiles": total, "per_set": per_set}
     if cascade:
         share = routed / total if total else 1.0
         t, r = out["triage"]["ms_per_tile"], out["refiner"]["ms_per_tile"]
@@ -402,7 +399,7 @@ def _split_names(split: str | None) -> set[str] | None:
 
 def split_data(spec: Any, split: str, size: int) -> tuple[np.ndarray, np.ndarray]:
     """(images, masks) of one split of the committed split file, both labelled sets, at ``size`` px."""
-    from edge_ls.export.tiles import load_labelled
+    from edge_ls.io.labelled import load_labelled
 
     names = _split_names(split) or set()
     images, masks = [], []

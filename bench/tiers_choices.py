@@ -77,32 +77,29 @@ def prune_part(model: Any, spec: Any, ratios: list[float], sets: dict[str, Any])
 
 
 def int8_part(model: Any, spec: Any, sets: dict[str, Any], work: Path) -> list[dict[str, Any]]:
-    import onnxruntime as ort
-
     from edge_ls.artifact import read_spec
-    from edge_ls.export.accuracy import confusion, scores
+    from edge_ls.backends.onnxrt import open_session
     from edge_ls.export.onnx_export import export_onnx
     from edge_ls.export.quantize import CALIBRATION_METHODS, quantize_int8, sensitive_nodes
-    from edge_ls.export.tiles import iter_batches, load_tiles
+    from edge_ls.io.labelled import iter_batches, load_tiles
+    from edge_ls.metrics import PixelMetrics, percent_scores
 
     fp32 = export_onnx(
         model, spec, work / "fp32.onnx", sample=load_tiles(REAL / "cas_hokkaido", spec, size=256, limit=2)
     )
 
     def session(path: Path) -> Any:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = options.inter_op_num_threads = 1
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return open_session(path, threads=1, inter_op_threads=1)
 
     def f1(path: Path) -> dict[str, float]:
         s, sp = session(path), read_spec(path)
         name, out = s.get_inputs()[0].name, {}
         for k, (x, y) in sets.items():
-            counts = np.zeros(4, np.int64)
+            counts = PixelMetrics(threshold=sp.threshold)
             for i in range(0, len(x), 4):
                 raw = s.run(None, {name: np.ascontiguousarray(x[i : i + 4])})[0]
-                counts += confusion(sp.probabilities(raw), y[i : i + 4], sp.threshold)
-            out[k] = round(scores(counts)["f1"], 2)
+                counts.update(sp.probabilities(raw).reshape(y[i : i + 4].shape), y[i : i + 4])
+            out[k] = round(percent_scores(counts.compute())["f1"], 2)
         return out
 
     def tiles_per_s(path: Path, repeats: int = 16) -> float:

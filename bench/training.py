@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edge_ls.report import peak_rss_mb  # one VmHWM reader for the runtime and the bench
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGE_LS_SHARED", REPO.parent / "shared"))
 DATASETS = [SHARED / "data" / "real" / "cas_hokkaido", SHARED / "data" / "real" / "bijie"]
@@ -42,16 +44,6 @@ MODELS = (
 )
 #: Batch per model (the big ones would swap at 256 px with 8).
 BATCH = {"fusion": 2, "fusion_gan": 2, "densenet201": 4, "inceptionv3": 4}
-
-
-def peak_rss_mb() -> float:
-    """VmHWM of this process (ru_maxrss would include a parent's peak after exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(name: str, size: int, steps: int) -> dict[str, Any]:

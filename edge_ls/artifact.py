@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_ls.backends.onnxrt import open_session
 from edge_ls.errors import ModelError
 from edge_ls.pixel_math import sigmoid
 
@@ -77,6 +78,9 @@ class ModelSpec:
     reflectance_scale: float = 10000.0
     provenance: Mapping[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    #: [lo, hi] ground sampling distances (m) the model was trained to see (scale augmentation);
+    #: None for models trained at one GSD. A scene far outside it is read at ``gsd_m``.
+    gsd_range_m: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         problems = _problems(self)
@@ -143,6 +147,9 @@ class ModelSpec:
                 if key in values:
                     values[key] = float(values[key])
             values["tile_size"] = int(values["tile_size"])
+            if values.get("gsd_range_m") is not None:
+                lo, hi = values["gsd_range_m"]
+                values["gsd_range_m"] = (float(lo), float(hi))
         except (TypeError, ValueError) as exc:
             raise ModelError(f"{source}: edge-ls metadata has a value of the wrong type ({exc})") from None
         return cls(**values)
@@ -172,6 +179,10 @@ def _problems(spec: ModelSpec) -> list[str]:
         out.append(f"precision must be one of {PRECISIONS}")
     if not (spec.gsd_m > 0 and math.isfinite(spec.gsd_m)):
         out.append("gsd_m must be a positive number of metres")
+    if spec.gsd_range_m is not None:
+        lo, hi = spec.gsd_range_m
+        if not (0 < lo <= hi and math.isfinite(hi)):
+            out.append("gsd_range_m must be [lo, hi] metres with 0 < lo <= hi")
     if spec.tile_size < 16:
         out.append("tile_size must be at least 16")
     if not 0.0 <= spec.overlap < 0.9:
@@ -191,17 +202,10 @@ def _problems(spec: ModelSpec) -> list[str]:
 
 def read_spec(model_path: str | Path) -> ModelSpec:
     """Read and validate the spec stored in an ONNX file, without loading its weights into a session."""
-    import onnxruntime as ort
-
     path = Path(model_path)
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
-    try:
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises several unrelated types for a bad file
-        raise ModelError(f"{path.name} is not a loadable ONNX model ({_first_line(exc)})") from None
+    session = open_session(path, optimize=False, error="{name} is not a loadable ONNX model ({reason})")
     props = session.get_modelmeta().custom_metadata_map
     return spec_from_metadata(props, path.name)
 
@@ -224,8 +228,3 @@ def write_spec(onnx_model: Any, spec: ModelSpec) -> None:
     entry = onnx_model.metadata_props.add()
     entry.key = METADATA_KEY
     entry.value = spec.to_json()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__

@@ -48,3 +48,12 @@ class MissingExtraError(EdgeLSError):
         )
         self.package = package
         self.extra = extra
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's text (200 characters at most), else its type's name.
+
+    Third-party libraries (ONNX Runtime, GDAL) raise multi-line texts; an error line keeps the first.
+    """
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

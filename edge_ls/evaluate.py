@@ -9,12 +9,17 @@ ONNX models are compared on equal terms. Metrics are aggregated over every pixel
 Each tile is inferred whole (reflect-padded to a multiple of 32, then cropped back): the labelled
 tiles here are one model tile in size, so this is what the tiled runtime sees for them.
 
+This is the one :func:`evaluate_onnx`: ``edge-ls evaluate`` feeds it a reader of dataset pairs (the
+dataset loaders sit in the training layer, so the CLI passes them in), the export's accuracy budget
+feeds it :class:`~edge_ls.io.labelled.LabelledTiles` already normalized, scored in batches. Both
+count pixels with :class:`edge_ls.metrics.PixelMetrics`.
+
 No torch here: the runtime must not import it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,12 +29,19 @@ import numpy as np
 from edge_ls.artifact import ModelSpec, read_spec
 from edge_ls.backends.onnxrt import OnnxRuntimeRunner
 from edge_ls.errors import InputError, ModelError
+from edge_ls.io.labelled import LabelledTiles
+from edge_ls.metrics import PixelMetrics
 from edge_ls.pixel_math import normalize
 
 #: Tiles are padded to a multiple of this before inference (encoders downsample by 32).
 PAD_MULTIPLE = 32
 #: What ``edge-ls evaluate --json`` prints at least.
 REPORTED = ("f1", "iou", "precision", "recall", "accuracy", "mcc", "auc", "ece", "pixels")
+
+#: (image C x H x W in [0, 1], mask H x W, valid pixels or None): one labelled tile as a dataset reads it.
+Pair = tuple[np.ndarray, np.ndarray, np.ndarray | None]
+#: The model's band names -> its labelled pairs in that band order (e.g. a split of some datasets).
+PairReader = Callable[[tuple[str, ...]], Iterable[Pair]]
 
 
 @dataclass
@@ -76,55 +88,64 @@ class OnnxScorer:
             raise ModelError(f"{self.path.name} output has shape {out.shape}; edge-ls expects N x 1 x H x W")
         return self.spec.probabilities(out[0, 0, :h, :w])
 
+    def batch_probability(self, batch: np.ndarray) -> np.ndarray:
+        """N x C x H x W tiles already normalized as the spec says -> N x 1 x H x W probabilities."""
+        out = self.runner.infer(np.ascontiguousarray(batch, dtype=np.float32))
+        return self.spec.probabilities(out)
 
-def score_pairs(
-    scorer: OnnxScorer, pairs: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray | None]]
-) -> dict[str, Any]:
+
+def score_pairs(scorer: OnnxScorer, pairs: Iterable[Pair]) -> dict[str, Any]:
     """Pixel metrics of ``scorer`` over (image in [0, 1] C x H x W, mask H x W, valid or None)."""
-    from edge_ls.training.tileset import metrics_module
-
-    acc = metrics_module().PixelMetrics(threshold=scorer.spec.threshold)
+    acc = PixelMetrics(threshold=scorer.spec.threshold)
     n = 0
     for unit, mask, valid in pairs:
         acc.update(scorer.probability(unit), mask, valid)
         n += 1
-    if n == 0:
-        raise InputError("no labelled tiles to score")
-    result = _plain(acc.compute())
-    result["tiles"] = n
-    result["threshold"] = scorer.spec.threshold
-    return result
+    return _result(acc, n, scorer)
 
 
-def dataset_pairs(
-    roots: Iterable[str | Path],
-    bands: tuple[str, ...],
-    split: str = "all",
-    split_file: str | Path | None = None,
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-    """(image, mask, valid) of a split of one or more datasets, bands as the model wants them."""
-    from edge_ls.training.tileset import read_split_pairs
-
-    yield from read_split_pairs([str(r) for r in roots], list(bands), split, split_file)
+def score_tiles(
+    scorer: OnnxScorer, data: LabelledTiles | Iterable[LabelledTiles], batch: int = 2
+) -> dict[str, Any]:
+    """Pixel metrics of ``scorer`` over normalized labelled tiles, ``batch`` tiles per inference
+    (a big model scored on many tiles must not hold every activation at once)."""
+    acc = PixelMetrics(threshold=scorer.spec.threshold)
+    n = 0
+    for part in [data] if isinstance(data, LabelledTiles) else data:
+        for i in range(0, len(part), batch):
+            masks = part.masks[i : i + batch]
+            acc.update(scorer.batch_probability(part.images[i : i + batch]).reshape(masks.shape), masks)
+            n += len(masks)
+    return _result(acc, n, scorer)
 
 
 def evaluate_onnx(
     model_path: str | Path,
-    roots: Iterable[str | Path],
-    split: str = "all",
-    split_file: str | Path | None = None,
+    data: PairReader | LabelledTiles | Iterable[LabelledTiles],
     threads: int | None = None,
+    batch: int = 2,
 ) -> dict[str, Any]:
-    """Score an ONNX artifact on a split of labelled datasets: the numbers ``edge-ls evaluate`` prints."""
+    """Score an ONNX artifact on labelled data: every metric of :class:`PixelMetrics`, the tile
+    count, the threshold and which model it was.
+
+    ``data``: a :data:`PairReader` (given the model's bands, yields its pairs: ``edge-ls evaluate``),
+    or labelled tiles already normalized for this model (the export's accuracy budget).
+    """
     with OnnxScorer.open(model_path, threads) as scorer:
-        result = score_pairs(scorer, dataset_pairs(roots, scorer.spec.bands, split, split_file))
-    result.update(
-        model=scorer.spec.name,
-        tier=scorer.spec.tier,
-        model_precision=scorer.spec.precision,
-        split=split,
-        datasets=[str(r) for r in roots],
-    )
+        if callable(data):
+            result = score_pairs(scorer, data(tuple(scorer.spec.bands)))
+        else:
+            result = score_tiles(scorer, data, batch)
+    result.update(model=scorer.spec.name, tier=scorer.spec.tier, model_precision=scorer.spec.precision)
+    return result
+
+
+def _result(acc: PixelMetrics, tiles: int, scorer: OnnxScorer) -> dict[str, Any]:
+    if tiles == 0:
+        raise InputError("no labelled tiles to score")
+    result = _plain(acc.compute())
+    result["tiles"] = tiles
+    result["threshold"] = scorer.spec.threshold
     return result
 
 

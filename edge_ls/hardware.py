@@ -25,7 +25,9 @@ NVIDIA_SMI_TIMEOUT_S = 10.0
 #: Jetson modules by the name in /proc/device-tree/model -> compute capability.
 JETSON_COMPUTE = (("orin", (8, 7)), ("xavier", (7, 2)), ("thor", (11, 0)), ("nano", (5, 3)), ("tx2", (6, 2)))
 
-Runner = Callable[[Sequence[str]], str]
+#: Runs a command line and returns its stdout (``subprocess`` by default; tests pass a fake). Not the
+#: inference :class:`edge_ls.backends.base.Runner`.
+CommandRunner = Callable[[Sequence[str]], str]
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ def pick_profile(hw: Hardware) -> tuple[str, str]:
 # --------------------------------------------------------------------------------------------- probes
 
 
-def detect_hardware(run: Runner | None = None, root: Path = Path("/")) -> Hardware:
+def detect_hardware(run: CommandRunner | None = None, root: Path = Path("/")) -> Hardware:
     """Probe this machine (``run`` and ``root`` are injectable so each probe can be exercised)."""
     run = run or _run
     notes: list[str] = []
@@ -149,7 +151,7 @@ def _run(cmd: Sequence[str]) -> str:
 _SMI_QUERY = ("name", "memory.total", "compute_cap")
 
 
-def _from_nvidia_smi(run: Runner, notes: list[str]) -> list[Gpu]:
+def _from_nvidia_smi(run: CommandRunner, notes: list[str]) -> list[Gpu]:
     """Parse ``nvidia-smi --query-gpu``; older drivers lack ``compute_cap``, so retry without it."""
     for fields in (_SMI_QUERY, _SMI_QUERY[:2]):
         cmd = ["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv,noheader,nounits"]

@@ -38,6 +38,7 @@ from edge_ls.backends.onnxrt import OnnxRuntimeRunner, available_providers
 from edge_ls.backends.select import CPU_PROVIDER, select_runner
 from edge_ls.blend import FinishedBand, RowBandBlender
 from edge_ls.errors import EdgeLSError, InputError
+from edge_ls.io import resample
 from edge_ls.io.outputs import CHUNK_ROWS, OutputOptions, OutputSet
 from edge_ls.io.quicklook import CellMeans
 from edge_ls.io.reader import RasterSource
@@ -77,6 +78,9 @@ class DetectOptions:
     #: A tier profile (edge_ls.profiles.Profile): its backend preference order picks the runner.
     profile: Any = None
     progress: bool = False
+    #: Read a scene far outside the model's trained GSD range at the nearest trained GSD
+    #: (``edge_ls.io.resample``); outputs stay on the scene's grid.
+    resample: bool = True
 
 
 @dataclass(frozen=True)
@@ -137,8 +141,15 @@ def detect(
         tile_size = options.tile_size or spec.tile_size
         overlap = spec.overlap if options.overlap is None else options.overlap
         threshold = spec.threshold if options.threshold is None else options.threshold
+        target_gsd = resample.read_gsd(source.gsd_m, spec, options.resample)
+        scale = 1.0
+        if target_gsd is not None:
+            assert source.gsd_m is not None  # read_gsd returns None without it
+            scene_tile = resample.scene_tile_size(tile_size, source.gsd_m, target_gsd)
+            scale = scene_tile / tile_size
+            tile_size = scene_tile
         plan = plan_tiles(source.width, source.height, tile_size, overlap)
-        warnings = input_warnings(source, spec, tile_size)
+        warnings = input_warnings(source, spec, tile_size, target_gsd)
         for warning in warnings:
             log.warning("%s", warning)
         outputs = OutputSet(
@@ -154,9 +165,9 @@ def detect(
             ),
         )
         factory = runner_factory or _default_runner
-        imagery = _ImageryCells(source, spec, outputs.quicklook_shape)
+        imagery = _ImageryCells(source, spec, outputs.quicklook_shape, scale)
         with outputs, factory(loaded, options) as runner:
-            stats = _stream(source, plan, runner, spec, outputs, options, imagery)
+            stats = _stream(source, plan, runner, spec, outputs, options, imagery, scale)
             flagged = flagged_warning(outputs.stats)
             if flagged:
                 log.warning("%s", flagged)
@@ -180,6 +191,8 @@ def detect(
             report["profile"] = getattr(options.profile, "name", None)
             report["overlap_requested"] = overlap
             report["overlap_used"] = round(plan.overlap, 4)
+            report["read_gsd_m"] = target_gsd if target_gsd is not None else source.gsd_m
+            report["resampled"] = target_gsd is not None
             report["warnings"] = warnings
             report["min_area_m2"] = outputs.options.min_area_m2
             report["simplify_tolerance"] = outputs.options.simplify_tolerance
@@ -194,17 +207,28 @@ class _ImageryCells:
     """The input imagery at quicklook size, averaged from the tiles as the readers read them (no second
     pass over the input), in the model's RGB bands (or its first band as grey)."""
 
-    def __init__(self, source: RasterSource, spec: ModelSpec, shape: tuple[int, int]) -> None:
+    def __init__(
+        self, source: RasterSource, spec: ModelSpec, shape: tuple[int, int], scale: float = 1.0
+    ) -> None:
         names = list(spec.bands)
         rgb = {"red", "green", "blue"} <= set(names)
         self.picks = [names.index(b) for b in ("red", "green", "blue")] if rgb else [0, 0, 0]
-        self.cells = CellMeans(source.height, source.width, *shape, channels=3)
+        # Tiles read at another GSD arrive ``scale`` times smaller: the same cell grid over the
+        # resampled extent (cells are proportional, so they cover the same ground).
+        self.scale = scale
+        h, w = resample.model_shape(source.height, source.width, scale)
+        self.cells = CellMeans(h, w, *shape, channels=3)
         self._mean = np.asarray(spec.mean, np.float32)[self.picks].reshape(3, 1, 1)
         self._std = np.asarray(spec.std, np.float32)[self.picks].reshape(3, 1, 1)
 
     def add(self, plan: TilePlan, tile: Tile, x: np.ndarray, valid: np.ndarray) -> None:
         """Add a tile's core (the part no later tile reads) of model-ready bands ``x`` [C, h, w]."""
         rows, cols = plan.core(tile)
+        if self.scale != 1.0:
+            (rows, cols), (y0, x0) = resample.model_shape(rows, cols, self.scale), (tile.y0, tile.x0)
+            y0, x0 = round(y0 / self.scale), round(x0 / self.scale)
+            self.cells.add(y0, x0, x[self.picks, :rows, :cols], valid[:rows, :cols])
+            return
         self.cells.add(tile.y0, tile.x0, x[self.picks, :rows, :cols], valid[:rows, :cols])
 
     def render(self, h: int, w: int) -> np.ndarray:
@@ -219,7 +243,7 @@ class _ImageryCells:
 #: A scene whose GSD differs from the model's by more than this factor gets a warning (no training range
 #: in the metadata); with a trained range ``gsd_range_m``, a factor this/2 beyond either end of it.
 GSD_WARN_FACTOR = 4.0
-#: Below this input contrast (:func:`edge_ls.io.reader.input_spread`) the scene counts as near-constant.
+#: Below this input contrast (:func:`edge_ls.io.scaling.input_spread`) the scene counts as near-constant.
 NEAR_CONSTANT_SPREAD = 0.01
 #: Above this share of the valid area flagged, a detection map is more likely wrong than a disaster.
 FLAGGED_SHARE_WARN = 0.5
@@ -228,36 +252,45 @@ FLAGGED_SHARE_WARN = 0.5
 def gsd_warning(scene_gsd_m: float | None, spec: ModelSpec) -> str | None:
     """One line when the scene's GSD is far outside what the model was trained on; None when fine.
 
-    Uses the trained range ``gsd_range_m`` (lo, hi) when the model's metadata carries one, else its
-    nominal ``gsd_m``; "far" is a factor 2 beyond the range, or 4 either way of the nominal GSD.
+    Judged on the trained range ``spec.gsd_range_m`` when the model has one, else on its nominal
+    ``gsd_m``; "far" is a factor 2 beyond the range, or 4 either way of the nominal GSD. The pipeline
+    asks only when the scene is read as it is: a scene read at a trained GSD (:mod:`edge_ls.io.resample`)
+    gets that line instead, so with a trained range this fires only under ``--no-resample``.
     """
     if not scene_gsd_m:
         return None
-    trained = getattr(spec, "gsd_range_m", None)
-    if trained is not None and len(trained) == 2 and 0 < trained[0] <= trained[1]:
-        lo, hi = float(trained[0]) / (GSD_WARN_FACTOR / 2), float(trained[1]) * (GSD_WARN_FACTOR / 2)
-        what = f"{trained[0]:g}-{trained[1]:g} m"
+    if spec.gsd_range_m is not None:
+        lo_m, hi_m = spec.gsd_range_m
+        lo, hi = lo_m / (GSD_WARN_FACTOR / 2), hi_m * (GSD_WARN_FACTOR / 2)
+        what = f"{lo_m:g}-{hi_m:g} m"
+        fix = "without --no-resample it is read at the nearest trained GSD"
     else:
         lo, hi = spec.gsd_m / GSD_WARN_FACTOR, spec.gsd_m * GSD_WARN_FACTOR
         what = f"~{spec.gsd_m:g} m"
+        fix = f"resample the scene to ~{spec.gsd_m:g} m, or use a model trained at this GSD"
     if lo <= scene_gsd_m <= hi:
         return None
     return (
         f"scene GSD {scene_gsd_m:.3g} m is far from the {what} model '{spec.name}' was trained on: its "
-        f"detections are unreliable here (resample the scene to ~{spec.gsd_m:g} m, or use a model trained "
-        "at this GSD)"
+        f"detections are unreliable here ({fix})"
     )
 
 
-def input_warnings(source: RasterSource, spec: ModelSpec, tile_size: int) -> list[str]:
-    """What is wrong with the input for this model, before anything runs: each one line."""
+def input_warnings(
+    source: RasterSource, spec: ModelSpec, tile_size: int, read_gsd_m: float | None = None
+) -> list[str]:
+    """What is wrong with the input for this model, or was done about it, before anything runs: each
+    one line. ``read_gsd_m``: the trained GSD the scene is read at, None when read as it is."""
     name = source.path.name
     out = []
     if not source.georeferenced:
         out.append(f"{name} has no georeference: running in pixel space (vectors in pixels, areas in pixels)")
-    gsd = gsd_warning(source.gsd_m, spec)
-    if gsd:
-        out.append(gsd)
+    if read_gsd_m is not None and source.gsd_m:
+        out.append(f"{name}: {resample.describe(source.gsd_m, read_gsd_m, spec)}")
+    else:
+        gsd = gsd_warning(source.gsd_m, spec)
+        if gsd:
+            out.append(gsd)
     if source.input_spread < NEAR_CONSTANT_SPREAD:
         out.append(
             f"{name} is constant or nearly so (contrast {source.input_spread:.3g} of the model's input "
@@ -392,6 +425,7 @@ def _stream(
     outputs: OutputSet,
     options: DetectOptions,
     imagery: _ImageryCells | None = None,
+    scale: float = 1.0,
 ) -> RunStats:
     """Drive the threads; return timing statistics. Any stage's failure stops all and re-raises.
 
@@ -409,6 +443,7 @@ def _stream(
     write_q: queue.Queue[FinishedBand | None] = queue.Queue(maxsize=1)
     stats = RunStats()
     blender = RowBandBlender(plan)
+    model_tile = plan.tile_size if scale == 1.0 else round(plan.tile_size / scale)
     progress = _progress_bar(plan.count, options.progress)
 
     def put(q: queue.Queue, item: object) -> None:
@@ -444,13 +479,15 @@ def _stream(
                         break
                     tile = plan.tile(index)
                     started = time.perf_counter()
-                    data, valid = source.read(handle, Window(tile.x0, tile.y0, tile.width, tile.height))
+                    window = Window(tile.x0, tile.y0, tile.width, tile.height)
+                    shape = None if scale == 1.0 else resample.model_shape(tile.height, tile.width, scale)
+                    data, valid = source.read(handle, window, shape)
                     if imagery is not None:
                         imagery.add(plan, tile, data, valid)
                     if not valid.any():
                         put(read_q, _ReadTile(tile, None, None, started))
                     else:
-                        put(read_q, _ReadTile(tile, pad_tile(data, plan.tile_size), valid, started))
+                        put(read_q, _ReadTile(tile, pad_tile(data, model_tile), valid, started))
             put(read_q, _Done())
         except BaseException as exc:
             fail(exc)
@@ -462,7 +499,10 @@ def _stream(
                     bands = blender.skip(item.tile)
                     stats.skipped += 1
                 else:
-                    bands = blender.add(item.tile, prob, item.valid)
+                    valid = item.valid
+                    if scale != 1.0:  # read at another GSD: back onto the scene's pixels
+                        prob, valid = resample.to_scene(prob, valid, item.tile.height, item.tile.width)
+                    bands = blender.add(item.tile, prob, valid)
                     stats.latencies_ms.append((time.perf_counter() - item.started) * 1000.0)
                     stats.inferred += 1
                 # In the writer's own chunks: with a one-piece queue the write side holds ~2 chunks, not

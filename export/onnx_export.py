@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from edge_ls.artifact import ModelSpec, write_spec
-from edge_ls.errors import ConfigError, ModelError, OutputError
+from edge_ls.backends.onnxrt import open_session
+from edge_ls.errors import ConfigError, ModelError, OutputError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -154,18 +155,11 @@ def _onnx_and_torch(onnx_path: str | Path, model: Any, batch: np.ndarray) -> tup
 
 def run_onnx(onnx_path: str | Path, batch: np.ndarray, threads: int | None = None) -> np.ndarray:
     """Run a model under ONNX Runtime on CPU the way the runtime does (all graph optimizations)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        options.intra_op_num_threads = threads
+    session = open_session(onnx_path, threads=threads, error="ONNX Runtime cannot run {name}: {reason}")
     try:
-        session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         (out,) = session.run(None, {session.get_inputs()[0].name: np.ascontiguousarray(batch)})[:1]
     except Exception as exc:  # onnxruntime raises many unrelated types
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ModelError(f"ONNX Runtime cannot run {Path(onnx_path).name}: {first}") from None
+        raise ModelError(f"ONNX Runtime cannot run {Path(onnx_path).name}: {first_line(exc)}") from None
     return np.asarray(out)
 
 

@@ -230,15 +230,16 @@ def torch_scores(
     """F1/IoU (percent) of a PyTorch model on labelled tiles, pooled like :mod:`edge_ls.export.accuracy`."""
     import torch
 
-    from edge_ls.export.accuracy import confusion, scores
+    from edge_ls.metrics import PixelMetrics, percent_scores
 
-    counts = np.zeros(4, dtype=np.int64)
+    acc = PixelMetrics(threshold=threshold)
     model.eval()
     with torch.inference_mode():
         for i in range(0, len(images), batch):
             logits = model(torch.from_numpy(np.ascontiguousarray(images[i : i + batch]))).float()
-            counts += confusion(torch.sigmoid(logits).numpy(), masks[i : i + batch], threshold)
-    return scores(counts)
+            part = masks[i : i + batch]
+            acc.update(torch.sigmoid(logits).numpy().reshape(part.shape), part)
+    return percent_scores(acc.compute())
 
 
 def fit_student_temperature(
@@ -252,7 +253,7 @@ def fit_student_temperature(
     """
     import torch
 
-    from edge_ls.training.metrics import fit_temperature
+    from edge_ls.metrics import fit_temperature
 
     if len(images) == 0:
         raise ConfigError("fitting a temperature needs labelled tiles")

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from edge_ls.artifact import ModelSpec, read_spec, spec_from_metadata, write_spec
+from edge_ls.backends.onnxrt import open_session
 from edge_ls.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
@@ -164,7 +165,6 @@ def calibrate(
     mins, max of maxes) and frees it; the histogram methods merge each batch into their histograms.
     Returns the ranges and a digest of every tile fed.
     """
-    import onnxruntime as ort
     from onnxruntime.quantization.calibrate import create_calibrator
 
     calibrate_method, options_ = _calibration(method)
@@ -179,12 +179,8 @@ def calibrate(
     calibrator.model = None  # the augmented copy on disk is all the session needs
     # The calibration session runs unoptimized with every activation observed; without the arena
     # and memory patterns, freed activations go back to the system instead of being kept pooled.
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.enable_cpu_mem_arena = False
-    options.enable_mem_pattern = False
-    calibrator.infer_session = ort.InferenceSession(
-        calibrator.augmented_model_path, options, providers=["CPUExecutionProvider"]
+    calibrator.infer_session = open_session(
+        calibrator.augmented_model_path, optimize=False, memory_arena=False
     )
     gc.collect()
     digests: list[str] = []
@@ -487,10 +483,10 @@ def accuracy_delta(
     quantized model's metadata (``provenance.accuracy``); past ``budget_f1`` it raises ModelError
     after recording, so the failing artifact can be inspected but never ships.
     """
-    from edge_ls.export.accuracy import evaluate_onnx
-    from edge_ls.export.tiles import LabelledTiles
+    from edge_ls.export.accuracy import budget_scores
+    from edge_ls.io.labelled import LabelledTiles
 
-    score = scorer or evaluate_onnx
+    score = scorer or budget_scores
     q = Path(q_path)
     q_spec = read_spec(q)
     calib = set(q_spec.provenance.get("quantization", {}).get("calibration", {}).get("tile_digests", []))

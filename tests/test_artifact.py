@@ -107,3 +107,29 @@ def test_probabilities_follow_activation_and_temperature() -> None:
     logits = ModelSpec(**{**asdict(spec), "activation": "logits", "temperature": 2.0})
     expected = [0.5, 1 / (1 + np.exp(-1.0))]  # sigmoid(z / T) with T = 2
     np.testing.assert_allclose(logits.probabilities(np.array([0.0, 2.0])), expected, rtol=1e-6)
+
+
+def test_gsd_range_round_trips_and_is_checked() -> None:
+    from dataclasses import replace
+
+    from edge_ls.artifact import ModelSpec
+    from edge_ls.errors import ModelError
+
+    base = ModelSpec(
+        name="m",
+        tier="t",
+        bands=("red", "green", "blue"),
+        mean=(0.5,) * 3,
+        std=(0.5,) * 3,
+        input_range="8bit",
+        gsd_m=3.0,
+        tile_size=512,
+        overlap=0.2,
+        activation="logits",
+        threshold=0.5,
+    )
+    spec = replace(base, gsd_range_m=(0.5, 12.0))
+    assert ModelSpec.from_json(spec.to_json()).gsd_range_m == (0.5, 12.0)
+    assert ModelSpec.from_json(base.to_json()).gsd_range_m is None  # models trained at one GSD
+    with pytest.raises(ModelError, match="gsd_range_m"):
+        replace(base, gsd_range_m=(12.0, 0.5))

@@ -147,3 +147,51 @@ def to_gray3(image: np.ndarray) -> np.ndarray:
     """RGB (H x W x 3, [0, 1]) to its Rec. 601 luminance copied into three channels."""
     gray = image @ np.asarray([0.299, 0.587, 0.114], np.float32)
     return np.repeat(gray[..., None], 3, axis=-1).astype(np.float32)
+
+
+@dataclass
+class Photometric:
+    """What a new sensor, season or processing chain changes, image only (H x W x C in [0, 1]).
+
+    Per-band gains (white balance, a different sensor's response), a hue turn in the chroma plane,
+    Gaussian blur (a coarser optical system, resampling), additive noise, and rarely a permuted band
+    order (false-colour composites). Steps are independent, each with its probability.
+    """
+
+    p_gain: float = 0.5
+    gain: float = 0.15  # each band's gain drawn from [1 - gain, 1 + gain]
+    p_hue: float = 0.3
+    hue_deg: float = 20.0
+    p_blur: float = 0.2
+    blur_sigma: tuple[float, float] = (0.4, 1.5)
+    p_noise: float = 0.3
+    noise_sigma: tuple[float, float] = (0.005, 0.03)
+    p_permute: float = 0.05
+
+    def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        out = img.astype(np.float32, copy=True)
+        c = out.shape[2]
+        if rng.random() < self.p_gain:
+            out *= rng.uniform(1 - self.gain, 1 + self.gain, size=c).astype(np.float32)
+        if c == 3 and rng.random() < self.p_hue:
+            out = hue_turn(out, float(rng.uniform(-self.hue_deg, self.hue_deg)))
+        if rng.random() < self.p_blur:
+            import cv2
+
+            sigma = float(rng.uniform(*self.blur_sigma))
+            out = _per_channel(out, lambda a: cv2.GaussianBlur(a, (0, 0), sigma))
+        if rng.random() < self.p_noise:
+            sigma = float(rng.uniform(*self.noise_sigma))
+            out = out + rng.normal(0.0, sigma, size=out.shape).astype(np.float32)
+        if c > 1 and rng.random() < self.p_permute:
+            out = out[..., rng.permutation(c)]
+        return np.clip(out, 0.0, 1.0)
+
+
+def hue_turn(image: np.ndarray, degrees: float) -> np.ndarray:
+    """Rotate the chroma of an RGB image by ``degrees`` in YIQ space (luminance kept)."""
+    to_yiq = np.asarray([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float32)
+    a = np.deg2rad(degrees)
+    rot = np.asarray([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]], np.float32)
+    m = np.linalg.inv(to_yiq) @ rot @ to_yiq
+    return (image @ m.T.astype(np.float32)).astype(np.float32)

@@ -47,6 +47,19 @@ class DataConfig:
     samples_per_epoch: int = 0
     augment: bool = True
     seed: int = 0
+    #: Ground sampling distance (m) of each root, in ``roots`` order; empty = the known ones
+    #: (``edge_ls.training.datasets.KNOWN_GSD_M``).
+    gsd_m: list[float] = field(default_factory=list)
+    #: Share of the training crops drawn from each root, in ``roots`` order; empty = by tile count.
+    weights: list[float] = field(default_factory=list)
+    #: Scale augmentation by ground distance: every crop is resampled to a GSD drawn log-uniformly
+    #: from ``[lo, hi]`` metres (within what the tile allows); empty = off (``Augment``'s zoom only).
+    scale_gsd: list[float] = field(default_factory=list)
+    #: Sensor-change augmentation (per-band gain, hue, blur, noise, band order) on top of ``augment``.
+    photometric: bool = False
+    #: Fixed per-band input mean/std (e.g. a pretrained encoder's); empty = the training split's.
+    mean: list[float] = field(default_factory=list)
+    std: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -103,6 +116,9 @@ class ExportConfig:
     gsd_m: float = 1.0
     input_range: str = "8bit"
     threshold: float = 0.5
+    #: Choose the stored threshold on the validation split (best mean F1 over its datasets, each
+    #: dataset weighted alike so no GSD dominates) instead of ``threshold``.
+    fit_threshold: bool = False
 
 
 @dataclass
@@ -133,6 +149,18 @@ class Config:
             raise ConfigError(f"data.val_size must be a multiple of 32 (or 0), got {self.data.val_size}")
         if self.train.gan_start_epoch >= 0 and self.model.name != "fusion_gan":
             raise ConfigError("train.gan_start_epoch needs model.name = 'fusion_gan'")
+        d = self.data
+        for key in ("gsd_m", "weights"):
+            values = getattr(d, key)
+            if values and len(values) != len(d.roots):
+                raise ConfigError(f"data.{key} needs one value per data.roots entry ({len(d.roots)})")
+            if any(v < 0 for v in values):
+                raise ConfigError(f"data.{key} values must not be negative")
+        if d.scale_gsd and (len(d.scale_gsd) != 2 or not 0 < d.scale_gsd[0] <= d.scale_gsd[1]):
+            raise ConfigError(f"data.scale_gsd must be [lo, hi] metres with 0 < lo <= hi, got {d.scale_gsd}")
+        n = len(d.bands)
+        if (d.mean or d.std) and (len(d.mean) != n or len(d.std) != n or min(d.std) <= 0):
+            raise ConfigError(f"data.mean and data.std need {n} values each (std > 0)")
         for key in ("epochs", "batch_size"):
             section = self.train if key == "epochs" else self.data
             if getattr(section, key) < 1:
@@ -162,6 +190,12 @@ def _coerce(section: str, key: str, value: Any, hint: Any) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{section}.{key} must be a string, got {value!r}")
         return value
+    if "list[float]" in text:
+        if not isinstance(value, list) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in value
+        ):
+            raise ConfigError(f"{section}.{key} must be a list of numbers, got {value!r}")
+        return [float(v) for v in value]
     if "list" in text:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{section}.{key} must be a list of strings, got {value!r}")

@@ -40,6 +40,13 @@ log = logging.getLogger(__name__)
 RGB: tuple[str, ...] = ("red", "green", "blue")
 #: Raster file suffixes the GDAL-backed loaders index.
 RASTER_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+#: Ground sampling distance (m) of the datasets edge-ls trains on, by folder name (see
+#: ``shared/data/real/README.md``); a dataset not listed here needs ``data.gsd_m`` in the config
+#: when scale augmentation is on.
+KNOWN_GSD_M: dict[str, float] = {"cas_hokkaido": 3.0, "bijie": 0.8, "l4s_rgb": 10.0}
+#: Folder names of a dataset that ships its own split (``root/<split>/{images,masks}``).
+GIVEN_SPLIT_DIRS: dict[str, str] = {"train": "train", "validation": "val", "val": "val", "test": "test"}
+
 #: ``reflectance`` divisor of integer reflectance: the runtime's default (``ModelSpec.reflectance_scale``).
 REFLECTANCE_SCALE = 10000.0
 
@@ -331,7 +338,18 @@ def _read_first_band(path: Path) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(path) as ds:
-                return ds.read(1)
+                first = ds.read(1)
+                # An RGB(A) mask is one mask only when its colour bands agree (a grey mask saved in
+                # colour); otherwise the colours code something a 0/1 mask cannot hold.
+                colour = [i for i, ci in enumerate(ds.colorinterp, 1) if ci.name != "alpha"][1:]
+                for i in colour:
+                    if not np.array_equal(ds.read(i), first):
+                        raise BadPair(
+                            "mask_bands",
+                            f"mask {path.name} has {ds.count} bands whose values differ; "
+                            "expected a single-band 0/1 mask",
+                        )
+                return first
     except (RasterioError, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise BadPair("unreadable", f"mask {path.name} cannot be read ({first})") from None
@@ -417,6 +435,42 @@ class FolderPairs(RasterPairs):
         super().__init__(root.name, records, bands, input_range)
         self.root = root
         self.orphan_masks = orphans
+
+
+class SplitFolders(RasterPairs):
+    """``root/{train,validation,test}/images/*`` + ``masks/<stem>.png``: a dataset with its own split.
+
+    The given split is kept (:attr:`given_splits`); ids are ``<dataset>/<split>/<stem>`` and each
+    split folder is one group, so no grouped re-split can mix them.
+    """
+
+    def __init__(self, root: str | Path, bands: Sequence[str] = RGB, input_range: str | None = None) -> None:
+        root = Path(root)
+        parts = split_dirs(root)
+        if not parts:
+            raise InputError(
+                f"{root} has no train/, validation/ or test/ folders each holding images/ and masks/"
+            )
+        records: list[PairRecord] = []
+        orphans: list[Path] = []
+        for folder, _ in parts:
+            records += _records(root.name, folder / "images", folder / "masks", folder.name, orphans)
+        super().__init__(root.name, records, bands, input_range, group_by="region")
+        self.root = root
+        self.orphan_masks = orphans
+        split_of = {folder.name: split for folder, split in parts}
+        #: The dataset's own split name (train/val/test) of every id.
+        self.given_splits = {r.id: split_of[r.region] for r in self.records}
+
+
+def split_dirs(root: Path) -> list[tuple[Path, str]]:
+    """The ``(folder, split)`` pairs of a dataset laid out by split; empty when it is not."""
+    out = []
+    for name, split in GIVEN_SPLIT_DIRS.items():
+        folder = root / name
+        if (folder / "images").is_dir() and (folder / "masks").is_dir():
+            out.append((folder, split))
+    return out
 
 
 class CASLandslide(RasterPairs):
@@ -656,6 +710,14 @@ class ConcatDataset(SegmentationDataset):
         member, j = self._locate(i)
         return member.try_get(j)
 
+    @property
+    def given_splits(self) -> dict[str, str]:
+        """The members' own splits (ids of members without one are absent)."""
+        out: dict[str, str] = {}
+        for m in self.members:
+            out.update(getattr(m, "given_splits", {}))
+        return out
+
 
 # ------------------------------------------------------------------------------------------------------
 # Layout detection
@@ -671,6 +733,8 @@ def open_dataset(
         raise InputError(f"dataset folder not found: {root}")
     if (root / "images").is_dir() and (root / "masks").is_dir() and _png_masks(root / "masks"):
         return FolderPairs(root, bands, input_range)
+    if split_dirs(root):
+        return SplitFolders(root, bands, input_range)
     if any(root.glob("img/*.h5")) or any(root.glob("TrainData/img/*.h5")):
         return Landslide4Sense(root, bands, input_range or "reflectance")
     if _is_cas_folder(root) or any(_is_cas_folder(p) for p in root.iterdir()):
@@ -678,7 +742,8 @@ def open_dataset(
     if _gdcld_dirs(root) or any(_gdcld_dirs(p) for p in root.iterdir()):
         return GDCLDPairs(root, bands, input_range)
     raise InputError(
-        f"{root} is not a dataset layout edge-ls knows: images/ + masks/<stem>.png, CAS img/ + mask/ "
+        f"{root} is not a dataset layout edge-ls knows: images/ + masks/<stem>.png, "
+        "{train,validation,test}/images/ + masks/, CAS img/ + mask/ "
         "(per sub-dataset), Landslide4Sense img/*.h5 + mask/*.h5, or GeoTIFF image/ + mask/ pairs"
     )
 
@@ -937,3 +1002,16 @@ def _mask_file_kind(dataset: SegmentationDataset, i: int) -> str:
     except BadPair:
         return "other"
     return mask_kind(values)
+
+
+def dataset_gsd(name: str, given: float = 0.0) -> float:
+    """Ground sampling distance of dataset ``name`` in metres: ``given`` when set, else the known one."""
+    if given > 0:
+        return float(given)
+    if name in KNOWN_GSD_M:
+        return KNOWN_GSD_M[name]
+    known = ", ".join(f"{k} {v:g}" for k, v in KNOWN_GSD_M.items())
+    raise ConfigError(
+        f"the ground sampling distance of dataset '{name}' is unknown: give it in data.gsd_m "
+        f"(one value per data.roots entry, in metres; known: {known})"
+    )

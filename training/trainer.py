@@ -34,10 +34,16 @@ import torch
 from torch import nn
 
 from edge_ls.errors import ConfigError, InputError, ModelError
+from edge_ls.metrics import PixelMetrics, fit_temperature
 from edge_ls.training import losses
 from edge_ls.training.config import Config, config_from_dict, load_config
-from edge_ls.training.models import build_discriminator, build_model, count_parameters
-from edge_ls.training.tileset import TileSet, load_tiles, metrics_module
+from edge_ls.training.models import (
+    build_discriminator,
+    build_model,
+    count_parameters,
+    pretrained_provenance,
+)
+from edge_ls.training.tileset import TileSet, load_tiles
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +53,9 @@ LAST = "last.pt"
 LOG_FILE = "log.jsonl"
 METRICS_FILE = "metrics.json"
 SPEC_FILE = "spec.json"
+#: (model, spec, ONNX path, sample batch or None) -> the ONNX file written; the export layer's
+#: :func:`edge_ls.export.onnx_export.export_onnx`, handed in by the caller.
+Exporter = Callable[[nn.Module, Any, Path, np.ndarray | None], Path]
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -129,8 +138,15 @@ class Trainer:
         progress: Callable[[str], None] | None = None,
         stop_after_epochs: int | None = None,
         config_source: str = "",
+        exporter: Exporter | None = None,
     ) -> None:
         self.cfg = cfg
+        self.exporter = exporter
+        if cfg.export.onnx and exporter is None:  # say so now, not after hours of training
+            raise ConfigError(
+                f"[export] onnx = '{cfg.export.onnx}' but this trainer was given no exporter: "
+                "train with 'edge-ls train' (or pass exporter=edge_ls.export.onnx_export.export_onnx)"
+            )
         self.out = Path(out_dir or cfg.run.out_dir)
         self.resume = resume
         self.say = progress or (lambda msg: None)
@@ -314,23 +330,46 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate_split(
-        self, split: str = "val", model: nn.Module | None = None, whole: bool = True
+        self,
+        split: str = "val",
+        model: nn.Module | None = None,
+        whole: bool = True,
+        threshold: float = 0.5,
+        temperature: float = 1.0,
+        per_source: dict[str, Any] | None = None,
     ) -> tuple[dict, np.ndarray]:
-        """Pixel metrics over every pixel of a split (PyTorch forward); also the logits for calibration."""
-        PixelMetrics = metrics_module().PixelMetrics
+        """Pixel metrics over every pixel of a split (PyTorch forward); also the logits for calibration.
 
+        ``per_source``, when given, receives each dataset's own metrics and sampled (logits, masks),
+        so the stored threshold and the ECE can be judged per dataset (per GSD).
+        """
         model = model or self.model
         model.eval()
-        acc = PixelMetrics()
+        acc = PixelMetrics(threshold)
+        sources = getattr(self.tiles, f"{split}_source", []) or []
+        names = self.tiles.source_names
+        by_source: dict[int, Any] = {}
+        sampled: dict[int, list[np.ndarray]] = {}
         logits_all, masks_all = [], []
-        for img, mask in self.tiles.eval_tiles(split, whole):
+        for k, (img, mask) in enumerate(self.tiles.eval_tiles(split, whole)):
             logits = (
                 predict_logits(model, torch.from_numpy(img[None]).to(self.device))[0, 0].float().cpu().numpy()
             )
-            prob = 1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))
+            prob = 1.0 / (1.0 + np.exp(-np.clip(logits / temperature, -60, 60)))
             acc.update(prob, mask)
-            logits_all.append(logits.ravel()[::7])
-            masks_all.append(mask.ravel()[::7])
+            pair = np.stack([logits.ravel()[::7], mask.ravel()[::7].astype(np.float32)])
+            logits_all.append(pair[0])
+            masks_all.append(pair[1])
+            if per_source is not None and k < len(sources):
+                src = sources[k]
+                by_source.setdefault(src, PixelMetrics(threshold)).update(prob, mask)
+                sampled.setdefault(src, []).append(pair)
+        if per_source is not None:
+            for src, m in by_source.items():
+                per_source[names[src]] = {
+                    "metrics": m.compute(),
+                    "sampled": np.concatenate(sampled[src], axis=1),
+                }
         return acc.compute(), np.stack([np.concatenate(logits_all), np.concatenate(masks_all)])
 
     # -- the run -------------------------------------------------------------------------------
@@ -413,17 +452,33 @@ class Trainer:
 
     def finish(self, stopped: str = "epochs") -> dict[str, Any]:
         """Best weights -> temperature fit on val -> per-split metrics -> metrics.json (+ ONNX export)."""
-        fit_temperature = metrics_module().fit_temperature
-
         best = build_model(self.cfg.model.name, len(self.cfg.data.bands), None, self.cfg.model.dropout)
         best.load_state_dict(torch.load(self.out / BEST, map_location="cpu", weights_only=True))
         best.to(self.device).eval()
         val_metrics, calib = self.evaluate_split("val", best)
         temperature = float(fit_temperature(calib[0], calib[1]))
+        threshold = self.cfg.export.threshold
+        per_dataset: dict[str, Any] = {}
+        if len(self.tiles.source_names) > 1 or self.cfg.export.fit_threshold:
+            val_sources: dict[str, Any] = {}
+            self.evaluate_split("val", best, per_source=val_sources)
+            sampled = {k: v["sampled"] for k, v in val_sources.items()}
+            if self.cfg.export.fit_threshold:
+                threshold = fit_threshold(sampled, temperature)
+            val_metrics, _ = self.evaluate_split("val", best, threshold=threshold, temperature=temperature)
+            per_dataset["threshold_gap"] = threshold_gaps(sampled, temperature, threshold)
         splits = {"val": val_metrics}
         for split in ("train", "test") if self.cfg.run.eval_train else ("test",):
             if getattr(self.tiles, split):
-                splits[split] = self.evaluate_split(split, best)[0]
+                if split == "train" or not per_dataset:
+                    splits[split] = self.evaluate_split(split, best)[0]
+                    continue
+                sources: dict[str, Any] = {}
+                splits[split] = self.evaluate_split(
+                    split, best, threshold=threshold, temperature=temperature, per_source=sources
+                )[0]
+                per_dataset[split] = {k: _jsonable(v["metrics"]) for k, v in sources.items()}
+        self.threshold = threshold
         summary: dict[str, Any] = {
             "run": self.cfg.run.name,
             "model": self.cfg.model.name,
@@ -433,8 +488,13 @@ class Trainer:
             "best": self.best,
             "stopped": stopped,
             "temperature": temperature,
+            "threshold": threshold,
             "metrics": {s: _jsonable(m) for s, m in splits.items()},
-            "note": "pixel metrics aggregated over every pixel of each split, PyTorch forward, threshold 0.5",
+            "per_dataset": per_dataset,
+            "note": (
+                "pixel metrics aggregated over every pixel of each split, PyTorch forward; threshold 0.5 "
+                "at T = 1, except val/test of a multi-dataset run: the stored threshold at the fitted T"
+            ),
             "provenance": self.provenance(),
         }
         spec = self.spec(best, temperature)
@@ -467,6 +527,7 @@ class Trainer:
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "torch": torch.__version__,
             "best_epoch": self.best_epoch,
+            "pretrained_weights": pretrained_provenance(self.cfg.model.name, self.cfg.model.pretrained),
         }
 
     def spec(self, model: nn.Module, temperature: float) -> Any:
@@ -485,17 +546,22 @@ class Trainer:
             tile_size=ec.tile_size,
             overlap=ec.overlap,
             activation="logits",
-            threshold=ec.threshold,
+            threshold=getattr(self, "threshold", ec.threshold),
             temperature=temperature,
+            gsd_range_m=tuple(self.cfg.data.scale_gsd) if self.cfg.data.scale_gsd else None,
             provenance={**self.provenance(), "model": self.cfg.model.name, "params": count_parameters(model)},
         )
 
     def export(self, model: nn.Module, spec: Any) -> Path:
-        """The ONNX artifact, parity-checked on a real validation tile."""
-        sample = np.stack([img for img, _ in list(self.tiles.eval_tiles("val"))[:1]])[..., :256, :256]
+        """The ONNX artifact in the run folder (:func:`export_path`), parity-checked on a real
+        validation tile, by the exporter the caller gave (``edge-ls train`` passes
+        :func:`edge_ls.export.onnx_export.export_onnx`: training sits below export, so it cannot
+        import it)."""
+        assert self.exporter is not None  # checked in __init__
         out = export_path(self.cfg.export.onnx, self.out)
         assert out is not None  # called only when [export] onnx is set
-        return export_model(model.cpu(), spec, out, np.ascontiguousarray(sample, dtype=np.float32))
+        sample = np.stack([img for img, _ in list(self.tiles.eval_tiles("val"))[:1]])[..., :256, :256]
+        return self.exporter(model.cpu().eval(), spec, out, np.ascontiguousarray(sample, dtype=np.float32))
 
     def _log(self, row: dict[str, Any]) -> None:
         row = {"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **row}
@@ -527,24 +593,46 @@ def export_path(onnx: str, run_dir: Path) -> Path | None:
     return path
 
 
-def export_model(model: nn.Module, spec: Any, out: Path, sample: np.ndarray | None) -> Path:
-    """Export through ``edge_ls.export.onnx_export`` (parity-checked) with the given spec."""
-    from edge_ls.export.onnx_export import export_onnx
+def _f1_curve(sampled: np.ndarray, temperature: float, thresholds: np.ndarray) -> np.ndarray:
+    """F1 of the landslide class at each threshold, from sampled (logits, masks)."""
+    prob = 1.0 / (1.0 + np.exp(-np.clip(sampled[0] / temperature, -60, 60)))
+    truth = sampled[1] > 0.5
+    out = np.zeros(len(thresholds))
+    for k, t in enumerate(thresholds):
+        pred = prob >= t
+        tp = float(np.sum(pred & truth))
+        denom = float(pred.sum() + truth.sum())
+        out[k] = 2 * tp / denom if denom else 0.0
+    return out
 
-    return export_onnx(model.eval(), spec, out, sample)
+
+THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.01), 2)
 
 
-def export_run(run: str | Path, out: str | Path) -> Path:
-    """Export a training run folder (or its ``best.pt``) to ONNX with the spec the run wrote."""
-    from edge_ls.artifact import ModelSpec
+def fit_threshold(sampled: dict[str, np.ndarray], temperature: float) -> float:
+    """The threshold with the best mean F1 over datasets, each dataset weighted alike.
 
-    run_dir = Path(run)
-    run_dir = run_dir.parent if run_dir.suffix == ".pt" else run_dir
-    spec_path = run_dir / SPEC_FILE
-    if not spec_path.is_file():
-        raise ModelError(f"{run_dir} has no {SPEC_FILE}: the run has not finished (edge-ls train writes it)")
-    model, _ = load_checkpoint_model(run_dir)
-    return export_model(model, ModelSpec.from_json(spec_path.read_text(), str(spec_path)), Path(out), None)
+    Why per dataset: pooled pixels would let the largest set (or GSD) choose the threshold alone,
+    and the threshold must travel to sensors that are in none of them.
+    """
+    curves = np.stack([_f1_curve(v, temperature, THRESHOLDS) for v in sampled.values()])
+    return float(THRESHOLDS[int(np.argmax(curves.mean(axis=0)))])
+
+
+def threshold_gaps(sampled: dict[str, np.ndarray], temperature: float, stored: float) -> dict[str, Any]:
+    """Per dataset: its best threshold, F1 there and at ``stored``, and the gap in F1 points."""
+    out = {}
+    k = int(np.argmin(np.abs(THRESHOLDS - stored)))
+    for name, v in sampled.items():
+        curve = _f1_curve(v, temperature, THRESHOLDS)
+        best = int(np.argmax(curve))
+        out[name] = {
+            "best_threshold": float(THRESHOLDS[best]),
+            "f1_at_best": round(float(curve[best]), 4),
+            "f1_at_stored": round(float(curve[k]), 4),
+            "gap_points": round(100 * float(curve[best] - curve[k]), 2),
+        }
+    return out
 
 
 def _numpy_state() -> dict[str, Any]:
@@ -588,10 +676,12 @@ def train_from_file(
     resume: bool = False,
     progress: bool = True,
     max_minutes: float | None = None,
+    exporter: Exporter | None = None,
 ) -> dict[str, Any]:
     """What ``edge-ls train --config FILE`` runs (``max_minutes`` overrides ``run.max_minutes``)."""
     cfg = load_config(path)
     if max_minutes is not None:
         cfg.run.max_minutes = max_minutes
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else None
-    return Trainer(cfg, out_dir, resume=resume, progress=say, config_source=str(path)).fit()
+    trainer = Trainer(cfg, out_dir, resume=resume, progress=say, config_source=str(path), exporter=exporter)
+    return trainer.fit()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edge_ls.backends.base import Runner
-from edge_ls.errors import ModelError
+from edge_ls.errors import ModelError, first_line
 
 #: Provider preference: TensorRT, then CUDA, then CPU; only those this onnxruntime build has are used.
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -22,6 +23,46 @@ def available_providers(preferred: Sequence[str] = PREFERRED_PROVIDERS) -> list[
     have = set(ort.get_available_providers())
     chosen = [p for p in preferred if p in have]
     return chosen or ["CPUExecutionProvider"]
+
+
+def open_session(
+    model_path: str | Path,
+    providers: Sequence[str] = ("CPUExecutionProvider",),
+    *,
+    threads: int | None = None,
+    inter_op_threads: int | None = None,
+    optimize: bool = True,
+    spinning: bool | None = None,
+    memory_arena: bool = True,
+    error: str = "cannot load {name} with ONNX Runtime: {reason}",
+) -> Any:
+    """The one place an ONNX Runtime ``InferenceSession`` is made (runner, spec reader, export, bench).
+
+    ``threads``/``inter_op_threads``: ONNX Runtime's defaults when None. ``optimize``: every graph
+    optimization (what the runtime runs) or none (reading metadata, calibration). ``spinning``: the
+    intra-op threads' busy-wait, left at ONNX Runtime's default when None. ``memory_arena``: False
+    hands freed activations back to the system (calibration observes every activation). A file that
+    does not load is a :class:`ModelError` whose text is ``error`` with ``{name}`` and ``{reason}``.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    if inter_op_threads:
+        options.inter_op_num_threads = inter_op_threads
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
+    if spinning is not None:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    if not memory_arena:
+        options.enable_cpu_mem_arena = False
+        options.enable_mem_pattern = False
+    try:
+        return ort.InferenceSession(str(model_path), options, providers=list(providers))
+    except Exception as exc:  # onnxruntime raises many unrelated types for a bad file
+        raise ModelError(error.format(name=Path(model_path).name, reason=first_line(exc))) from None
 
 
 class OnnxRuntimeRunner(Runner):
@@ -59,19 +100,13 @@ class OnnxRuntimeRunner(Runner):
         self._output_name = ""
 
     def activate(self) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.intra_op_threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        spinning = "1" if self.allow_spinning else "0"
-        options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
-        try:
-            self._session = ort.InferenceSession(str(self.model_path), options, providers=self.providers)
-        except Exception as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise ModelError(f"cannot load {self.model_path.name} with ONNX Runtime: {first}") from None
+        self._session = open_session(
+            self.model_path,
+            self.providers,
+            threads=self.intra_op_threads,
+            inter_op_threads=1,
+            spinning=self.allow_spinning,
+        )
         self._input_name = self._session.get_inputs()[0].name
         self._output_name = self._session.get_outputs()[0].name
 

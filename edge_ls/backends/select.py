@@ -8,14 +8,15 @@ the same way, loudly: the run goes on with the next backend rather than not at a
 listed backend can run does selection fail; for a TensorRT-only profile that error names the extra.
 
 TensorRT is imported only inside :func:`_tensorrt_runner`, and only once ``tensorrt`` and ``pycuda``
-are known to be importable: the CPU runtime never loads them.
+are known to be importable: the CPU runtime never loads them. The TensorRT runner lives in the engines
+layer, above this one, so it is found through the ``edge_ls.backends`` entry point it registers in
+``pyproject.toml`` (``edge_ls.engines.backend:tensorrt_runner``), never imported from here.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from edge_ls.backends.base import Runner
 from edge_ls.backends.onnxrt import OnnxRuntimeRunner
 from edge_ls.errors import EdgeLSError, MissingExtraError
 
+#: Entry-point group where the layers above the runtime register backends (``pyproject.toml``).
+BACKEND_GROUP = "edge_ls.backends"
 CPU_PROVIDER = "CPUExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
 
@@ -90,27 +93,21 @@ def _make(
 
 
 def _tensorrt_runner(path: Path, profile: Any, engine_cache: str | Path | None) -> Runner:
-    """Plan, check and build (or reuse) the engine for ``path``, then a TensorRT runner on it."""
+    """The TensorRT runner from the factory the engines layer registers (see the module docstring)."""
     for module, package in (("tensorrt", "tensorrt"), ("pycuda", "pycuda")):
         if importlib.util.find_spec(module) is None:
             raise MissingExtraError(package, "gpu", "the TensorRT backend")
-    if profile is None:
-        raise EdgeLSError("the TensorRT backend needs a tier profile (its batch and tile ranges)")
-    from edge_ls.engines.build import build_cached
-    from edge_ls.engines.plan import make_plan
-    from edge_ls.engines.support import ensure_supported
-    from edge_ls.engines.trt_runner import TensorRTRunner
-
-    cache_dir = Path(engine_cache) if engine_cache else default_engine_cache()
-    plan = make_plan(profile, path, cache_dir / "timing")
-    ensure_supported(path)
-    return TensorRTRunner(build_cached(plan, cache_dir).path)
+    return registered_backend("tensorrt")(path, profile, engine_cache)
 
 
-def default_engine_cache() -> Path:
-    """``$EDGE_LS_ENGINE_CACHE``, else ``$XDG_CACHE_HOME/edge-ls/engines`` (``~/.cache/...``)."""
-    env = os.environ.get("EDGE_LS_ENGINE_CACHE")
-    if env:
-        return Path(env)
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "edge-ls" / "engines"
+def registered_backend(name: str) -> Callable[[Path, Any, str | Path | None], Runner]:
+    """The runner factory registered as ``name`` in the ``edge_ls.backends`` entry-point group."""
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=BACKEND_GROUP):
+        if entry.name == name:
+            return entry.load()
+    raise EdgeLSError(
+        f"backend '{name}' is not registered (entry-point group '{BACKEND_GROUP}'): "
+        "reinstall edge-ls (pip install -e .) so its package metadata lists it"
+    )

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from edge_ls.backends.select import default_engine_cache as default_cache_dir
+from edge_ls.engines.backend import default_engine_cache as default_cache_dir
 from edge_ls.errors import ConfigError
 
 

@@ -70,6 +70,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="probability/confidence rasters as uint8 percent 0-100 with scale 0.01 (default: a quarter "
         "of the bytes) or float32 0-1",
     )
+    p.add_argument(
+        "--no-resample",
+        action="store_true",
+        help="read the scene as it is even when its GSD is far outside the model's trained range",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -111,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         simplify_tolerance=args.simplify,
         layers=args.layers,
         progress=not args.quiet and sys.stderr.isatty(),
+        resample=not args.no_resample,
     )
     several = len(args.inputs) > 1
     for path in args.inputs:

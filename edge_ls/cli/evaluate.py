@@ -46,15 +46,20 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edge_ls.evaluate import REPORTED, evaluate_onnx
+    from edge_ls.training.tileset import read_split_pairs
 
     for root in args.datasets:
         if not Path(root).exists():
             raise InputError(f"dataset folder not found: {root}")
     split, why = choose_split(args.split, args.datasets, args.split_file)
+
+    def pairs(bands: tuple[str, ...]):
+        return read_split_pairs([str(r) for r in args.datasets], list(bands), split, args.split_file)
+
     with tempfile.TemporaryDirectory(prefix="edge-ls-eval-") as tmp:
         model_path = _as_onnx(args.model, Path(tmp))
-        result = evaluate_onnx(model_path, args.datasets, split, args.split_file, args.threads)
-    result["split_reason"] = why
+        result = evaluate_onnx(model_path, pairs, threads=args.threads)
+    result.update(split=split, split_reason=why, datasets=[str(r) for r in args.datasets])
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True))
         return 0
@@ -91,7 +96,7 @@ def _as_onnx(model: str, tmp: Path) -> Path:
             import torch  # noqa: F401
         except ImportError:
             raise MissingExtraError("torch", "train", "evaluating a PyTorch checkpoint") from None
-        from edge_ls.training.trainer import export_run
+        from edge_ls.export.run import export_run
 
         return export_run(path, tmp / "model.onnx")
     try:

@@ -41,10 +41,16 @@ def run(args: argparse.Namespace) -> int:
         import torch  # noqa: F401
     except ImportError:
         raise MissingExtraError("torch", "train", "edge-ls train") from None
+    from edge_ls.export.onnx_export import export_onnx
     from edge_ls.training.trainer import train_from_file
 
     summary = train_from_file(
-        args.config, args.out, resume=args.resume, progress=not args.quiet, max_minutes=args.max_minutes
+        args.config,
+        args.out,
+        resume=args.resume,
+        progress=not args.quiet,
+        max_minutes=args.max_minutes,
+        exporter=export_onnx,
     )
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True, default=str))

@@ -5,6 +5,11 @@ become [0, 1], what counts as nodata, the ground sampling distance), from cheap 
 metadata and one small decimated read (served from an overview when the file has them). After that the
 object is immutable, so any number of reader threads can share it; each thread opens its own dataset
 handle with :meth:`RasterSource.open_handle`, because a GDAL dataset handle is not thread-safe.
+
+This module is the source itself (opening, nodata and validity, windowed reads); the decisions it
+takes are each in their own module: which bands (:mod:`edge_ls.io.bands`), how raw values are scaled
+(:mod:`edge_ls.io.scaling`) and the ground distance of a pixel (:mod:`edge_ls.io.georeference`).
+Their public names stay importable from here.
 """
 
 from __future__ import annotations
@@ -25,13 +30,33 @@ import rasterio.crs
 import rasterio.io
 import rasterio.warp
 from rasterio import Affine
-from rasterio.enums import ColorInterp, MaskFlags
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
-from edge_ls.artifact import KNOWN_BANDS, ModelSpec
-from edge_ls.errors import InputError
+from edge_ls.artifact import ModelSpec
+from edge_ls.errors import InputError, first_line
+from edge_ls.io.bands import _select_bands
+from edge_ls.io.georeference import SCALE_DISTORTION_TOLERANCE, _warn_about_georeference, ground_pixel_size
+from edge_ls.io.scaling import (
+    SCALED_FLOAT_REFLECTANCE_P98,
+    STRETCH_PERCENTILES,
+    BandScaling,
+    _scaling,
+    input_spread,
+)
 from edge_ls.pixel_math import normalize, to_unit_range
+
+__all__ = [
+    "SAMPLE_MAX_PX",
+    "SCALED_FLOAT_REFLECTANCE_P98",
+    "SCALE_DISTORTION_TOLERANCE",
+    "STRETCH_PERCENTILES",
+    "BandScaling",
+    "RasterSource",
+    "ground_pixel_size",
+    "truncation_problem",
+]
 
 log = logging.getLogger(__name__)
 
@@ -39,61 +64,9 @@ log = logging.getLogger(__name__)
 #: from: about a million pixels per band is plenty for 2/98 percentiles and costs little memory even
 #: on a 20k x 20k scene (GDAL serves the read from the nearest overview when the file has overviews).
 SAMPLE_MAX_PX = 1024
-#: Percentiles of the stretch applied to non-8-bit imagery fed to an ``8bit`` model.
-STRETCH_PERCENTILES = (2.0, 98.0)
-#: A float raster fed to a ``reflectance`` model whose 98th percentile exceeds this is not reflectance
-#: in [0, 1] but integer reflectance stored as floats (as the real Chattogram Sentinel-2 export is):
-#: it is divided by ``reflectance_scale`` instead of being clipped to 1 everywhere.
-SCALED_FLOAT_REFLECTANCE_P98 = 1.5
-#: A projection whose true ground pixel size at the scene centre differs from the nominal one by more
-#: than this (Web Mercator away from the equator) reports the true size, so km² and GSD are honest.
-SCALE_DISTORTION_TOLERANCE = 0.02
 
-_WGS84_A = 6378137.0
-_WGS84_E2 = 6.69437999014e-3
 _SUPPORTED_KINDS = ("u", "i", "f")
 _OPEN_LOCK = threading.Lock()
-
-#: Band descriptions understood as model band names (compared lower-case, without separators).
-#: Sentinel-2 names are accepted in their two-digit form only (B04, B8A): "B4"/"B5" mean different
-#: bands on Landsat, so guessing there would silently swap bands.
-_DESCRIPTION_NAMES = {
-    **{name: name for name in KNOWN_BANDS},
-    "grey": "gray",
-    "nearinfrared": "nir",
-    "nearir": "nir",
-    "coastalaerosol": "coastal",
-    "watervapor": "watervapour",
-    "elevation": "dem",
-    "b01": "coastal",
-    "b02": "blue",
-    "b03": "green",
-    "b04": "red",
-    "b05": "rededge1",
-    "b06": "rededge2",
-    "b07": "rededge3",
-    "b08": "nir",
-    "b8a": "nir08",
-    "b09": "watervapour",
-    "b11": "swir1",
-    "b12": "swir2",
-}
-_COLORINTERP_NAMES = {
-    ColorInterp.red: "red",
-    ColorInterp.green: "green",
-    ColorInterp.blue: "blue",
-    ColorInterp.gray: "gray",
-    ColorInterp.alpha: "alpha",
-}
-
-
-@dataclass(frozen=True)
-class BandScaling:
-    """How raw values become [0, 1] per band: ``unit = clip((raw - offset) * scale, 0, 1)``."""
-
-    offset: np.ndarray
-    scale: np.ndarray
-    method: str
 
 
 @dataclass(frozen=True)
@@ -162,11 +135,24 @@ class RasterSource:
             raise RuntimeError(f"RasterSource for {self.path.name} is closed")
         return _open(self._target, self.path)
 
-    def read(self, handle: rasterio.io.DatasetReader, window: Window) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(x, valid)``: model-ready float32 ``[C, h, w]`` (0.0 where invalid), bool ``[h, w]``."""
+    def read(
+        self,
+        handle: rasterio.io.DatasetReader,
+        window: Window,
+        out_shape: tuple[int, int] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(x, valid)``: model-ready float32 ``[C, h, w]`` (0.0 where invalid), bool ``[h, w]``.
+
+        ``out_shape`` reads the window resampled to that many pixels (GDAL's average when shrinking,
+        which skips nodata and uses overviews; bilinear when enlarging): reads at another GSD.
+        """
+        resampling = None
+        if out_shape is not None:
+            shrink = out_shape[0] * out_shape[1] < window.height * window.width
+            resampling = Resampling.average if shrink else Resampling.bilinear
         try:
-            raw = _read_bands(handle, self.band_indexes, self._read_dtype, window=window)
-            valid = _validity(handle, raw, self._mask_plan, window=window)
+            raw = _read_bands(handle, self.band_indexes, self._read_dtype, window, out_shape, resampling)
+            valid = _validity(handle, raw, self._mask_plan, window=window, out_shape=out_shape)
         except RasterioError as exc:
             where = f"col {int(window.col_off)}, row {int(window.row_off)}"
             raise InputError(
@@ -224,91 +210,6 @@ class RasterSource:
         return data, valid, sampled_from
 
 
-def ground_pixel_size(
-    crs: rasterio.crs.CRS | None, transform: Affine, width: int, height: int
-) -> tuple[float, float, str] | None:
-    """Return ``(gsd_m, pixel_area_m2, how)`` at the scene centre, or None when it cannot be known.
-
-    Projected CRSs use the nominal pixel size in their linear unit converted to metres, unless the
-    projection distorts distance at the scene centre by more than ``SCALE_DISTORTION_TOLERANCE`` (Web
-    Mercator); then, as for geographic CRSs, the pixel's sides are measured on the WGS84 ellipsoid
-    (an approximation for other datums, good to well under 1% for a pixel size).
-    """
-    if crs is None:
-        return None
-    col = (transform.a, transform.d)  # CRS units per pixel step along a row (x)
-    row = (transform.b, transform.e)  # CRS units per pixel step down a column (y)
-    cx, cy = transform @ (width / 2.0, height / 2.0)
-    if crs.is_geographic:
-        deg = _degrees_per_unit(crs)
-        lon_lat = (cx * deg, cy * deg)
-        sizes = _ellipsoid_pixel(lon_lat, (col[0] * deg, col[1] * deg), (row[0] * deg, row[1] * deg))
-        if sizes is None:
-            return None
-        return (*sizes, f"degrees to metres at latitude {lon_lat[1]:.2f} (WGS84 ellipsoid)")
-    if not crs.is_projected:
-        return None
-    try:
-        unit, factor = crs.linear_units_factor
-    except RasterioError:
-        return None
-    gx, gy = math.hypot(*col) * factor, math.hypot(*row) * factor
-    nominal = ((gx + gy) / 2.0, abs(col[0] * row[1] - col[1] * row[0]) * factor * factor)
-    how = f"pixel size in {unit}" if factor == 1.0 else f"pixel size in {unit} (x {factor:g} m)"
-    true = _true_pixel_size(crs, (cx, cy), col, row)
-    if true is not None and abs(true[0] / nominal[0] - 1.0) > SCALE_DISTORTION_TOLERANCE:
-        lat = true[2]
-        return (
-            true[0],
-            true[1],
-            f"measured on the WGS84 ellipsoid at latitude {lat:.2f}, where one {unit} of this "
-            f"projection is {true[0] / nominal[0]:.3f} m on the ground",
-        )
-    return (*nominal, how)
-
-
-def _true_pixel_size(
-    crs: rasterio.crs.CRS, centre: tuple[float, float], col: tuple[float, float], row: tuple[float, float]
-) -> tuple[float, float, float] | None:
-    """Measure one pixel at ``centre`` on the ground: project its corners to lon/lat, then to metres."""
-    xs = [centre[0], centre[0] + col[0], centre[0] + row[0]]
-    ys = [centre[1], centre[1] + col[1], centre[1] + row[1]]
-    try:
-        lons, lats = rasterio.warp.transform(crs, "EPSG:4326", xs, ys)
-    except Exception:  # PROJ cannot relate every CRS (engineering, broken WKT): keep the nominal size
-        return None
-    steps = [(lons[i] - lons[0], lats[i] - lats[0]) for i in (1, 2)]
-    sizes = _ellipsoid_pixel((lons[0], lats[0]), steps[0], steps[1])
-    return None if sizes is None else (*sizes, lats[0])
-
-
-def _ellipsoid_pixel(
-    lon_lat: tuple[float, float], col_deg: tuple[float, float], row_deg: tuple[float, float]
-) -> tuple[float, float] | None:
-    """Side length mean and area in metres of a pixel given its sides in degrees (lon, lat)."""
-    lat = lon_lat[1]
-    if not (math.isfinite(lat) and -90.0 < lat < 90.0):
-        return None
-    phi = math.radians(lat)
-    w = math.sqrt(1.0 - _WGS84_E2 * math.sin(phi) ** 2)
-    per_deg_lon = math.radians(1.0) * _WGS84_A / w * math.cos(phi)
-    per_deg_lat = math.radians(1.0) * _WGS84_A * (1.0 - _WGS84_E2) / w**3
-    cx, cy = col_deg[0] * per_deg_lon, col_deg[1] * per_deg_lat
-    rx, ry = row_deg[0] * per_deg_lon, row_deg[1] * per_deg_lat
-    gsd = (math.hypot(cx, cy) + math.hypot(rx, ry)) / 2.0
-    area = abs(cx * ry - cy * rx)
-    return (gsd, area) if gsd > 0 and math.isfinite(gsd) else None
-
-
-def _degrees_per_unit(crs: rasterio.crs.CRS) -> float:
-    """Degrees per angular unit of a geographic CRS (1 for degrees; grads exist)."""
-    try:
-        _, radians_per_unit = crs.units_factor
-    except RasterioError:
-        return 1.0
-    return math.degrees(radians_per_unit) if radians_per_unit else 1.0
-
-
 #: End markers of formats whose truncation GDAL does not report (its PNG driver zero-fills the missing
 #: rows of a truncated file without an error, GDAL 3.10), so a cut-off copy would look valid.
 _END_MARKERS = {".png": b"IEND", ".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9"}
@@ -359,97 +260,6 @@ def _open(target: str, path: Path) -> rasterio.io.DatasetReader:
         hint = f": open one of its subdatasets, e.g. '{subdatasets[0]}'" if subdatasets else ""
         raise InputError(f"{path.name} holds no raster bands{hint}")
     return ds
-
-
-def _warn_about_georeference(ds: rasterio.io.DatasetReader, name: str, georeferenced: bool) -> None:
-    """Say why a raster that looks geographic will still run in pixel space."""
-    if georeferenced:
-        return
-    if ds.gcps[0] or ds.rpcs:
-        log.warning("%s has GCPs/RPCs but no geotransform: warp it (gdalwarp) to georeference outputs", name)
-    elif ds.crs is None and not ds.transform.is_identity:
-        log.warning("%s has a geotransform but no CRS: outputs will be in pixel space", name)
-
-
-def _band_names(ds: rasterio.io.DatasetReader) -> list[str | None]:
-    """Model band name of each raster band, from its description, else its colour interpretation."""
-    names: list[str | None] = []
-    for desc, interp in zip(ds.descriptions, ds.colorinterp, strict=True):
-        name = _name_from_description(desc) if desc else None
-        names.append(name or _COLORINTERP_NAMES.get(interp))
-    return names
-
-
-def _name_from_description(desc: str) -> str | None:
-    """Map a band description ("NIR", "B08", "Red band", "Near Infrared") to a model band name."""
-    text = desc.lower()
-    key = re.sub(r"[^a-z0-9]", "", text)
-    if key in _DESCRIPTION_NAMES:
-        return _DESCRIPTION_NAMES[key]
-    tokens = re.findall(r"[a-z0-9]+", text)
-    if "edge" in tokens or "infrared" in tokens:
-        return "nir" if {"near", "infrared"} <= set(tokens) else None
-    hits = {_DESCRIPTION_NAMES[t] for t in tokens if t in _DESCRIPTION_NAMES}
-    return hits.pop() if len(hits) == 1 else None
-
-
-def _band_summary(ds: rasterio.io.DatasetReader) -> str:
-    """ "1: red, 2: green, 3: blue, 4: alpha" - what the raster offers, for error messages."""
-    parts = []
-    for i, (desc, interp) in enumerate(zip(ds.descriptions, ds.colorinterp, strict=True), start=1):
-        label = interp.name + (f" '{desc}'" if desc else "")
-        parts.append(f"{i}: {label}")
-    return ", ".join(parts)
-
-
-def _select_bands(
-    ds: rasterio.io.DatasetReader, spec: ModelSpec, bands: Sequence[int] | None, name: str
-) -> tuple[int, ...]:
-    """Pick the raster bands feeding the model, in the model's order (see the module rules)."""
-    need = len(spec.bands)
-    wanted = ", ".join(spec.bands)
-    if bands is not None:
-        chosen = tuple(int(b) for b in bands)
-        if len(chosen) != need:
-            raise InputError(
-                f"--bands gives {len(chosen)} band(s) but model '{spec.name}' needs {need} ({wanted})"
-            )
-        bad = [b for b in chosen if not 1 <= b <= ds.count]
-        if bad:
-            raise InputError(
-                f"--bands {','.join(map(str, chosen))}: {name} has bands 1..{ds.count}, not {bad[0]}"
-            )
-        return chosen
-    names = _band_names(ds)
-    matched = [[i for i, n in enumerate(names, start=1) if n == b] for b in spec.bands]
-    if all(len(m) == 1 for m in matched) and len({m[0] for m in matched}) == need:
-        return tuple(m[0] for m in matched)
-    usable = [i for i, n in enumerate(names, start=1) if n != "alpha"]
-    offered = f"{name} has {ds.count} band(s) ({_band_summary(ds)})"
-    if ColorInterp.palette in ds.colorinterp:
-        raise InputError(
-            f"{offered}: palette colours must be expanded first, e.g. gdal_translate -expand rgb in out.tif"
-        )
-    if len(usable) < need:
-        raise InputError(f"model '{spec.name}' needs {need} band(s) ({wanted}) but {offered}")
-    if len(usable) == need:
-        # Taking bands in order is a guess: refuse it when the file names them otherwise (e.g. BGR).
-        conflicts = [
-            f"band {i} is {n}, not {b}"
-            for i, b in zip(usable, spec.bands, strict=True)
-            if (n := names[i - 1]) is not None and n != "gray" and n != b
-        ]
-        if not conflicts:
-            return tuple(usable)
-        raise InputError(
-            f"model '{spec.name}' needs {wanted} but {offered} ({'; '.join(conflicts)}): "
-            "choose them with --bands"
-        )
-    example = ",".join(str(i) for i in usable[:need])
-    raise InputError(
-        f"model '{spec.name}' needs {need} band(s) ({wanted}) and {offered}, which cannot be matched by "
-        f"name: choose them with --bands, e.g. --bands {example}"
-    )
 
 
 def _check_dtypes(
@@ -505,13 +315,17 @@ def _read_bands(
     mixed_dtype: str | None,
     window: Window | None = None,
     out_shape: tuple[int, int] | None = None,
+    resampling: Resampling | None = None,
 ) -> np.ndarray:
     """One read of the selected bands; band by band only when their pixel types differ (rasterio
     refuses a multi-band read of mixed types)."""
+    extra = {} if resampling is None else {"resampling": resampling}
     if mixed_dtype is None:
         shape = None if out_shape is None else (len(indexes), *out_shape)
-        return ds.read(list(indexes), window=window, out_shape=shape)
-    return np.stack([ds.read(i, window=window, out_shape=out_shape, out_dtype=mixed_dtype) for i in indexes])
+        return ds.read(list(indexes), window=window, out_shape=shape, **extra)
+    return np.stack(
+        [ds.read(i, window=window, out_shape=out_shape, out_dtype=mixed_dtype, **extra) for i in indexes]
+    )
 
 
 def _validity(
@@ -563,90 +377,8 @@ def _describe_nodata(
     return " + ".join(parts) if parts else "none"
 
 
-def _scaling(
-    ds: rasterio.io.DatasetReader,
-    indexes: tuple[int, ...],
-    spec: ModelSpec,
-    sample: np.ndarray,
-    valid: np.ndarray,
-    sampled_from: str,
-) -> BandScaling:
-    """Per-band offset/scale for ``spec.input_range``, from the dtype and the sample's valid pixels."""
-    offsets: list[float] = []
-    scales: list[float] = []
-    methods: list[str] = []
-    rs = spec.reflectance_scale
-    for pos, index in enumerate(indexes):
-        dtype = np.dtype(ds.dtypes[index - 1])
-        values = sample[pos][valid]
-        gdal_scale, gdal_offset = ds.scales[index - 1], ds.offsets[index - 1]
-        if spec.input_range == "8bit":
-            if dtype == np.uint8:
-                offset, scale, method = 0.0, 1.0 / 255.0, "uint8/255"
-            else:
-                offset, scale, method = _stretch(values, sampled_from)
-        elif (gdal_scale, gdal_offset) != (1.0, 0.0) and gdal_scale:
-            # reflectance = raw * scale + offset  ==  (raw - (-offset / scale)) * scale
-            offset, scale, method = -gdal_offset / gdal_scale, gdal_scale, "GDAL scale/offset metadata"
-        elif dtype.kind in "ui":
-            offset, scale, method = 0.0, 1.0 / rs, f"reflectance/{rs:g}"
-            if dtype == np.uint8:
-                log.warning("%s band %d is 8-bit but the model expects reflectance", ds.name, index)
-        else:
-            p98 = float(np.percentile(values, 98.0))
-            if p98 > SCALED_FLOAT_REFLECTANCE_P98:
-                offset, scale = 0.0, 1.0 / rs
-                method = f"reflectance/{rs:g} (floats > {SCALED_FLOAT_REFLECTANCE_P98:g}: scaled integers)"
-            else:
-                offset, scale, method = 0.0, 1.0, "float as is"
-        offsets.append(offset)
-        scales.append(scale)
-        methods.append(method)
-    if len(set(methods)) == 1:
-        described = methods[0]
-    else:
-        described = "; ".join(f"band {i}: {m}" for i, m in zip(indexes, methods, strict=True))
-    return BandScaling(
-        offset=np.asarray(offsets, dtype=np.float32),
-        scale=np.asarray(scales, dtype=np.float32),
-        method=described,
-    )
-
-
-def input_spread(sample: np.ndarray, valid: np.ndarray, scaling: BandScaling) -> float:
-    """The largest per-band 2-98 percentile spread of the sample, in the model's [0, 1] input units.
-
-    A percentile-stretched band always spans [0, 1] after scaling, so its spread is measured before
-    the stretch: at most 2 integer levels (or a relative 1e-3 for floats) counts as no contrast (0).
-    A constant or near-constant scene (blank tile, saturated or uniform image) scores below ~0.01;
-    what a model predicts on it means nothing.
-    """
-    spreads = []
-    for pos in range(sample.shape[0]):
-        values = sample[pos][valid]
-        lo, hi = (float(v) for v in np.percentile(values, STRETCH_PERCENTILES))
-        if "percentile" in scaling.method:
-            flat = (
-                hi - lo <= 2 if sample.dtype.kind in "ui" else hi - lo <= 1e-3 * max(abs(hi), abs(lo), 1e-12)
-            )
-            spreads.append(0.0 if flat else 1.0)
-        else:
-            spreads.append((hi - lo) * abs(float(scaling.scale[pos])))
-    return max(spreads) if spreads else 0.0
-
-
-def _stretch(values: np.ndarray, sampled_from: str) -> tuple[float, float, str]:
-    """Percentile stretch of one band's valid sample values to [0, 1]."""
-    lo, hi = (float(v) for v in np.percentile(values, STRETCH_PERCENTILES))
-    method = f"percentile {STRETCH_PERCENTILES[0]:g}-{STRETCH_PERCENTILES[1]:g} ({sampled_from})"
-    if hi <= lo:  # a constant band carries no contrast: map it to 0 rather than divide by zero
-        return lo, 1.0, method + ", constant band"
-    return lo, 1.0 / (hi - lo), method
-
-
 def _first_line(exc: BaseException) -> str:
     """First line of the most specific message: rasterio wraps GDAL's reason as the cause."""
     if "see previous exception" in str(exc).lower() and exc.__cause__ is not None:
         exc = exc.__cause__
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
+    return first_line(exc)

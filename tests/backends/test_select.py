@@ -64,3 +64,13 @@ def test_detect_with_a_profile_reports_the_skipped_backends(tmp_path: Path) -> N
     lite = load_profile("edge-lite")
     report = detect(SAMPLE, "edge-nano", tmp_path / "lite", DetectOptions(profile=lite))
     assert [n.split(":")[0] for n in report["backend_skipped"]] == ["tensorrt", "onnxruntime-cuda"]
+
+
+def test_the_tensorrt_runner_is_found_through_its_entry_point_not_an_import() -> None:
+    """The runtime finds the engines layer's factory by registration (pyproject.toml), by name."""
+    from edge_ls.backends.select import registered_backend
+    from edge_ls.engines.backend import tensorrt_runner
+
+    assert registered_backend("tensorrt") is tensorrt_runner
+    with pytest.raises(EdgeLSError, match="'openvino' is not registered"):
+        registered_backend("openvino")

@@ -15,7 +15,7 @@ def small_onnx(tmp_path_factory, real_data):
 
     from edge_ls.artifact import ModelSpec
     from edge_ls.export.onnx_export import export_onnx
-    from edge_ls.export.tiles import load_tiles
+    from edge_ls.io.labelled import load_tiles
 
     spec = ModelSpec(
         name="t",

@@ -91,7 +91,7 @@ def hokkaido(real_data: Path) -> Path:
 @pytest.fixture(scope="package")
 def real_tiles(hokkaido: Path) -> np.ndarray:
     """Four real CAS Hokkaido tiles, 128 px centre crops, normalized as SPEC says."""
-    from edge_ls.export.tiles import load_tiles
+    from edge_ls.io.labelled import load_tiles
 
     return load_tiles(hokkaido, SPEC, size=128, limit=4)
 

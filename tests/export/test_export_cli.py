@@ -199,7 +199,7 @@ def test_budget_exceeded_fails_and_writes_no_tier(tmp_path, fp32_onnx, hokkaido,
     """An INT8 model scoring 3 points under FP32 must fail the export (exit 3) and leave no tier."""
     import edge_ls.export.accuracy as accuracy
 
-    real = accuracy.evaluate_onnx
+    real = accuracy.budget_scores
 
     def degraded(path, data, **kw):
         result = real(path, data, **kw)
@@ -207,7 +207,7 @@ def test_budget_exceeded_fails_and_writes_no_tier(tmp_path, fp32_onnx, hokkaido,
             result = {**result, "f1": result["f1"] - 3.0}
         return result
 
-    monkeypatch.setattr(accuracy, "evaluate_onnx", degraded)
+    monkeypatch.setattr(accuracy, "budget_scores", degraded)
     code = main(
         [
             "export",

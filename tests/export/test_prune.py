@@ -41,7 +41,7 @@ def test_pruning_rounds_widths_and_reduces_params(round_to):
 
 
 def test_fine_tune_and_evaluate_hooks_run_in_order(real_tiles, hokkaido, spec):
-    from edge_ls.export.tiles import load_labelled
+    from edge_ls.io.labelled import load_labelled
 
     data = load_labelled(hokkaido, spec, size=64, limit=6)
     model = make_unet()
@@ -128,7 +128,7 @@ def test_pruning_keeps_the_head_evidence_so_logits_can_pass_the_bias(real_tiles)
 
 
 def test_distillation_adds_the_supervised_soft_iou(hokkaido, spec):
-    from edge_ls.export.tiles import load_labelled
+    from edge_ls.io.labelled import load_labelled
     from edge_ls.training.losses import distillation_loss, soft_iou_loss
 
     data = load_labelled(hokkaido, spec, size=64, limit=2)

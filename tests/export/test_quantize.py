@@ -12,7 +12,7 @@ from edge_ls.errors import ConfigError, ModelError
 pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
-from edge_ls.export.accuracy import evaluate_onnx  # noqa: E402
+from edge_ls.export.accuracy import budget_scores  # noqa: E402
 from edge_ls.export.onnx_export import run_onnx  # noqa: E402
 from edge_ls.export.quantize import (  # noqa: E402
     accuracy_delta,
@@ -22,12 +22,12 @@ from edge_ls.export.quantize import (  # noqa: E402
     quantize_int8,
     sensitive_nodes,
 )
-from edge_ls.export.tiles import load_labelled  # noqa: E402
+from edge_ls.io.labelled import load_labelled  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def int8_onnx(tmp_path_factory, fp32_onnx, hokkaido, spec):
-    from edge_ls.export.tiles import iter_batches
+    from edge_ls.io.labelled import iter_batches
 
     calib = iter_batches(hokkaido, spec, batch=2, size=128, limit=6)  # tiles 0-5: calibration
     return quantize_int8(
@@ -144,7 +144,7 @@ def test_accuracy_delta_recorded_on_disjoint_real_tiles(tmp_path, fp32_onnx, int
 
     q = shutil.copy(int8_onnx, tmp_path / "q.onnx")
     result = accuracy_delta(fp32_onnx, q, eval_tiles, budget_f1=100.0, eval_source="cas_hokkaido[24:30]")
-    direct = evaluate_onnx(q, eval_tiles)
+    direct = budget_scores(q, eval_tiles)
     assert result["int8"]["f1"] == pytest.approx(direct["f1"])
     assert result["delta_f1"] == pytest.approx(result["fp32"]["f1"] - result["int8"]["f1"])
     recorded = read_spec(q).provenance["accuracy"]

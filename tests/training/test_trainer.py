@@ -182,3 +182,12 @@ def test_a_run_writes_its_onnx_in_its_run_folder_never_into_named_models(
         onnx = tomllib.loads(config.read_text()).get("export", {}).get("onnx", "")
         if onnx:
             assert export_path(onnx, run).parent == run, config.name  # its run folder, nothing else
+
+
+def test_onnx_export_without_an_exporter_fails_before_training(real_data: Path, tmp_path: Path) -> None:
+    """Training sits below export: the ONNX step is handed in (edge-ls train does), and a config that
+    asks for it without one is refused at construction, not after the epochs."""
+    cfg = config_from_dict(_cfg(real_data, tmp_path, export={"onnx": str(tmp_path / "m.onnx")}))
+    with pytest.raises(ConfigError, match="no exporter"):
+        Trainer(cfg)
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,273 @@
+"""The accuracy ladder: every tier and baseline on each dataset's test split and pooled.
+
+Run from the repository root (the committed command behind training/README.md's ladder):
+
+    python bench/accuracy.py --json bench/results/accuracy-<date>.json --md bench/results/accuracy-<date>.md \
+        --model excess-red=runs/baselines/excess-red.onnx --model edge-nano=edge-nano \
+        --model edge-lite=edge-lite --model edge-lite:int8=edge-lite:int8 ...
+
+Each cell scores the ONNX artifact the runtime's way (``edge_ls.evaluate.OnnxScorer``: the model's
+own band scaling, normalization, temperature and stored threshold; whole tiles). Metrics are
+aggregated over every pixel of the split (micro), per dataset and pooled over the three. Also per
+dataset: the best threshold on the *test* split and the F1 lost by using the stored one instead
+(reported, never used to choose anything), and params / GFLOPs of a 512-px tile from the graph.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EDGE_LS_SHARED", REPO.parent / "shared"))
+DATASETS = ("cas_hokkaido", "bijie", "l4s_rgb")
+SPLIT_FILE = REPO / "training" / "configs" / "split_all.json"
+THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.01), 2)
+
+
+def load_split(split: str, split_file: Path, roots: list[Path]) -> dict[str, list[tuple]]:
+    """Tiles of ``split`` per dataset: (image C x H x W in [0, 1], mask, valid)."""
+    from edge_ls.training import datasets, splits
+
+    ds = datasets.open_datasets([str(r) for r in roots])
+    wanted = set(splits.load_splits(split_file)[split])
+    out: dict[str, list[tuple]] = {}
+    for i, sid in enumerate(ds.ids):
+        if sid in wanted:
+            sample = ds.try_get(i)
+            if sample is not None:
+                unit = np.ascontiguousarray(np.moveaxis(sample.image, -1, 0))
+                out.setdefault(sid.split("/", 1)[0], []).append((unit, sample.mask, sample.valid))
+    return out
+
+
+def f1_curve(prob: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(THRESHOLDS))
+    for k, t in enumerate(THRESHOLDS):
+        pred = prob >= t
+        denom = float(pred.sum() + truth.sum())
+        out[k] = 2 * float(np.sum(pred & truth)) / denom if denom else 0.0
+    return out
+
+
+def aligned(prob: np.ndarray, threshold: float) -> np.ndarray:
+    """Probabilities moved so that ``threshold`` sits at 0.5 (same decisions, one threshold for all)."""
+    p = np.clip(prob.astype(np.float64), 1e-7, 1 - 1e-7)
+    z = np.log(p / (1 - p)) - np.log(threshold / (1 - threshold))
+    return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+
+
+class Cascade:
+    """Edge-Cascade's rule on whole tiles: a tile whose triage probability reaches ``roi`` anywhere is
+    decided by the refiner (its probabilities and threshold), every other tile by the triage."""
+
+    def __init__(self, triage, refiner, roi: float) -> None:
+        self.triage, self.refiner, self.roi = triage, refiner, roi
+        self.tiles = self.refined = 0
+
+    def probability(self, unit: np.ndarray) -> tuple[np.ndarray, float]:
+        p, threshold = self.triage.probability(unit)
+        self.tiles += 1
+        if float(p.max()) >= self.roi:
+            self.refined += 1
+            return self.refiner.probability(unit)
+        return p, threshold
+
+
+def score_model(model, tiles: dict[str, list[tuple]]) -> dict[str, Any]:
+    """Per-dataset and pooled metrics of one model (``probability(unit) -> (p, threshold)``).
+
+    F1/IoU/precision/recall come from each model's own decision threshold; ECE and AUC from the
+    calibrated probabilities themselves.
+    """
+    from edge_ls.metrics import PixelMetrics
+
+    row: dict[str, Any] = {}
+    pooled, pooled_cal = PixelMetrics(0.5), PixelMetrics(0.5)
+    started = time.monotonic()
+    for name, pairs in tiles.items():
+        acc, cal = PixelMetrics(0.5), PixelMetrics(0.5)
+        sampled_p, sampled_y = [], []
+        for unit, mask, valid in pairs:
+            prob, threshold = model.probability(unit)
+            decided = aligned(prob, threshold)
+            for a, c in ((acc, cal), (pooled, pooled_cal)):
+                a.update(decided, mask, valid)
+                c.update(prob, mask, valid)
+            sampled_p.append(decided[::3, ::3].ravel())
+            sampled_y.append(mask[::3, ::3].ravel() > 0)
+        m, mc = acc.compute(), cal.compute()
+        curve = f1_curve(np.concatenate(sampled_p), np.concatenate(sampled_y))
+        k_stored = int(np.argmin(np.abs(THRESHOLDS - 0.5)))
+        best = int(np.argmax(curve))
+        row[name] = {
+            **{k: round(float(m[k]), 4) for k in ("f1", "iou", "precision", "recall")},
+            **{k: round(float(mc[k]), 4) for k in ("ece", "auc")},
+            "tiles": len(pairs),
+            "threshold_gap_points": round(100 * float(curve[best] - curve[k_stored]), 2),
+        }
+    m, mc = pooled.compute(), pooled_cal.compute()
+    row["pooled"] = {
+        **{k: round(float(m[k]), 4) for k in ("f1", "iou", "precision", "recall")},
+        **{k: round(float(mc[k]), 4) for k in ("ece", "auc")},
+    }
+    row["seconds"] = round(time.monotonic() - started, 1)
+    return row
+
+
+class TTA:
+    """A model averaged over the 8 flips and quarter turns of each tile (D4 test-time augmentation)."""
+
+    def __init__(self, model: Single) -> None:
+        self.model, self.spec = model, model.spec
+
+    def probability(self, unit: np.ndarray) -> tuple[np.ndarray, float]:
+        total = np.zeros(unit.shape[1:], np.float64)
+        for k in range(4):
+            for flip in (False, True):
+                x = np.rot90(unit, k, axes=(1, 2))
+                x = x[:, :, ::-1] if flip else x
+                p, _ = self.model.probability(np.ascontiguousarray(x))
+                p = p[:, ::-1] if flip else p
+                total += np.rot90(p, -k)
+        return (total / 8).astype(np.float32), self.spec.threshold
+
+
+class Single:
+    """One ONNX model as the runtime runs it, with its cost read off the graph."""
+
+    def __init__(self, path: Path, threads: int) -> None:
+        from edge_ls.evaluate import OnnxScorer
+
+        self.path = path
+        self.scorer = OnnxScorer.open(path, threads)
+        self.spec = self.scorer.spec
+
+    def probability(self, unit: np.ndarray) -> tuple[np.ndarray, float]:
+        return self.scorer.probability(unit), self.spec.threshold
+
+    def describe(self) -> dict[str, Any]:
+        import onnx
+
+        from edge_ls.export.flops import graph_cost
+
+        cost = graph_cost(onnx.load(str(self.path)), 512)
+        return {
+            "path": str(self.path),
+            "model": self.spec.name,
+            "tier": self.spec.tier,
+            "precision": self.spec.precision,
+            "threshold": self.spec.threshold,
+            "temperature": self.spec.temperature,
+            "params": cost.params,
+            "gflops_512": round(cost.gflops, 2),
+            "size_mb": round(self.path.stat().st_size / 1e6, 2),
+        }
+
+
+def to_markdown(rows: dict[str, dict[str, Any]], names: list[str]) -> str:
+    head = "| model | precision | params | GFLOPs/512px | " + " | ".join(
+        f"{d} F1 / IoU / ECE" for d in [*names, "pooled"]
+    )
+    lines = [head + " |", "|" + "---|" * (4 + len(names) + 1)]
+    for label, r in rows.items():
+        cells = [
+            f"{r[d]['f1']:.3f} / {r[d]['iou']:.3f} / {r[d]['ece']:.3f}" if d in r else "-"
+            for d in [*names, "pooled"]
+        ]
+        lines.append(
+            f"| {label} | {r['precision']} | {r['params'] / 1e6:.2f} M | {r['gflops_512']:.2f} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", default=[], help="LABEL=NAME|PATH (repeatable)")
+    parser.add_argument(
+        "--cascade",
+        action="append",
+        help="LABEL=TRIAGE,REFINER[,tta]: Edge-Cascade's rule on whole tiles (tta: refiner over D4)",
+    )
+    parser.add_argument("--tta", action="append", help="LABEL=NAME|PATH averaged over D4 (8 passes)")
+    parser.add_argument("--roi", type=float, default=0.3, help="cascade ROI threshold (the profile's: 0.3)")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--split-file", type=Path, default=SPLIT_FILE)
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--md", type=Path)
+    args = parser.parse_args(argv)
+
+    from edge_ls.models.registry import resolve
+
+    roots = [SHARED / "data" / "real" / d for d in args.datasets]
+    tiles = load_split(args.split, args.split_file, roots)
+    rows: dict[str, dict[str, Any]] = {}
+    for item in args.model:
+        label, _, target = item.partition("=")
+        single = Single(Path(resolve(target or label)), args.threads)
+        rows[label] = {**single.describe(), **score_model(single, tiles)}
+        print(f"{label}: pooled F1 {rows[label]['pooled']['f1']:.3f}", file=sys.stderr, flush=True)
+    for item in args.tta or []:
+        label, _, target = item.partition("=")
+        single = Single(Path(resolve(target or label)), args.threads)
+        info = single.describe()
+        rows[label] = {**info, **score_model(TTA(single), tiles), "gflops_512": 8 * info["gflops_512"]}
+        rows[label]["tta"] = 8
+        print(f"{label}: pooled F1 {rows[label]['pooled']['f1']:.3f}", file=sys.stderr, flush=True)
+    for item in args.cascade or []:
+        label, _, target = item.partition("=")
+        triage_ref, refiner_ref, *extra = target.split(",")
+        triage = Single(Path(resolve(triage_ref)), args.threads)
+        refiner = Single(Path(resolve(refiner_ref)), args.threads)
+        tta = extra == ["tta"]
+        cascade = Cascade(triage, TTA(refiner) if tta else refiner, args.roi)
+        t, r = triage.describe(), refiner.describe()
+        scores = score_model(cascade, tiles)
+        share = cascade.refined / max(1, cascade.tiles)
+        rows[label] = {
+            **scores,
+            "model": f"{t['model']} -> {r['model']}",
+            "tier": "edge-cascade",
+            "precision": f"{t['precision']}/{r['precision']}",
+            "roi": args.roi,
+            "refined_share": round(share, 4),
+            # cost per tile: triage always, refiner on the refined share
+            "params": t["params"] + r["params"],
+            "gflops_512": round(
+                t["gflops_512"] + cascade.refined / max(1, cascade.tiles) * r["gflops_512"], 2
+            ),
+            "parts": {"triage": t, "refiner": r},
+        }
+        print(f"{label}: pooled F1 {rows[label]['pooled']['f1']:.3f}", file=sys.stderr, flush=True)
+    result = {
+        "command": "python bench/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "split": args.split,
+        "split_file": str(
+            args.split_file.relative_to(REPO) if args.split_file.is_absolute() else args.split_file
+        ),
+        "tiles": {d: len(v) for d, v in tiles.items()},
+        "models": rows,
+    }
+    text = json.dumps(result, indent=1)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n")
+    if args.md:
+        args.md.write_text(to_markdown(rows, list(tiles)))
+    print(to_markdown(rows, list(tiles)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
