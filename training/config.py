@@ -57,6 +57,8 @@ class DataConfig:
     scale_gsd: list[float] = field(default_factory=list)
     #: Sensor-change augmentation (per-band gain, hue, blur, noise, band order) on top of ``augment``.
     photometric: bool = False
+    #: Share of crops shown percentile-stretched per band like the runtime stretches non-8-bit scenes.
+    p_stretch: float = 0.0
     #: Fixed per-band input mean/std (e.g. a pretrained encoder's); empty = the training split's.
     mean: list[float] = field(default_factory=list)
     std: list[float] = field(default_factory=list)
@@ -156,6 +158,8 @@ class Config:
                 raise ConfigError(f"data.{key} needs one value per data.roots entry ({len(d.roots)})")
             if any(v < 0 for v in values):
                 raise ConfigError(f"data.{key} values must not be negative")
+        if not 0.0 <= d.p_stretch <= 1.0:
+            raise ConfigError(f"data.p_stretch must be in [0, 1], got {d.p_stretch}")
         if d.scale_gsd and (len(d.scale_gsd) != 2 or not 0 < d.scale_gsd[0] <= d.scale_gsd[1]):
             raise ConfigError(f"data.scale_gsd must be [lo, hi] metres with 0 < lo <= hi, got {d.scale_gsd}")
         n = len(d.bands)

@@ -45,6 +45,9 @@ class TileSet:
     source_weight: list[float] = field(default_factory=list)
     #: [lo, hi] metres: each crop is resampled to a GSD drawn log-uniformly in this range.
     scale_gsd: tuple[float, float] | None = None
+    #: Probability that a crop is shown percentile-stretched per band, with the stretch of its whole
+    #: tile (see :func:`scene_stretch`): what the runtime does to every non-8-bit scene.
+    p_stretch: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.samples_per_epoch:
@@ -77,11 +80,21 @@ class TileSet:
                     img, mask = gsd_crop(*self.train[i], self.crop, gsd, self.scale_gsd, rng)
                 else:
                     img, mask = random_crop(*self.train[i], self.crop, rng)
+                if self.p_stretch and rng.random() < self.p_stretch:
+                    img = scene_stretch(img, self._stretch(i), rng)
                 if self.augment is not None:
                     img, mask = self.augment(img, mask, rng)
                 images.append(self.normalize(np.ascontiguousarray(img, dtype=np.float32)))
                 masks.append(np.ascontiguousarray(mask, dtype=np.float32)[None])
             yield np.stack(images), np.stack(masks)
+
+    def _stretch(self, i: int) -> np.ndarray:
+        """Per-band 1st / 2nd / 3rd and 97th / 98th / 99th percentiles of training tile ``i`` (cached)."""
+        cache = self.__dict__.setdefault("_stretch_cache", {})
+        if i not in cache:
+            img = self.train[i][0]
+            cache[i] = np.percentile(img.reshape(img.shape[0], -1), [1, 2, 3, 97, 98, 99], axis=1).T
+        return cache[i]
 
     def _weighted_order(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` training tile indices: a source drawn by ``source_weight``, then a tile of it."""
@@ -118,6 +131,21 @@ def random_crop(image: np.ndarray, mask: np.ndarray, size: int, rng: np.random.G
     y = int(rng.integers(0, h - size + 1))
     x = int(rng.integers(0, w - size + 1))
     return image[:, y : y + size, x : x + size], mask[y : y + size, x : x + size]
+
+
+def scene_stretch(image: np.ndarray, percentiles: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``image`` (C x H x W in [0, 1]) stretched per band between a low and a high percentile of its
+    tile (``percentiles``: C x 6, the 1/2/3 and 97/98/99th), clipped to [0, 1].
+
+    Why: ``edge-ls detect`` stretches every non-8-bit scene (e.g. Sentinel-2 reflectance) 2-98 % per
+    band, while 8-bit training tiles arrive as they were saved, often dark and flat (l4s_rgb's 98th
+    percentile is 0.47). Without this the same ground looks twice as bright and contrasted at run time.
+    """
+    lo = percentiles[:, int(rng.integers(0, 3))]
+    hi = percentiles[:, 3 + int(rng.integers(0, 3))]
+    span = np.maximum(hi - lo, 1e-3)
+    out = (image - lo[:, None, None]) / span[:, None, None]
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
 def gsd_crop(
@@ -248,6 +276,7 @@ def load_tiles(cfg: DataConfig) -> TileSet:
         source_gsd=gsd,
         source_weight=list(cfg.weights),
         scale_gsd=(cfg.scale_gsd[0], cfg.scale_gsd[1]) if cfg.scale_gsd else None,
+        p_stretch=cfg.p_stretch if cfg.augment else 0.0,
     )
     return tiles
 
