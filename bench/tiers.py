@@ -6,7 +6,7 @@ real labelled sets ``cas_hokkaido`` and ``bijie`` (72 tiles, 512 px), with the F
 Targets (issue #4): INT8 >= 1.5x FP32 tiles/s with <= 1 point of F1 lost; pruned+INT8 Edge-Lite
 >= 25 tiles/s at 512 px on the 2 cores.
 
-How: models come from ``edge_ls.training.models.build_model`` -- with trained weights when
+How: models come from ``edge_ls.training.networks.build_model`` -- with trained weights when
 ``--checkpoint TIER[:ROLE]=RUN`` gives a training run folder, else random weights (seed 0), in which
 case F1/IoU and their deltas say nothing about landslides (the JSON says which). Each artifact is
 exported and quantized with ``edge_ls.export`` exactly as ``edge-ls export`` does: INT8 calibrated
@@ -44,7 +44,7 @@ REAL = SHARED / "data" / "real"
 EVAL_SETS = ("cas_hokkaido", "bijie")
 CALIB_SET = "cas_unlabeled"
 CACHE = Path(os.environ.get("EDGE_LS_CACHE", Path.home() / ".cache" / "edge-ls")) / "bench" / "tiers"
-#: 3: U-Net decoder widths deep -> shallow (training/models.py fix). 4: pruning keeps the head's input
+#: 3: U-Net decoder widths deep -> shallow (training/networks.py fix). 4: pruning keeps the head's input
 #: channels, distillation adds soft-IoU, pruned temperature fitted on val, INT8 keeps depthwise float.
 BUILD_VERSION = 4
 PRUNE_RATIO = 0.5
@@ -115,7 +115,7 @@ def _load_model(family: str, checkpoint: str | None) -> tuple[Any, Any, str]:
         spec_path = Path(checkpoint) / SPEC_FILE
         spec = ModelSpec.from_json(spec_path.read_text()) if spec_path.is_file() else None
         return model, spec, f"trained: {checkpoint}"
-    from edge_ls.training.models import build_model
+    from edge_ls.training.networks import build_model
 
     torch.manual_seed(0)
     model = build_model(family).eval()

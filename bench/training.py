@@ -51,7 +51,7 @@ def measure(name: str, size: int, steps: int) -> dict[str, Any]:
     import torch
 
     from edge_ls.training import losses
-    from edge_ls.training.models import build_discriminator, build_model, count_parameters
+    from edge_ls.training.networks import build_discriminator, build_model, count_parameters
 
     torch.set_num_threads(2)
     torch.manual_seed(0)

@@ -13,7 +13,7 @@ from typing import Any
 from edge_ls.artifact import ModelSpec
 from edge_ls.errors import ModelError
 from edge_ls.export.onnx_export import export_onnx
-from edge_ls.training.models import pretrained_provenance
+from edge_ls.training.networks import pretrained_provenance
 from edge_ls.training.trainer import SPEC_FILE, load_checkpoint_model
 
 

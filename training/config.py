@@ -137,7 +137,7 @@ class Config:
 
     def validate(self) -> Config:
         """Refuse values that would fail later, with the key that is wrong."""
-        from edge_ls.training.models import MODEL_NAMES
+        from edge_ls.training.networks import MODEL_NAMES
 
         if self.model.name not in MODEL_NAMES:
             raise ConfigError(f"model.name '{self.model.name}' is unknown (known: {', '.join(MODEL_NAMES)})")

@@ -37,7 +37,7 @@ from edge_ls.errors import ConfigError, InputError, ModelError
 from edge_ls.metrics import PixelMetrics, fit_temperature
 from edge_ls.training import losses
 from edge_ls.training.config import Config, config_from_dict, load_config
-from edge_ls.training.models import (
+from edge_ls.training.networks import (
     build_discriminator,
     build_model,
     count_parameters,

@@ -102,7 +102,7 @@ def test_checkpoint_with_pruning(tmp_path, hokkaido, spec, capsys):
     torch = pytest.importorskip("torch")
     trainer = pytest.importorskip("edge_ls.training.trainer")
     from edge_ls.training.config import Config
-    from edge_ls.training.models import build_model
+    from edge_ls.training.networks import build_model
 
     run = tmp_path / "run"
     run.mkdir()

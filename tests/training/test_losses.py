@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from edge_ls.training import losses  # noqa: E402
-from edge_ls.training.models import build_discriminator  # noqa: E402
+from edge_ls.training.networks import build_discriminator  # noqa: E402
 
 
 def _target() -> torch.Tensor:

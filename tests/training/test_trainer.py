@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 from edge_ls.errors import ConfigError  # noqa: E402
 from edge_ls.training import losses  # noqa: E402
 from edge_ls.training.config import config_from_dict, load_config  # noqa: E402
-from edge_ls.training.models import build_model  # noqa: E402
+from edge_ls.training.networks import build_model  # noqa: E402
 from edge_ls.training.trainer import BEST, LAST, LOG_FILE, Trainer, load_checkpoint_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]

