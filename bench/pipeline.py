@@ -68,7 +68,7 @@ FULL_SIZES = {"scene": 10_000, "large": 20_000}
 QUICK_SIZES = {"scene": 2048, "large": 4096, "compute": 2048}
 #: Stages timed inside a detect run: (label, "module:Qualified.name"). Missing names are skipped.
 STAGES = (
-    ("read", "edge_ls.io.reader:RasterSource.read"),
+    ("read", "edge_ls.io.source:RasterSource.read"),
     ("pad", "edge_ls.pipeline:pad_tile"),
     ("infer", "edge_ls.backends.onnxrt:OnnxRuntimeRunner.infer"),
     ("activation", "edge_ls.pipeline:_to_probability"),
@@ -241,7 +241,7 @@ def measure_detect(
 
 def _plan_for(scene: str, model: str):
     """The model as ``detect`` loads it, and the raster source it would read."""
-    from edge_ls.io.reader import RasterSource
+    from edge_ls.io.source import RasterSource
     from edge_ls.pipeline import LoadedModel
 
     loaded = LoadedModel.load(model)

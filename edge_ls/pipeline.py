@@ -41,7 +41,7 @@ from edge_ls.errors import EdgeLSError, InputError
 from edge_ls.io import resample
 from edge_ls.io.outputs import CHUNK_ROWS, OutputOptions, OutputSet
 from edge_ls.io.quicklook import CellMeans
-from edge_ls.io.reader import RasterSource
+from edge_ls.io.source import RasterSource
 from edge_ls.models.registry import display_name, resolve
 from edge_ls.report import RunStats, build_report
 from edge_ls.tiling import Tile, TilePlan, pad_tile, plan_tiles

@@ -133,7 +133,7 @@ def test_the_checker_sees_every_package_and_lazy_imports() -> None:
     ("module", "layer"),
     [
         ("edge_ls.pipeline", "runtime"),
-        ("edge_ls.io.reader", "runtime"),
+        ("edge_ls.io.source", "runtime"),
         ("edge_ls.profiles", "runtime"),
         ("edge_ls.engines.build", "engines"),
         ("edge_ls.training.metrics", "training"),

@@ -17,7 +17,7 @@ from edge_ls.artifact import ModelSpec, write_spec
 from edge_ls.backends.onnxrt import OnnxRuntimeRunner
 from edge_ls.errors import EdgeLSError, OutputError
 from edge_ls.io.outputs import _RawSink
-from edge_ls.io.reader import RasterSource
+from edge_ls.io.source import RasterSource
 from edge_ls.pipeline import (
     DetectOptions,
     LoadedModel,

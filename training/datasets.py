@@ -5,7 +5,7 @@ in the model's order), the mask H x W uint8 0/1, an id unique across datasets (`
 and a group (tiles of one group must land in the same split, see :mod:`edge_ls.training.splits`).
 
 Scaling to [0, 1] is the runtime's, not a training-side copy of it: GDAL-readable images (PNG, TIFF,
-GeoTIFF) are read through :class:`edge_ls.io.reader.RasterSource`, so a model sees in training the
+GeoTIFF) are read through :class:`edge_ls.io.source.RasterSource`, so a model sees in training the
 values ``edge-ls detect`` will feed it for the same file (uint8 / 255 for ``8bit``; integer
 reflectance / 10000 for ``reflectance``; percentile stretch of non-8-bit data for ``8bit``).
 Landslide4Sense HDF5 has no runtime reader; its values are the raw bands divided by the per-band
@@ -272,7 +272,7 @@ def read_unit_image(path: Path, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray
     """H x W x C float32 in [0, 1] as the runtime reads ``path`` for ``spec`` (+ validity or None)."""
     from rasterio.windows import Window
 
-    from edge_ls.io.reader import RasterSource
+    from edge_ls.io.source import RasterSource
 
     check_complete(path)
     try:
@@ -322,7 +322,7 @@ def mask_kind(values: np.ndarray) -> str:
 
 def check_complete(path: Path) -> None:
     """Refuse a truncated PNG/JPEG (the runtime reader's check, so a cut-off copy never trains on black)."""
-    from edge_ls.io.reader import truncation_problem
+    from edge_ls.io.source import truncation_problem
 
     problem = truncation_problem(path)
     if problem:
@@ -613,7 +613,7 @@ def l4s_unit(
     ``reflectance``: back to raw units (x the authors' divisor), then / 10000 as the runtime does for
     integer reflectance. ``8bit``: the runtime's rule for non-8-bit data, a 2-98 percentile stretch.
     """
-    from edge_ls.io.reader import STRETCH_PERCENTILES
+    from edge_ls.io.source import STRETCH_PERCENTILES
 
     x = raw[..., list(indexes)].astype(np.float64)
     finite = np.isfinite(x).all(axis=-1)

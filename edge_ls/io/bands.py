@@ -1,7 +1,7 @@
 """Which raster bands feed the model: names read from band descriptions and colour interpretation.
 
 The rules (explicit ``--bands``, else a unique match by name, else bands in order only when the file
-names nothing that contradicts them) are decided once per input by :class:`edge_ls.io.reader.RasterSource`.
+names nothing that contradicts them) are decided once per input by :class:`edge_ls.io.source.RasterSource`.
 """
 
 from __future__ import annotations

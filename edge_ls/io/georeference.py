@@ -2,7 +2,7 @@
 
 Projected CRSs give the pixel size in their linear unit; geographic ones (and projections that distort
 distance, such as Web Mercator away from the equator) are measured on the WGS84 ellipsoid at the scene
-centre, so km² and GSD in the report are honest. Split from :mod:`edge_ls.io.reader`, which decides
+centre, so km² and GSD in the report are honest. Split from :mod:`edge_ls.io.source`, which decides
 everything else about the input once.
 """
 

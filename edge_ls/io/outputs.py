@@ -23,7 +23,7 @@ Files (all in the input's CRS and transform; pixel space when the input has no g
   ``area_m2``, ``mean_prob``, ``max_prob``, ``mean_confidence``. RFC 7946: WGS 84 lon/lat, 7
   decimals, right-hand rings, no ``crs`` member. ``area_m2`` is pixel count x pixel area measured
   in the input's CRS (never in degrees; on the WGS 84 ellipsoid for a geographic or strongly
-  distorting CRS, see ``reader.ground_pixel_size``).
+  distorting CRS, see ``georeference.ground_pixel_size``).
 * ``detections.gpkg``: the same polygons and fields in the input's own CRS (a GeoPackage,
   :mod:`edge_ls.io.gpkg`), for GIS work in the scene's projection.
 * Without georeference there is no GeoJSON (a GeoJSON has no way to say "no CRS": readers would take

@@ -1,6 +1,6 @@
 """How raw pixel values become [0, 1] per band for a model's ``input_range``: fixed scales for 8-bit
 imagery and reflectance, a 2-98 percentile stretch for other integer data, decided once per input from
-a small sample by :class:`edge_ls.io.reader.RasterSource`.
+a small sample by :class:`edge_ls.io.source.RasterSource`.
 """
 
 from __future__ import annotations

@@ -280,7 +280,7 @@ def test_training_input_equals_what_the_runtime_feeds_the_model(real_data: Path,
     from rasterio.windows import Window
 
     from edge_ls.artifact import ModelSpec
-    from edge_ls.io.reader import RasterSource
+    from edge_ls.io.source import RasterSource
     from edge_ls.pixel_math import normalize
 
     spec = ModelSpec(

@@ -17,7 +17,7 @@ from rasterio.windows import Window
 
 from edge_ls.artifact import ModelSpec
 from edge_ls.errors import InputError
-from edge_ls.io.reader import SAMPLE_MAX_PX, RasterSource
+from edge_ls.io.source import SAMPLE_MAX_PX, RasterSource
 
 RGB = ("red", "green", "blue")
 
@@ -519,7 +519,7 @@ def test_bands_of_different_pixel_types_are_read_together(geotiffs: Path, tmp_pa
 def test_truncated_png_is_refused_not_zero_filled(tmp_path: Path, real_data: Path) -> None:
     """GDAL reads a truncated PNG without error (zero rows); the reader must refuse it."""
     from edge_ls.errors import InputError
-    from edge_ls.io.reader import RasterSource
+    from edge_ls.io.source import RasterSource
 
     png = sorted((real_data / "cas_hokkaido" / "images").glob("*.png"))[0]
     cut = tmp_path / "cut.png"
