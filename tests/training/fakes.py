@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import rasterio
 from rasterio.windows import Window
@@ -151,3 +152,25 @@ def split_folders(root: Path, real: Path, per_split: int = 2) -> Path:
             shutil.copy(img, out / split / "images" / img.name)
             shutil.copy(src / split / "masks" / img.name, out / split / "masks" / img.name)
     return out
+
+
+def planted_problems(tmp_path: Path, real_data: Path) -> Path:
+    """Six real hokkaido pairs plus one planted problem of each kind."""
+    root = folder_pairs(tmp_path, real_data, n=6)
+    images, masks = root / "images", root / "masks"
+    ids = sorted(p.stem for p in images.iterdir())
+    m = cv2.imread(str(masks / f"{ids[0]}.png"), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(masks / f"{ids[0]}.png"), m * 255)  # 0/255 mask: read as 0/1, reported
+    m = cv2.imread(str(masks / f"{ids[1]}.png"), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(masks / f"{ids[1]}.png"), m[:500, :500])  # size mismatch
+    data = (images / f"{ids[2]}.png").read_bytes()
+    (images / f"{ids[2]}.png").write_bytes(data[: len(data) // 3])  # truncated PNG: corrupt
+    shutil.copy(images / f"{ids[3]}.png", images / "dup.png")  # duplicate tile
+    shutil.copy(masks / f"{ids[3]}.png", masks / "dup.png")
+    m = cv2.imread(str(masks / f"{ids[4]}.png"), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(masks / f"{ids[4]}.png"), m * 3)  # values 0/3: no binary meaning
+    shutil.copy(images / f"{ids[5]}.png", images / "nomask.png")  # image without a mask
+    shutil.copy(images / f"{ids[5]}.png", images / "empty.png")
+    cv2.imwrite(str(masks / "empty.png"), np.zeros((512, 512), np.uint8))  # empty mask
+    shutil.copy(masks / f"{ids[5]}.png", masks / "orphan.png")  # a mask without its image
+    return root
