@@ -34,7 +34,7 @@ from edge_ls.errors import ConfigError, EdgeLSError, ModelError, first_line
 from edge_ls.export.onnx_export import export_onnx
 from edge_ls.export.run import load_run
 from edge_ls.training.config import config_from_dict
-from edge_ls.training.models import count_parameters
+from edge_ls.training.networks import count_parameters
 from edge_ls.training.tileset import load_tiles
 from edge_ls.training.trainer import CONFIG_FILE, calibrate
 
