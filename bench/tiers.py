@@ -9,13 +9,15 @@ Targets (issue #4): INT8 >= 1.5x FP32 tiles/s with <= 1 point of F1 lost; pruned
 How: models come from ``edge_ls.training.networks.build_model`` -- with trained weights when
 ``--checkpoint TIER[:ROLE]=RUN`` gives a training run folder, else random weights (seed 0), in which
 case F1/IoU and their deltas say nothing about landslides (the JSON says which). Each artifact is
-exported and quantized with ``edge_ls.export`` exactly as ``edge-ls export`` does: INT8 calibrated
+packaged by the export driver (``edge_ls.export.driver.ExportRequest`` -> ``export_tier``), the sequence
+``edge-ls export`` runs: INT8 calibrated
 on 16 real ``cas_unlabeled`` tiles (disjoint from the evaluation sets) with the depthwise convolutions
 kept float, pruning 50% of channels rounded to multiples of 8 (the channels feeding the head kept),
 then, for a trained model, distillation from the unpruned model with the supervised soft-IoU on the
 train split and the student's own temperature fitted on the val split (no fine-tuning without a
 trained teacher). ``--build-only`` builds the cache and measures nothing. Every measurement runs in a
-fresh subprocess (peak RSS is per process; no warm caches shared), ONNX Runtime CPU, 2 threads.
+fresh subprocess (peak RSS is per process; no warm caches shared), ONNX Runtime CPU, 2 threads, the
+tier profile's tile and batch (``--batch`` overrides the batch).
 The machine's load average is recorded: other jobs on these shared cores slow every figure.
 Artifacts are cached under ``~/.cache/edge-ls/bench/tiers`` (``--rebuild`` to redo them).
 """
@@ -27,7 +29,6 @@ import datetime as dt
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -46,39 +47,37 @@ CALIB_SET = "cas_unlabeled"
 CACHE = Path(os.environ.get("EDGE_LS_CACHE", Path.home() / ".cache" / "edge-ls")) / "bench" / "tiers"
 #: 3: U-Net decoder widths deep -> shallow (training/networks.py fix). 4: pruning keeps the head's input
 #: channels, distillation adds soft-IoU, pruned temperature fitted on val, INT8 keeps depthwise float.
-BUILD_VERSION = 4
+#: 5: every variant packaged by the export driver (``edge_ls.export.driver``), as ``edge-ls export`` does.
+BUILD_VERSION = 5
 PRUNE_RATIO = 0.5
 ROUND_TO = 8
 CALIB_TILES = 16
 #: The committed split: trained models are evaluated on its test tiles, pruned ones fine-tuned on train.
 SPLIT_FILE = REPO / "training" / "configs" / "real_split.json"
-#: Distillation steps that recover a pruned trained model from its unpruned self (train split, 256 px);
-#: fewer for the ~80 M-parameter fusion family (a step there costs ~30x an Edge-Lite step on 2 cores).
+#: Distillation steps that recover a pruned trained model from its unpruned self (train split, 256 px;
+#: ``distill_fine_tune``'s Adam lr 1e-4 and soft-IoU x 1: val F1 of pruned Edge-Lite, lr 1e-4 64.2, 5e-4
+#: 56.9); fewer for the ~80 M-parameter fusion family (a step there costs ~30x an Edge-Lite step).
 FINE_TUNE_STEPS = 150
-#: Adam lr and soft-IoU weight of that distillation (val F1 of pruned Edge-Lite: lr 1e-4 64.2, 5e-4 56.9).
-FINE_TUNE_LR = 1e-4
-FINE_TUNE_IOU_WEIGHT = 1.0
 FUSION_FINE_TUNE_STEPS = 40
+#: Labelled set (and tiles) the export driver measures each quantized variant's F1 delta on while it
+#: builds; the benchmark's own figures come from both :data:`EVAL_SETS` afterwards.
+DRIVER_EVAL_SET = "bijie"
+DRIVER_EVAL_TILES = 4
 ROI_THRESHOLD = 0.3
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-#: tier -> roles (model-family names), timing batch, eval tiles per set (None = all). The tile is the
-#: tier profile's (``profiles/<tier>.toml``); the batch is this benchmark's own: what 2 CPU cores time
-#: best, not the profile's GPU batch.
+#: tier -> roles (model-family names), eval tiles per set (None = all). Tile and batch are the tier
+#: profile's (``profiles/<tier>.toml``); ``--batch`` overrides the batch for a small machine.
 TIERS: dict[str, dict[str, Any]] = {
-    "edge-lite": {"models": {"primary": "edge_lite"}, "batch": 4, "eval": None},
-    "edge-cascade": {
-        "models": {"triage": "cascade_triage", "refiner": "cascade_refiner"},
-        "batch": 4,
-        "eval": None,
-    },
-    "fusion": {"models": {"primary": "fusion"}, "batch": 2, "eval": 6},
-    "fusion-gan": {"models": {"primary": "fusion_gan"}, "batch": 2, "eval": 6},
-    "fusion-gan-large": {"models": {"primary": "fusion_gan"}, "batch": 1, "eval": 0, "same_as": "fusion-gan"},
+    "edge-lite": {"models": {"primary": "edge_lite"}, "eval": None},
+    "edge-cascade": {"models": {"triage": "cascade_triage", "refiner": "cascade_refiner"}, "eval": None},
+    "fusion": {"models": {"primary": "fusion"}, "eval": 6},
+    "fusion-gan": {"models": {"primary": "fusion_gan"}, "eval": 6},
+    "fusion-gan-large": {"models": {"primary": "fusion_gan"}, "eval": 0, "same_as": "fusion-gan"},
 }
 for _tier, _cfg in TIERS.items():
-    _cfg["tile"] = load_profile(_tier).tile
+    _cfg["tile"], _cfg["batch"] = load_profile(_tier).tile, load_profile(_tier).batch
 
 VARIANTS = ("fp32", "int8", "pruned-fp32", "pruned-int8")
 
@@ -103,23 +102,51 @@ def _spec(name: str, tier: str, tile: int, provenance: dict[str, Any]) -> Any:
     )
 
 
-def _load_model(family: str, checkpoint: str | None) -> tuple[Any, Any, str]:
-    """(model, spec or None, weights description)."""
+def _random_run(family: str, tier: str, role: str, tile: int, run_dir: Path) -> Path:
+    """A training run folder holding the untrained network (seed 0), so the export driver packages a
+    model with random weights exactly as it packages a trained run (``config.json`` + ``best.pt`` +
+    ``spec.json``; no pretrained weights claimed)."""
     import torch
 
-    if checkpoint:
-        from edge_ls.artifact import ModelSpec
-        from edge_ls.training.trainer import SPEC_FILE, load_checkpoint_model
-
-        model, _ = load_checkpoint_model(checkpoint)
-        spec_path = Path(checkpoint) / SPEC_FILE
-        spec = ModelSpec.from_json(spec_path.read_text()) if spec_path.is_file() else None
-        return model, spec, f"trained: {checkpoint}"
+    from edge_ls.training.config import Config, ModelConfig
     from edge_ls.training.networks import build_model
+    from edge_ls.training.trainer import BEST, CONFIG_FILE, SPEC_FILE
 
+    if (run_dir / SPEC_FILE).is_file():
+        return run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     model = build_model(family).eval()
-    return model, None, "random (seed 0): F1/IoU meaningless"
+    torch.save(model.state_dict(), run_dir / BEST)
+    cfg = Config(model=ModelConfig(name=family, pretrained=False))
+    cfg.data.roots = [str(REAL / name) for name in EVAL_SETS]  # what it would train on; it did not
+    (run_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
+    weights = "random (seed 0)"
+    spec = _spec(
+        f"{tier}-{role}", tier, tile, {"model": family, "weights": weights, "pretrained_weights": None}
+    )
+    (run_dir / SPEC_FILE).write_text(spec.to_json())
+    return run_dir
+
+
+def _split_folder(split: str) -> Path:
+    """One split of the committed split file as a labelled folder (``images/`` + ``masks/``, links to
+    the real tiles, both sets in :data:`EVAL_SETS` order), for the export driver to read."""
+    names = _split_names(split) or set()
+    folder = CACHE / "splits" / split
+    if (folder / "images").is_dir():
+        return folder
+    staging = folder.with_name(f".{split}.staging")
+    for sub in ("images", "masks"):
+        (staging / sub).mkdir(parents=True, exist_ok=True)
+    for k, name in enumerate(EVAL_SETS):
+        for image in sorted((REAL / name / "images").iterdir()):
+            if f"{name}/{image.stem}" in names:
+                stem = f"{k}-{name}-{image.stem}"
+                (staging / "images" / f"{stem}{image.suffix}").symlink_to(image)
+                (staging / "masks" / f"{stem}.png").symlink_to(REAL / name / "masks" / f"{image.stem}.png")
+    staging.rename(folder)
+    return folder
 
 
 def build_role(
@@ -132,19 +159,15 @@ def build_role(
     log: Any,
     prune: bool = True,
 ) -> dict[str, Any]:
-    """Export FP32, INT8, pruned FP32 and pruned INT8 ONNX files for one model; cached.
+    """FP32, INT8, pruned FP32 and pruned INT8 ONNX files for one model; cached.
 
-    ``prune=False`` (``--no-prune``): FP32 and INT8 only. FP32/INT8 files left by an earlier build
-    (stopped while pruning, or built with ``--no-prune``) are reused: each was complete before the next
-    step started.
+    Each pair (FP32 + INT8, then pruned FP32 + INT8) is packaged by the export driver from an
+    :class:`~edge_ls.export.driver.ExportRequest`, the sequence ``edge-ls export`` runs: INT8
+    calibrated on :data:`CALIB_SET`, a trained model's pruned student distilled on the train split
+    (256 px) with its temperature fitted on the val split. ``prune=False`` (``--no-prune``): FP32 and
+    INT8 only. FP32/INT8 files left by an earlier build (stopped while pruning, or built with
+    ``--no-prune``) are reused: each was complete before the next step started.
     """
-    import torch
-
-    from edge_ls.export.onnx_export import export_onnx
-    from edge_ls.export.prune import prune_channels
-    from edge_ls.export.quantize import quantize_int8
-    from edge_ls.io.labelled import iter_batches, load_tiles
-
     tag = "ckpt-" + Path(checkpoint).name if checkpoint else "random0"
     folder = CACHE / f"v{BUILD_VERSION}" / f"{family}-{tag}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -153,40 +176,30 @@ def build_role(
     wanted = VARIANTS if prune else ("fp32", "int8")
     if not rebuild and info_path.is_file() and all(paths[v].is_file() for v in wanted):
         return json.loads(info_path.read_text())
+    weights = f"trained: {checkpoint}" if checkpoint else "random (seed 0)"
     if not prune and not rebuild and all(paths[v].is_file() for v in wanted):
         info = {
             "family": family,
-            "weights": f"trained: {checkpoint}" if checkpoint else "random (seed 0)",
+            "weights": weights,
             "files": {v: str(paths[v]) for v in wanted},
             "prune_error": "not pruned (--no-prune)",
         }
         info_path.write_text(json.dumps(info, indent=2))
         return info
-    model, spec, weights = _load_model(family, checkpoint)
-    spec = spec or _spec(f"{tier}-{role}", tier, tile, {"model": family, "weights": weights})
-    sample = load_tiles(REAL / "cas_hokkaido", spec, size=256, limit=2)
-    calib_batch = 1 if family.startswith("fusion") else 2
+    run = Path(checkpoint) if checkpoint else _random_run(family, tier, role, tile, folder / "random-run")
     files = {k: str(v) for k, v in paths.items()}
     info: dict[str, Any] = {"family": family, "weights": weights, "files": files}
-
-    def calib() -> Any:
-        return iter_batches(REAL / CALIB_SET, spec, batch=calib_batch, size=tile, limit=CALIB_TILES)
-
     if not rebuild and paths["fp32"].is_file() and paths["int8"].is_file():
         # Left by a --no-prune build (each file was complete before the next step started): only the
         # pruned variants are missing, and the fusion family's export + INT8 take many CPU minutes.
         log(f"  {family}: FP32 and INT8 reused from {folder}")
         earlier = json.loads(info_path.read_text()) if info_path.is_file() else {}
-        info.update({k: earlier[k] for k in ("export_s", "quantize_s") if k in earlier})
+        info.update({k: earlier[k] for k in ("export_s",) if k in earlier})
     else:
         t0 = time.perf_counter()
-        log(f"  {family}: export FP32")
-        export_onnx(model, spec, paths["fp32"], sample=sample)
+        log(f"  {family}: export FP32 + INT8 (calibrating on {CALIB_TILES} {CALIB_SET} tiles)")
+        _export(_request(tier, role, run, tile), folder, {"fp32": paths["fp32"], "int8": paths["int8"]})
         info["export_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        log(f"  {family}: INT8 (calibrating on {CALIB_TILES} {CALIB_SET} tiles)")
-        quantize_int8(paths["fp32"], paths["int8"], calib(), calib_source=f"{CALIB_SET}[0:{CALIB_TILES}]")
-        info["quantize_s"] = time.perf_counter() - t0
     if not prune:
         info["prune_error"] = "not pruned (--no-prune)"
         for v in ("pruned-fp32", "pruned-int8"):
@@ -195,42 +208,13 @@ def build_role(
         return info
     log(f"  {family}: prune {PRUNE_RATIO:.0%} (round_to {ROUND_TO})")
     try:
-        fine_tune = None
+        steps = 0
         if checkpoint:  # a trained model: recover the pruned one by distillation on the train split
-            from edge_ls.export.prune import distill_fine_tune
-
-            images, masks = split_data(spec, "train", 256)
             steps = FUSION_FINE_TUNE_STEPS if family.startswith("fusion") else FINE_TUNE_STEPS
-            info["fine_tune"] = {"steps": steps, "tiles": len(images), "split": "train", "size": 256}
-
-            def fine_tune(student: Any, teacher: Any) -> None:
-                distill_fine_tune(
-                    student,
-                    teacher,
-                    images,
-                    masks,
-                    steps=steps,
-                    lr=FINE_TUNE_LR,
-                    iou_weight=FINE_TUNE_IOU_WEIGHT,
-                )
-
-        pruned, report = prune_channels(
-            model, torch.zeros(1, 3, 64, 64), PRUNE_RATIO, round_to=ROUND_TO, fine_tune=fine_tune
-        )
-        pruned.eval()
-        info["prune"] = report.as_dict()
-        pruned_spec = spec
-        if checkpoint:  # the student's logits are not the teacher's: its own temperature, fit on val
-            pruned_spec = _refit_temperature(pruned, spec)
-            info["prune"]["temperature"] = {
-                "teacher": spec.temperature,
-                "student": pruned_spec.temperature,
-                "fit_on": "val split, 512 px",
-            }
-        export_onnx(pruned, pruned_spec, paths["pruned-fp32"], sample=sample)
-        quantize_int8(
-            paths["pruned-fp32"], paths["pruned-int8"], calib(), calib_source=f"{CALIB_SET}[0:{CALIB_TILES}]"
-        )
+            info["fine_tune"] = {"steps": steps, "split": "train", "size": 256}
+        request = _request(tier, role, run, tile, pruned=True, fine_tune_steps=steps)
+        export_info = _export(request, folder, {"fp32": paths["pruned-fp32"], "int8": paths["pruned-int8"]})
+        info["prune"] = export_info.get(role, {}).get("prune")
     except Exception as exc:  # a pruning failure is a result to report, not a crash
         info["prune_error"] = f"{type(exc).__name__}: {exc}"[:300]
         log(f"  {family}: pruning failed: {info['prune_error']}")
@@ -241,14 +225,54 @@ def build_role(
     return info
 
 
-def _refit_temperature(model: Any, spec: Any) -> Any:
-    """``spec`` with the student's own temperature, fitted on the val split's pixels at 512 px."""
+def _request(
+    tier: str, role: str, run: Path, tile: int, pruned: bool = False, fine_tune_steps: int = 0
+) -> Any:
+    """The export request of one role: FP32 + INT8 at the tier's tile, pruned when asked. The F1 budget
+    is not enforced here (the benchmark reports the delta it measures on both sets)."""
+    from edge_ls.export.driver import ExportRequest
+
+    return ExportRequest(
+        tier=tier,
+        out=Path(),  # set by _export
+        checkpoint=[(role, run)],
+        precision=("fp32", "int8"),
+        prune=PRUNE_RATIO if pruned else None,
+        round_to=ROUND_TO,
+        fine_tune_steps=fine_tune_steps,
+        fine_tune_data=_split_folder("train") if fine_tune_steps else None,
+        fine_tune_size=256,
+        temperature_data=_split_folder("val") if fine_tune_steps else None,
+        calib=REAL / CALIB_SET,
+        eval=REAL / DRIVER_EVAL_SET,
+        calib_tiles=CALIB_TILES,
+        eval_tiles=DRIVER_EVAL_TILES,
+        tile_size=tile,
+        budget=100.0,
+        quiet=True,
+        command=f"bench/tiers.py build {tier} {role}" + (" pruned" if pruned else ""),
+    )
+
+
+def _export(request: Any, folder: Path, targets: dict[str, Path]) -> dict[str, Any]:
+    """Run ``request`` through the export driver into a scratch folder, move each precision's file
+    to ``targets[precision]``; returns the driver's export info (the manifest's ``info``)."""
     import dataclasses
+    import shutil
 
-    from edge_ls.export.prune import fit_student_temperature
+    from edge_ls.export.driver import export_tier
+    from edge_ls.manifest import MANIFEST_FILE, model_filename
 
-    temperature = fit_student_temperature(model, *split_data(spec, "val", 512))
-    return dataclasses.replace(spec, temperature=temperature)
+    scratch = folder / ".export"
+    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        tier_dir = export_tier(dataclasses.replace(request, out=scratch))
+        role = request.checkpoint[0][0]
+        for precision, target in targets.items():
+            (tier_dir / model_filename(role, precision)).replace(target)
+        return json.loads((tier_dir / MANIFEST_FILE).read_text()).get("info", {})
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def graph_figures(path: str, tile: int) -> dict[str, Any]:
@@ -266,19 +290,6 @@ def _session(path: str, threads: int) -> Any:
     from edge_ls.backends.onnxrt import open_session
 
     return open_session(path, threads=threads, inter_op_threads=1)
-
-
-def peak_rss_mb() -> float:
-    """This process's peak RSS. ``VmHWM``, not ``ru_maxrss``: the latter survives ``exec`` and so
-    reports the (torch-laden) parent's peak in a freshly started measuring subprocess. Same as
-    ``bench.pipeline.peak_rss_mb``, not imported from there: its rasterio stack would count here."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _timing_tiles(tile: int, batch: int) -> np.ndarray:
@@ -327,6 +338,7 @@ def measure(args: dict[str, Any]) -> dict[str, Any]:
     """One variant in this (fresh) process: throughput, peak RSS, then F1/IoU on the real sets."""
     from edge_ls.io.labelled import load_labelled
     from edge_ls.metrics import PixelMetrics, percent_scores
+    from edge_ls.report import peak_rss_mb
 
     threads, tile, batch = args["threads"], args["tile"], args["batch"]
     streams = args.get("streams", 1)
@@ -395,20 +407,6 @@ def _split_names(split: str | None) -> set[str] | None:
     if not split:
         return None
     return set(json.loads(SPLIT_FILE.read_text())["splits"][split])
-
-
-def split_data(spec: Any, split: str, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(images, masks) of one split of the committed split file, both labelled sets, at ``size`` px."""
-    from edge_ls.io.labelled import load_labelled
-
-    names = _split_names(split) or set()
-    images, masks = [], []
-    for name in EVAL_SETS:
-        data = load_labelled(REAL / name, spec, size=size)
-        keep = [i for i, n in enumerate(data.names) if f"{name}/{n}" in names]
-        images.append(data.images[keep])
-        masks.append(data.masks[keep])
-    return np.concatenate(images), np.concatenate(masks)
 
 
 def run_measure(
@@ -498,6 +496,12 @@ def main(argv: list[str] | None = None) -> int:
         "(default 2: how edge-ls detect runs on 2 cores)",
     )
     p.add_argument("--min-seconds", type=float, default=8.0, help="timing duration per variant")
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=0,
+        help="timing batch for every tier (default: each tier profile's batch)",
+    )
     p.add_argument("--checkpoint", action="append", default=[], metavar="TIER[:ROLE]=RUN")
     p.add_argument("--rebuild", action="store_true")
     p.add_argument(
@@ -534,9 +538,9 @@ def main(argv: list[str] | None = None) -> int:
             "ratio": PRUNE_RATIO,
             "round_to": ROUND_TO,
             "keeps": "the channels feeding the head (edge_ls.export.prune.head_inputs)",
-            "fine_tune": f"trained models: {FINE_TUNE_STEPS} distillation steps (+ soft-IoU x "
-            f"{FINE_TUNE_IOU_WEIGHT}, Adam lr {FINE_TUNE_LR}) on the train split "
-            f"({FUSION_FINE_TUNE_STEPS} for the fusion family), temperature refit on val",
+            "fine_tune": f"trained models: {FINE_TUNE_STEPS} distillation steps (+ soft-IoU, Adam lr "
+            f"1e-4: distill_fine_tune's defaults) on the train split ({FUSION_FINE_TUNE_STEPS} for the "
+            "fusion family), temperature refit on val",
         },
         "int8_float_nodes": "first and last conv, sigmoids, depthwise convs",
         "command": "python bench/tiers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -567,7 +571,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             continue
         eval_tiles = 4 if args.quick and cfg["eval"] != 0 else cfg["eval"]
-        row: dict[str, Any] = {"tile": cfg["tile"], "batch": cfg["batch"], "models": {}, "variants": {}}
+        batch = args.batch or cfg["batch"]
+        row: dict[str, Any] = {"tile": cfg["tile"], "batch": batch, "models": {}, "variants": {}}
         for role, b in builds.items():
             row["models"][role] = {
                 "family": b["family"],
@@ -586,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
             m = run_measure(
                 files,
                 cfg["tile"],
-                cfg["batch"],
+                batch,
                 args.threads,
                 eval_tiles,
                 args.min_seconds,

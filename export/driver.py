@@ -42,6 +42,12 @@ class ExportRequest:
     prune: float | None = None
     round_to: int = 8
     fine_tune_steps: int = 0
+    #: Labelled tiles the pruned model is distilled on (default ``calib``), at ``fine_tune_size`` px
+    #: (default: the tile size).
+    fine_tune_data: Path | None = None
+    fine_tune_size: int | None = None
+    #: Labelled tiles the pruned student's temperature is fitted on (default: its fine-tuning tiles).
+    temperature_data: Path | None = None
     calib: Path | None = None
     eval: Path | None = None
     calib_tiles: int = 32
@@ -138,12 +144,12 @@ def _check_args(req: ExportRequest) -> None:
             f"{'/'.join(quantized)} needs --eval DATASET (labelled tiles, disjoint from --calib) to "
             "measure the accuracy it loses against FP32"
         )
-    if req.fine_tune_steps and req.calib is None:
+    if req.fine_tune_steps and (req.fine_tune_data or req.calib) is None:
         raise ConfigError("--fine-tune-steps trains on --calib DATASET (labelled): give it")
-    for flag in ("calib", "eval"):
+    for flag in ("calib", "eval", "fine_tune_data", "temperature_data"):
         path = getattr(req, flag)
         if path is not None and not path.is_dir():
-            raise InputError(f"--{flag} dataset folder not found: {path}")
+            raise InputError(f"--{flag.replace('_', '-')} dataset folder not found: {path}")
 
 
 def _profile_budget(tier: str) -> float:
@@ -246,7 +252,10 @@ def _export_checkpoint(
 
         fine_tune = None
         if req.fine_tune_steps:
-            train = load_labelled(req.calib, spec, size=size, **calib_range)
+            if req.fine_tune_data is not None:
+                train = load_labelled(req.fine_tune_data, spec, size=req.fine_tune_size or size)
+            else:
+                train = load_labelled(req.calib, spec, size=req.fine_tune_size or size, **calib_range)
 
             def fine_tune(student: Any, teacher: Any) -> None:
                 distill_fine_tune(student, teacher, train.images, train.masks, steps=req.fine_tune_steps)
@@ -262,12 +271,19 @@ def _export_checkpoint(
         )
         info["prune"] = report.as_dict()
         provenance = {**spec.provenance, "prune": report.as_dict()}
-        if req.fine_tune_steps:  # the student's own temperature, on its (labelled) fine-tuning tiles
-            temperature = fit_student_temperature(model, train.images, train.masks)
+        if req.fine_tune_steps:  # the student's own temperature, on labelled tiles (its fine-tuning ones)
+            fit = (
+                train
+                if req.temperature_data is None
+                else load_labelled(req.temperature_data, spec, size=size)
+            )
+            temperature = fit_student_temperature(model, fit.images, fit.masks)
             provenance["temperature"] = {
                 "teacher": spec.temperature,
                 "student": temperature,
-                "fit_on": "the --calib fine-tuning tiles",
+                "fit_on": "the --calib fine-tuning tiles"
+                if req.temperature_data is None and req.fine_tune_data is None
+                else str(req.temperature_data or req.fine_tune_data),
             }
             info["prune"]["temperature"] = provenance["temperature"]
             spec = dataclasses.replace(spec, temperature=temperature)

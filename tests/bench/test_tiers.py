@@ -52,25 +52,42 @@ def test_measure_single_and_cascade(small_onnx):
         assert cascade["accuracy"]["f1"] == pytest.approx(one["accuracy"]["f1"])
 
 
-def test_refit_temperature_follows_the_student_logit_scale():
-    """A pruned student gets its own temperature (fit on val), not the teacher's: logits scaled by 4
-    need a temperature ~4x larger for the same probabilities."""
-    import torch
+def test_split_folders_are_the_committed_split_in_eval_set_order(monkeypatch, tmp_path):
+    """The train/val tiles a pruned trained model is distilled and calibrated on, as a labelled folder
+    the export driver reads: exactly the split file's tiles, both sets, cas_hokkaido first."""
+    import json
 
-    from bench.tiers import _refit_temperature, _spec
+    import bench.tiers as tiers
 
-    spec = _spec("t", "t", 512, {})
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(
-        torch.nn.AvgPool2d(8), torch.nn.Conv2d(3, 1, 1), torch.nn.Upsample(scale_factor=8)
-    ).eval()
-    t1 = _refit_temperature(net, spec).temperature
-    with torch.no_grad():
-        net[1].weight *= 4
-        net[1].bias *= 4
-    t4 = _refit_temperature(net, spec).temperature
-    assert t1 != spec.temperature
-    assert t4 == pytest.approx(4 * t1, rel=0.02)
+    monkeypatch.setattr(tiers, "CACHE", tmp_path)
+    names = json.loads(tiers.SPLIT_FILE.read_text())["splits"]
+    for split in ("train", "val"):
+        folder = tiers._split_folder(split)
+        images = sorted((folder / "images").iterdir())
+        linked = [f"{p.resolve().parent.parent.name}/{p.resolve().stem}" for p in images]
+        assert sorted(linked) == sorted(names[split])
+        assert linked == sorted(linked, key=lambda n: (tiers.EVAL_SETS.index(n.split("/")[0]), n))
+        assert all((folder / "masks" / f"{p.stem}.png").resolve().is_file() for p in images)
+        assert tiers._split_folder(split) == folder  # made once
+
+
+def test_requests_come_from_the_profile_and_route_the_split(monkeypatch, tmp_path):
+    import bench.tiers as tiers
+    from edge_ls.profiles import load_profile
+
+    monkeypatch.setattr(tiers, "CACHE", tmp_path)
+    for tier in tiers.TIERS:
+        assert (tiers.TIERS[tier]["tile"], tiers.TIERS[tier]["batch"]) == (
+            load_profile(tier).tile,
+            load_profile(tier).batch,
+        )
+    plain = tiers._request("edge-lite", "primary", tmp_path / "run", 512)
+    assert plain.precision == ("fp32", "int8") and plain.prune is None and plain.fine_tune_data is None
+    assert plain.calib == tiers.REAL / tiers.CALIB_SET and plain.tile_size == 512
+    pruned = tiers._request("edge-lite", "primary", tmp_path / "run", 512, pruned=True, fine_tune_steps=3)
+    assert pruned.prune == tiers.PRUNE_RATIO and pruned.round_to == tiers.ROUND_TO
+    assert pruned.fine_tune_data == tiers._split_folder("train") and pruned.fine_tune_size == 256
+    assert pruned.temperature_data == tiers._split_folder("val")
 
 
 def test_build_only_builds_and_measures_nothing(monkeypatch, capsys):

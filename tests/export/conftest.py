@@ -107,3 +107,25 @@ def fp32_onnx(tmp_path_factory, unet, real_tiles) -> Path:
     from edge_ls.export.onnx_export import export_onnx
 
     return export_onnx(unet, SPEC, tmp_path_factory.mktemp("fp32") / "lite.onnx", sample=real_tiles[:2])
+
+
+def untrained_run(run: Path, roots: list[Path], spec: ModelSpec = SPEC) -> Path:
+    """A training run folder (``config.json``, ``best.pt``, ``spec.json``) of an untrained Edge-Lite
+    (seed 0): what ``--checkpoint`` and ``ExportRequest.checkpoint`` read."""
+    import json
+
+    import torch
+
+    from edge_ls.training import trainer
+    from edge_ls.training.config import Config
+    from edge_ls.training.networks import build_model
+
+    run.mkdir(parents=True)
+    cfg = Config()
+    cfg.model.name = "edge_lite"
+    cfg.data.roots = [str(r) for r in roots]
+    (run / trainer.CONFIG_FILE).write_text(json.dumps(cfg.to_dict()))
+    torch.manual_seed(0)
+    torch.save(build_model("edge_lite").state_dict(), run / trainer.BEST)
+    (run / trainer.SPEC_FILE).write_text(spec.to_json())
+    return run

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -99,20 +98,11 @@ def test_every_artifact_names_its_tier_and_model_tile(tmp_path, fp32_onnx, hokka
 
 def test_checkpoint_with_pruning(tmp_path, hokkaido, spec, capsys):
     """A training run folder (config.json, best.pt, spec.json) -> pruned FP32 + INT8 tier."""
-    torch = pytest.importorskip("torch")
-    trainer = pytest.importorskip("edge_ls.training.trainer")
-    from edge_ls.training.config import Config
-    from edge_ls.training.networks import build_model
+    pytest.importorskip("torch")
+    pytest.importorskip("edge_ls.training.trainer")
+    from tests.export.conftest import untrained_run
 
-    run = tmp_path / "run"
-    run.mkdir()
-    cfg = Config()
-    cfg.model.name = "edge_lite"
-    cfg.data.roots = [str(hokkaido)]
-    (run / trainer.CONFIG_FILE).write_text(json.dumps(cfg.to_dict()))
-    torch.manual_seed(0)
-    torch.save(build_model("edge_lite").state_dict(), run / trainer.BEST)
-    (run / trainer.SPEC_FILE).write_text(spec.to_json())
+    run = untrained_run(tmp_path / "run", [hokkaido], spec)
     code = main(
         [
             "export",
