@@ -165,11 +165,33 @@ class Config:
         n = len(d.bands)
         if (d.mean or d.std) and (len(d.mean) != n or len(d.std) != n or min(d.std) <= 0):
             raise ConfigError(f"data.mean and data.std need {n} values each (std > 0)")
+        self._check_hed_normalization()
         for key in ("epochs", "batch_size"):
             section = self.train if key == "epochs" else self.data
             if getattr(section, key) < 1:
                 raise ConfigError(f"{key} must be at least 1")
         return self
+
+
+    def _check_hed_normalization(self) -> None:
+        """A pretrained VGG16 branch sees HED's input only with HED's normalization (its conv1 is
+        folded for it): any other data.mean / data.std would silently feed it shifted colours."""
+        from edge_ls.training.models import HED_MEAN, HED_MODELS, HED_STD
+
+        if self.model.name not in HED_MODELS or not self.model.pretrained:
+            return
+        n = min(3, len(self.data.bands))
+        mean, std = list(HED_MEAN[:n]), [HED_STD] * n
+        given_mean, given_std = self.data.mean[:n], self.data.std[:n]
+        if (
+            len(given_mean) < n
+            or any(abs(a - b) > 1e-4 for a, b in zip(given_mean, mean, strict=True))
+            or any(abs(a - b) > 1e-4 for a, b in zip(given_std, std, strict=True))
+        ):
+            raise ConfigError(
+                f"model '{self.model.name}' with pretrained VGG16 (HED) weights needs data.mean = {mean} "
+                f"and data.std = {std} (HED's input normalization), got {self.data.mean} / {self.data.std}"
+            )
 
 
 SECTIONS = {f.name: f.type for f in fields(Config)}
