@@ -172,7 +172,6 @@ class Config:
                 raise ConfigError(f"{key} must be at least 1")
         return self
 
-
     def _check_hed_normalization(self) -> None:
         """A pretrained VGG16 branch sees HED's input only with HED's normalization (its conv1 is
         folded for it): any other data.mean / data.std would silently feed it shifted colours."""
