@@ -27,6 +27,13 @@ class RunConfig:
     max_minutes: float = 0.0
     #: Also score the training split at the end (costly for the fusion family on a CPU).
     eval_train: bool = True
+    #: "auto" (cuda when present), "cpu" or "cuda".
+    device: str = "auto"
+    #: Mixed precision of the training forward: "auto" (fp16 + grad scaling on cuda, off on cpu),
+    #: "bf16" (no scaling needed; what the GPU script uses), "fp16" or "off".
+    autocast: str = "auto"
+    #: NHWC activations and weights: the fast layout for convolutions on tensor cores.
+    channels_last: bool = False
 
 
 @dataclass
@@ -143,6 +150,12 @@ class Config:
             raise ConfigError(f"model.name '{self.model.name}' is unknown (known: {', '.join(MODEL_NAMES)})")
         if not self.data.roots:
             raise ConfigError("data.roots is empty: give at least one dataset folder")
+        if self.run.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"run.device must be 'auto', 'cpu' or 'cuda', got '{self.run.device}'")
+        if self.run.autocast not in ("auto", "bf16", "fp16", "off"):
+            raise ConfigError(
+                f"run.autocast must be 'auto', 'bf16', 'fp16' or 'off', got '{self.run.autocast}'"
+            )
         if self.train.monitor not in ("iou", "f1"):
             raise ConfigError(f"train.monitor must be 'iou' or 'f1', got '{self.train.monitor}'")
         if self.data.crop % 32 or self.data.crop < 32:
