@@ -246,7 +246,11 @@ def load_tiles(cfg: DataConfig) -> TileSet:
                 parts[name].append((np.ascontiguousarray(np.moveaxis(sample.image, -1, 0)), sample.mask))
                 sources[name].append(names.index(sample.id.split("/", 1)[0]))
     if not parts["train"]:
-        raise InputError(f"no usable training pairs under {', '.join(cfg.roots)}")
+        why = ", ".join(f"{k} {v}" for k, v in sorted(ds.skipped.items()))
+        raise InputError(
+            f"no usable training pairs under {', '.join(cfg.roots)}"
+            + (f" (pairs skipped: {why}; the warnings above name each)" if why else "")
+        )
     if cfg.mean:
         mean, std = tuple(cfg.mean), tuple(cfg.std)
     else:

@@ -144,7 +144,7 @@ class Trainer:
     ) -> None:
         self.cfg = cfg
         self.exporter = exporter
-        if cfg.export.onnx and exporter is None:  # say so now, not after hours of training
+        if cfg.export.onnx and exporter is None and finish_step:  # say so now, not after hours of training
             raise ConfigError(
                 f"[export] onnx = '{cfg.export.onnx}' but this trainer was given no exporter: "
                 "train with 'edge-ls train' (or pass exporter=edge_ls.export.onnx_export.export_onnx)"
