@@ -178,9 +178,13 @@ def _decode_pair(img: bytes, mask: bytes, ext: str) -> tuple[Any, Any]:
     import cv2
     import numpy as np
 
+    from edge_ls.pixel_math import to_unit_range
+
     a = cv2.imdecode(np.frombuffer(img, np.uint8), cv2.IMREAD_UNCHANGED)
     a = a[..., None] if a.ndim == 2 else (a[..., ::-1] if ext == "webp" else a)
-    image = np.ascontiguousarray(np.moveaxis(a, -1, 0), dtype=np.float32) / np.float32(255.0)
+    planar = np.ascontiguousarray(np.moveaxis(a, -1, 0))
+    n = planar.shape[0]  # the runtime's 8-bit scaling, bit for bit what the trainer's reader gives
+    image = to_unit_range(planar, np.zeros(n, np.float32), np.full(n, 1 / 255, np.float32))
     return image, cv2.imdecode(np.frombuffer(mask, np.uint8), cv2.IMREAD_UNCHANGED)
 
 

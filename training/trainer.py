@@ -466,7 +466,9 @@ class Trainer:
                 stopped = "time budget"
                 break
         self._log({"event": "stopped", "reason": stopped, "best_epoch": self.best_epoch, "best": self.best})
-        if stopped == "stop_after_epochs" or not self.finish_step:
+        if stopped == "stop_after_epochs":
+            return {"stopped": stopped, "epoch": self.start_epoch + epochs_run - 1}
+        if not self.finish_step:
             return {
                 "stopped": stopped,
                 "epoch": self.start_epoch + epochs_run - 1,
