@@ -357,7 +357,7 @@ def pack(
         folder.mkdir()
         for item in members:
             shutil.move(str(item), folder / item.name)
-        rel = folder.relative_to(REPO) if folder.resolve().is_relative_to(REPO) else folder
+        rel = folder.resolve().relative_to(REPO) if folder.resolve().is_relative_to(REPO) else folder
         last = k == len(calls)
         command = f"python3 training/gpu_train.py device --stage {rel}"
         if last:
