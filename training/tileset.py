@@ -246,7 +246,11 @@ def load_tiles(cfg: DataConfig) -> TileSet:
                 parts[name].append((np.ascontiguousarray(np.moveaxis(sample.image, -1, 0)), sample.mask))
                 sources[name].append(names.index(sample.id.split("/", 1)[0]))
     if not parts["train"]:
-        raise InputError(f"no usable training pairs under {', '.join(cfg.roots)}")
+        why = ", ".join(f"{k} {v}" for k, v in sorted(ds.skipped.items()))
+        raise InputError(
+            f"no usable training pairs under {', '.join(cfg.roots)}"
+            + (f" (pairs skipped: {why}; the warnings above name each)" if why else "")
+        )
     if cfg.mean:
         mean, std = tuple(cfg.mean), tuple(cfg.std)
     else:
@@ -255,10 +259,25 @@ def load_tiles(cfg: DataConfig) -> TileSet:
     if cfg.scale_gsd or cfg.gsd_m:
         given = cfg.gsd_m or [0.0] * len(names)
         gsd = [datasets.dataset_gsd(n, g) for n, g in zip(names, given, strict=True)]
-    tiles = TileSet(
+    return build_tileset(cfg, parts, sources, names, mean, std, gsd, dict(ds.skipped))
+
+
+def build_tileset(
+    cfg: DataConfig,
+    parts: dict[str, list[Pair]],
+    sources: dict[str, list[int]],
+    names: list[str],
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    gsd: list[float],
+    skipped: dict[str, int] | None = None,
+) -> TileSet:
+    """The TileSet of pairs already read (by :func:`load_tiles`, or unpacked by the GPU script),
+    with the crops, sampling and augmentation ``cfg`` asks for."""
+    return TileSet(
         parts["train"],
         parts["val"],
-        parts["test"],
+        parts.get("test", []),
         mean,
         std,
         crop=cfg.crop,
@@ -268,17 +287,16 @@ def load_tiles(cfg: DataConfig) -> TileSet:
         val_crop=cfg.val_crop,
         split_file=cfg.split_file,
         augment=_augmenter(cfg),
-        skipped=dict(ds.skipped),
+        skipped=dict(skipped or {}),
         train_source=sources["train"],
         val_source=sources["val"],
-        test_source=sources["test"],
+        test_source=sources.get("test", []),
         source_names=names,
         source_gsd=gsd,
         source_weight=list(cfg.weights),
         scale_gsd=(cfg.scale_gsd[0], cfg.scale_gsd[1]) if cfg.scale_gsd else None,
         p_stretch=cfg.p_stretch if cfg.augment else 0.0,
     )
-    return tiles
 
 
 def _augmenter(cfg: DataConfig) -> Callable[[np.ndarray, np.ndarray, np.random.Generator], Pair] | None:

@@ -236,10 +236,12 @@ class Trainer:
         stop_after_epochs: int | None = None,
         config_source: str = "",
         exporter: Exporter | None = None,
+        tiles: TileSet | None = None,
+        finish_step: bool = True,
     ) -> None:
         self.cfg = cfg
         self.exporter = exporter
-        if cfg.export.onnx and exporter is None:  # say so now, not after hours of training
+        if cfg.export.onnx and exporter is None and finish_step:  # say so now, not after hours of training
             raise ConfigError(
                 f"[export] onnx = '{cfg.export.onnx}' but this trainer was given no exporter: "
                 "train with 'edge-ls train' (or pass exporter=edge_ls.export.onnx_export.export_onnx)"
@@ -249,9 +251,23 @@ class Trainer:
         self.say = progress or (lambda msg: None)
         self.stop_after_epochs = stop_after_epochs
         self.config_source = config_source
+        #: False: stop after the last epoch with best.pt / last.pt / log.jsonl written, and leave the
+        #: finish step (calibration, metrics, spec, ONNX) to :meth:`finish_from_log` on another machine.
+        self.finish_step = finish_step
+        #: Tiles already in memory (the GPU script's packed data); None = read ``data.roots``.
+        self.given_tiles = tiles
         torch.set_num_threads(max(1, cfg.run.threads))
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.amp = self.device.type == "cuda"
+        rc = cfg.run
+        if rc.device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("run.device = 'cuda' but torch sees no CUDA device")
+        auto = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(auto if rc.device == "auto" else rc.device)
+        mode = rc.autocast if rc.autocast != "auto" else ("fp16" if self.device.type == "cuda" else "off")
+        self.amp = mode != "off"
+        self.amp_dtype = torch.bfloat16 if mode == "bf16" else torch.float16
+        # fp16 needs loss scaling against underflow; bf16 has fp32's range and needs none.
+        self.use_scaler = mode == "fp16" and self.device.type == "cuda"
+        self.memory_format = torch.channels_last if rc.channels_last else torch.contiguous_format
 
     # -- setup ---------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -261,7 +277,9 @@ class Trainer:
         if not self.resume and (self.out / LAST).exists():
             raise ConfigError(f"{self.out} already holds a run: pass --resume to continue it or choose --out")
         seed_everything(cfg.run.seed)
-        self.tiles: TileSet = load_tiles(cfg.data)
+        # Fail on a missing weights package now, before minutes of reading tiles.
+        pretrained_provenance(cfg.model.name, cfg.model.pretrained)
+        self.tiles: TileSet = self.given_tiles or load_tiles(cfg.data)
         if not self.tiles.train or not self.tiles.val:
             raise InputError(
                 f"need training and validation tiles, got {len(self.tiles.train)} / {len(self.tiles.val)}"
@@ -270,7 +288,7 @@ class Trainer:
         self.model = build_model(cfg.model.name, bands, cfg.model.pretrained or None, cfg.model.dropout)
         if cfg.model.init_from and not (self.resume and (self.out / LAST).exists()):
             self._init_from(Path(cfg.model.init_from))
-        self.model.to(self.device)
+        self.model.to(self.device, memory_format=self.memory_format)
         self.parallel = (
             nn.DataParallel(self.model)
             if self.device.type == "cuda" and torch.cuda.device_count() > 1
@@ -281,7 +299,7 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=tc.step_size, gamma=tc.gamma)
         self.critic: nn.Module | None = None
         if tc.gan_start_epoch >= 0:
-            self.critic = build_discriminator(bands).to(self.device)
+            self.critic = build_discriminator(bands).to(self.device, memory_format=self.memory_format)
             self.d_opt = torch.optim.Adam(self.critic.parameters(), lr=tc.lr * tc.d_lr_mult, betas=(0.5, 0.9))
             self.d_sched = torch.optim.lr_scheduler.StepLR(self.d_opt, step_size=tc.step_size, gamma=tc.gamma)
         self.teacher: nn.Module | None = None
@@ -292,7 +310,7 @@ class Trainer:
             self.teacher.to(self.device)
             for p in self.teacher.parameters():
                 p.requires_grad_(False)
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
+        self.scaler = torch.amp.GradScaler("cuda") if self.use_scaler else None
         self.start_epoch, self.best, self.best_epoch, self.history = 0, -1.0, -1, []
         if self.resume and (self.out / LAST).exists():
             self._load_last()
@@ -367,7 +385,8 @@ class Trainer:
     def _batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         rng = np.random.default_rng(epoch_seed(self.cfg.data.seed + self.cfg.run.seed, epoch))
         for img, mask in self.tiles.train_batches(rng):
-            yield (torch.from_numpy(img).to(self.device), torch.from_numpy(mask).to(self.device))
+            x = torch.from_numpy(img).to(self.device, non_blocking=True)
+            yield x.contiguous(memory_format=self.memory_format), torch.from_numpy(mask).to(self.device)
 
     def _supervised(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, output logits) of the supervised part, including distillation when configured."""
@@ -378,13 +397,14 @@ class Trainer:
                 if self.parallel is not self.model
                 else self.model.forward_both(x)
             )
+            fused, out = fused.float(), out.float()  # losses in fp32 under autocast
             loss = losses.segmentation_loss(fused, y, tc.bce_weight, tc.iou_weight)
             loss = loss + losses.segmentation_loss(out, y, tc.bce_weight, tc.iou_weight)
             return loss, out
-        out = self.parallel(x)
+        out = self.parallel(x).float()
         if self.teacher is not None:
             with torch.no_grad():
-                teacher_logits = self.teacher(x)
+                teacher_logits = self.teacher(x).float()
             loss = tc.bce_weight * losses.distillation_loss(out, teacher_logits, y, dc.temperature, dc.alpha)
             loss = loss + tc.iou_weight * losses.soft_iou_loss(out, y)
             return loss, out
@@ -406,7 +426,7 @@ class Trainer:
                 sums["critic"] = sums.get("critic", 0.0) + float(d_loss.detach())
                 sums["gp"] = sums.get("gp", 0.0) + float(gp.detach())
             self.opt.zero_grad(set_to_none=True)
-            with torch.autocast(self.device.type, enabled=self.amp):
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
                 loss, out = self._supervised(x, y)
                 if stage == "gan":
                     adv = losses.generator_adversarial_loss(self.critic, x, torch.sigmoid(out))
@@ -516,7 +536,31 @@ class Trainer:
         self._log({"event": "stopped", "reason": stopped, "best_epoch": self.best_epoch, "best": self.best})
         if stopped == "stop_after_epochs":
             return {"stopped": stopped, "epoch": self.start_epoch + epochs_run - 1}
+        if not self.finish_step:
+            return {
+                "stopped": stopped,
+                "epoch": self.start_epoch + epochs_run - 1,
+                "best_epoch": self.best_epoch,
+                "best": self.best,
+            }
         return self.finish(stopped)
+
+    def finish_from_log(self) -> dict[str, Any]:
+        """The finish step of a run whose epochs ran elsewhere (the GPU script brings back ``best.pt``,
+        ``config.json`` and ``log.jsonl``): best epoch and stop reason from the log, tiles read here."""
+        self.onnx_out = export_path(self.cfg.export.onnx, self.out)
+        if not (self.out / BEST).is_file() or not (self.out / LOG_FILE).is_file():
+            raise ModelError(f"{self.out} has no {BEST} and {LOG_FILE}: nothing to finish")
+        stops = [
+            row
+            for row in map(json.loads, (self.out / LOG_FILE).read_text().splitlines())
+            if row.get("event") == "stopped"
+        ]
+        if not stops:
+            raise ModelError(f"{self.out / LOG_FILE} has no 'stopped' event: the run did not end")
+        self.best, self.best_epoch = float(stops[-1]["best"]), int(stops[-1]["best_epoch"])
+        self.tiles = self.given_tiles or load_tiles(self.cfg.data)
+        return self.finish(str(stops[-1]["reason"]))
 
     def finish(self, stopped: str = "epochs") -> dict[str, Any]:
         """Best weights -> temperature fit on val -> per-split metrics -> metrics.json (+ ONNX export)."""
@@ -732,11 +776,13 @@ def train_from_file(
     progress: bool = True,
     max_minutes: float | None = None,
     exporter: Exporter | None = None,
+    finish_only: bool = False,
 ) -> dict[str, Any]:
-    """What ``edge-ls train --config FILE`` runs (``max_minutes`` overrides ``run.max_minutes``)."""
+    """What ``edge-ls train --config FILE`` runs (``max_minutes`` overrides ``run.max_minutes``;
+    ``finish_only``: only the finish step, on a run folder whose epochs ran elsewhere)."""
     cfg = load_config(path)
     if max_minutes is not None:
         cfg.run.max_minutes = max_minutes
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else None
     trainer = Trainer(cfg, out_dir, resume=resume, progress=say, config_source=str(path), exporter=exporter)
-    return trainer.fit()
+    return trainer.finish_from_log() if finish_only else trainer.fit()

