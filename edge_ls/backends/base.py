@@ -56,6 +56,7 @@ class Runner(ABC):
 
     def bind(self, plan: TilePlan) -> None:
         """Told the tile grid before the stream starts (a plain runner does not need it)."""
+        return None
 
     def infer_tiles(self, batch: np.ndarray, tiles: Sequence[Tile]) -> list[TileOutput]:
         """The outputs of the tiles finished now: by default every tile of ``batch``, in order."""
