@@ -6,8 +6,10 @@ Neighbours are refined too because a landslide cut by a tile border may show in 
 edge, where the triage sees too little of it. A tile can be decided only once the neighbours after it
 in raster order (the rest of its row and the row below) are triaged, so the runner holds each
 undecided tile back until then: about one row of tiles (the blender accepts tiles that late). Tiles
-already known to need the refiner go through at once. Held tiles keep their input as float16 (1.5 MB
-per 512-px RGB tile), and all-nodata neighbours count as triaged-negative.
+already known to need the refiner go through at once. Held tiles keep their input as it came (3 MB
+per 512-px RGB tile: float16 would halve that, but moved edge-nano's output by up to 0.5 percentage
+points, so a refined tile would no longer equal the refiner's own output), and all-nodata neighbours
+count as triaged-negative.
 
 A tile kept on the triage output has triage probability below the ROI everywhere, and the ROI is at
 most the decision threshold (checked by :func:`edge_ls.deployment.deploy`), so it never decides a
@@ -65,7 +67,7 @@ class CascadeRunner(Runner):
         self._lock = threading.Lock()
         self._known: dict[int, bool] = {}  # tile index -> its triage reached the ROI
         self._hot: set[int] = set()  # tiles that go to the refiner
-        self._held: dict[int, tuple[Tile, np.ndarray, np.ndarray]] = {}  # index -> tile, x16, triage p
+        self._held: dict[int, tuple[Tile, np.ndarray, np.ndarray]] = {}  # index -> tile, input, triage p
         self.tiles_triaged = 0
         self.tiles_refined = 0
         self.triage_s = 0.0
@@ -102,7 +104,7 @@ class CascadeRunner(Runner):
         hits = probs.reshape(len(tiles), -1).max(axis=1) >= self.roi_threshold
         with self._lock:
             for i, tile in enumerate(tiles):
-                self._held[tile.index] = (tile, batch[i].astype(np.float16), probs[i])
+                self._held[tile.index] = (tile, batch[i], probs[i])
             self.peak_held = max(self.peak_held, len(self._held))
             ready = self._mark([t.index for t in tiles], [bool(h) for h in hits])
         return self._finish(ready)
