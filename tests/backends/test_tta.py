@@ -40,7 +40,7 @@ def test_probability_is_the_plain_output_and_std_measures_disagreement(real_data
     np.testing.assert_allclose(prob, ref, atol=1e-6)
     np.testing.assert_allclose(std, np.std(views, axis=0), atol=1e-6)
     assert std.max() > 0.01  # a real model is not orientation-invariant
-    with pytest.raises(ValueError, match="2..8"):
+    with pytest.raises(ValueError, match=r"2\.\.8"):
         TTARunner(OnnxRuntimeRunner(lite.path), lite.spec, 9)
 
 
