@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-DEFAULT_TIERS = ("edge-lite", "edge-lite:int8", "edge-nano", "edge-cascade-nano", "edge-cascade")
+#: Profiles, and ``model:NAME`` for a model alone (Edge-Lite fp32: the cascade's refiner and the peer's).
+DEFAULT_TIERS = ("edge-lite", "model:edge-lite", "edge-nano", "edge-cascade-nano", "edge-cascade", "fusion")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=2048, help="scene side in px (default 2048)")
     p.add_argument("--repeats", type=int, default=3, help="runs per row; median and spread reported")
     p.add_argument("--peers", default="geodeep", help="comma-separated peers ('' for none)")
-    p.add_argument("--peer-model", default="edge-lite", help="the model the peers run (edge-ls runs it too)")
+    p.add_argument(
+        "--peer-model", default="model:edge-lite", help="the model the peers run (edge-ls runs it too)"
+    )
     p.add_argument(
         "--cascade", default="edge-cascade-nano", help="cascade profile measured against its refiner"
     )

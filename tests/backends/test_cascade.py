@@ -77,9 +77,10 @@ def test_a_cascade_with_everything_refined_equals_the_refiner_alone(
     info = report["runner"]["cascade"]
     assert info["tiles_triaged"] == report["tiles"] and info["refined_share"] == 1.0  # edge-nano flags all
     assert report["backend"].startswith("cascade(") and alone["tiles"] == report["tiles"]
-    with rasterio.open(tmp_path / "cascade" / "probability.tif") as a, rasterio.open(
-        tmp_path / "alone" / "probability.tif"
-    ) as b:
+    with (
+        rasterio.open(tmp_path / "cascade" / "probability.tif") as a,
+        rasterio.open(tmp_path / "alone" / "probability.tif") as b,
+    ):
         assert np.abs(a.read(1).astype(int) - b.read(1).astype(int)).max() <= 1
     assert {"read", "infer", "blend", "write", "finalize"} <= set(report["stages"])
 

@@ -52,9 +52,10 @@ def test_a_profile_with_uncertainty_writes_uncertainty_tif_encoded_like_the_prob
     profile.write_text(text.replace("uncertainty = false", "uncertainty = true\ntta = 4"))
     report = detect(geotiffs / "rasterio" / "RGB.byte.tif", deploy(profile, tile_size=256), tmp_path / "o")
     assert "uncertainty.tif" in report["outputs"] and report["runner"]["uncertainty"]["tta"] == 4
-    with rasterio.open(tmp_path / "o" / "uncertainty.tif") as u, rasterio.open(
-        tmp_path / "o" / "probability.tif"
-    ) as p:
+    with (
+        rasterio.open(tmp_path / "o" / "uncertainty.tif") as u,
+        rasterio.open(tmp_path / "o" / "probability.tif") as p,
+    ):
         assert (u.dtypes, u.nodata, u.scales) == (p.dtypes, p.nodata, p.scales)
         values, prob = u.read(1), p.read(1)
         assert ((values == 255) == (prob == 255)).all()  # nodata in the same places
