@@ -5,8 +5,9 @@ says how (``model_type`` "Segmentor", ``resolution`` in cm/px, ``tiles_overlap``
 ``seg_thresh``, ``class_names``, ``seg_small_segment``): it feeds uint8 RGB tiles as [0, 1] floats,
 thresholds each class channel at ``seg_thresh`` and takes the argmax. :func:`geodeep_model` wraps an
 edge-ls model in that contract without changing its network: the spec's standardization in front,
-the calibrated sigmoid and a two-class (background, landslide) output behind, so a pixel is a
-landslide in GeoDeep exactly when its calibrated probability reaches the decision threshold.
+the calibrated sigmoid and a two-class output behind (background = the decision threshold, landslide =
+the probability), so a pixel is a landslide in GeoDeep exactly when its calibrated probability exceeds
+the decision threshold, as in edge-ls.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def geodeep_model(
         numpy_helper.from_array(mean, "gd_mean"),
         numpy_helper.from_array(std, "gd_std"),
         numpy_helper.from_array(np.asarray(1.0 / spec.temperature, np.float32), "gd_inv_t"),
-        numpy_helper.from_array(np.asarray(1.0, np.float32), "gd_one"),
+        numpy_helper.from_array(np.asarray(0.0, np.float32), "gd_zero"),
+        numpy_helper.from_array(np.asarray(threshold, np.float32), "gd_threshold"),
     ]
     graph.initializer.extend(pre)
     nodes = [
@@ -79,7 +81,11 @@ def geodeep_model(
     else:
         tail = [helper.make_node("Identity", [inner_out], ["gd_prob"])]
     tail += [
-        helper.make_node("Sub", ["gd_one", "gd_prob"], ["gd_background"]),
+        # Background channel = the decision threshold everywhere: GeoDeep zeroes channels under
+        # seg_thresh (= the threshold) and takes the argmax, so class 1 wins exactly when p > threshold
+        # (1 - p would move the decision to 0.5).
+        helper.make_node("Mul", ["gd_prob", "gd_zero"], ["gd_nothing"]),
+        helper.make_node("Add", ["gd_nothing", "gd_threshold"], ["gd_background"]),
         helper.make_node("Concat", ["gd_background", "gd_prob"], ["gd_classes"], axis=1),
     ]
     del graph.node[:]
