@@ -28,6 +28,7 @@ from edge_ls.errors import EdgeLSError, MissingExtraError
 
 if TYPE_CHECKING:
     from edge_ls.deployment import Deployment
+    from edge_ls.profiles import Profile
 
 #: Entry-point group where the layers above the runtime register backends (``pyproject.toml``).
 BACKEND_GROUP = "edge_ls.backends"
@@ -104,7 +105,7 @@ def select_runner(
     model_path: str | Path,
     backends: Sequence[str],
     *,
-    profile: Any = None,
+    profile: Profile | None = None,
     streams: int = 1,
     intra_op_threads: int | None = None,
     engine_cache: str | Path | None = None,
@@ -133,7 +134,7 @@ def select_runner(
 def _make(
     backend: str,
     path: Path,
-    profile: Any,
+    profile: Profile | None,
     streams: int,
     intra_op_threads: int | None,
     engine_cache: str | Path | None,
@@ -152,7 +153,7 @@ def _make(
     raise EdgeLSError(f"unknown backend '{backend}'")
 
 
-def _tensorrt_runner(path: Path, profile: Any, engine_cache: str | Path | None) -> Runner:
+def _tensorrt_runner(path: Path, profile: Profile | None, engine_cache: str | Path | None) -> Runner:
     """The TensorRT runner from the factory the engines layer registers (see the module docstring)."""
     for module, package in (("tensorrt", "tensorrt"), ("pycuda", "pycuda")):
         if importlib.util.find_spec(module) is None:
