@@ -50,6 +50,8 @@ class BenchConfig:
     peer_model: str = "model:edge-lite"
     #: The cascade profile whose benefit is measured against its refiner alone.
     cascade: str = "edge-cascade-nano"
+    #: Scenes the cascade and its refiner run on besides ``covers`` (the cascade-benefit rows).
+    cascade_covers: list[str] = field(default_factory=lambda: list(COVERS))
     #: Side of the scene for the RSS comparison with the peers (None: not measured).
     large_size: int | None = None
     gpu_json: Path | None = None
@@ -66,7 +68,7 @@ def check_config(config: BenchConfig) -> None:
     from edge_ls.bench.peers import require_peer
     from edge_ls.bench.scenes import load_cell_pool
 
-    for cover in config.covers:
+    for cover in [*config.covers, *config.cascade_covers]:
         if cover not in COVERS:
             raise ConfigError(f"unknown landslide cover '{cover}': use one of {', '.join(COVERS)}")
     for peer in config.peers:
@@ -165,12 +167,14 @@ def run_bench(config: BenchConfig, graph_figures: GraphFigures, log: Callable[[s
     check_config(config)
     started = time.time()
     scenes = {}
-    for cover in config.covers:
+    all_covers = [c for c in COVERS if c in config.covers or c in config.cascade_covers]
+    for cover in all_covers:
         image, truth = ensure_scene(config.cache_dir, config.real_root, config.size, cover)
         scenes[cover] = {"image": str(image), "truth": str(truth), "cover": round(cover_share(truth), 4)}
         log(f"scene {cover}: {image.name} ({scenes[cover]['cover']:.1%} landslide)")
 
-    names = list(dict.fromkeys([*config.tiers, config.peer_model, config.cascade]))
+    extra = [n for n in (config.peer_model, config.cascade, _refiner_row(config.cascade)) if n]
+    names = list(dict.fromkeys([*config.tiers, *extra]))
     rows: dict[str, dict[str, Any]] = {}
     for name in names:
         d = _deployment(name)
@@ -191,9 +195,14 @@ def run_bench(config: BenchConfig, graph_figures: GraphFigures, log: Callable[[s
             "scenes": {},
         }
 
+    refiner = _refiner_row(config.cascade)
     for cover, scene in scenes.items():
         for name, row in rows.items():
             if row["status"] != "ok":
+                continue
+            if cover not in config.covers and not (
+                cover in config.cascade_covers and name in (config.cascade, refiner)
+            ):
                 continue
             runs = []
             for i in range(config.repeats):
@@ -210,7 +219,7 @@ def run_bench(config: BenchConfig, graph_figures: GraphFigures, log: Callable[[s
                 )
             row["scenes"][cover] = _aggregate(runs)
 
-    peers = _run_peers(config, scenes, log)
+    peers = _run_peers(config, {c: s for c, s in scenes.items() if c in config.covers}, log)
     targets = _targets(config, scenes, rows, peers, log)
     gpu = _gpu_rows(config, rows)
     return {
@@ -225,6 +234,14 @@ def run_bench(config: BenchConfig, graph_figures: GraphFigures, log: Callable[[s
         "gpu": gpu,
         "targets": targets,
     }
+
+
+def _refiner_row(cascade: str) -> str | None:
+    """The row name of a cascade profile's refiner run alone (``model:NAME``)."""
+    d = _deployment(cascade)
+    if isinstance(d, Exception) or not d.is_cascade:
+        return None
+    return MODEL_PREFIX + d.models["refiner"].label
 
 
 def _run_peers(config: BenchConfig, scenes: dict, log: Callable[[str], None]) -> dict[str, Any]:
@@ -309,10 +326,8 @@ def _targets(config: BenchConfig, scenes: dict, rows: dict, peers: dict, log: Ca
         else {"met": None, "ratio": None, "note": f"{NOT_MEASURED}: no --large-size given"}
     )
     cascade = rows.get(config.cascade, {})
-    if cascade.get("status") == "ok" and "low" in scenes:
-        from edge_ls.deployment import deploy
-
-        refiner = MODEL_PREFIX + deploy(config.cascade).models["refiner"].label
+    if cascade.get("status") == "ok" and "low" in cascade.get("scenes", {}):
+        refiner = _refiner_row(config.cascade)
         base = rows.get(refiner, {}).get("scenes", {}).get("low")
         if base is None:
             out["cascade_speed_low"] = {

@@ -23,7 +23,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--tiers", default=",".join(DEFAULT_TIERS), help="comma-separated profiles or models")
-    p.add_argument("--covers", default="low,medium,high", help="landslide covers of the scenes")
+    p.add_argument("--covers", default="low,medium,high", help="landslide covers every row runs on")
+    p.add_argument(
+        "--cascade-covers",
+        default="low,medium,high",
+        help="covers the cascade and its refiner alone also run on (the cascade benefit)",
+    )
     p.add_argument("--size", type=int, default=2048, help="scene side in px (default 2048)")
     p.add_argument("--repeats", type=int, default=3, help="runs per row; median and spread reported")
     p.add_argument("--peers", default="geodeep", help="comma-separated peers ('' for none)")
@@ -71,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         peers=[p for p in args.peers.split(",") if p],
         peer_model=args.peer_model,
         cascade=args.cascade,
+        cascade_covers=[c for c in args.cascade_covers.split(",") if c],
         large_size=args.large_size,
         gpu_json=args.gpu_json,
         real_root=args.real_root,
