@@ -126,6 +126,103 @@ def predict_logits(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
     return model(x)[..., :h, :w]
 
 
+def evaluate_tiles(
+    model: nn.Module,
+    tiles: TileSet,
+    split: str = "val",
+    device: torch.device | None = None,
+    whole: bool = True,
+    threshold: float = 0.5,
+    temperature: float = 1.0,
+    per_source: dict[str, Any] | None = None,
+) -> tuple[dict, np.ndarray]:
+    """Pixel metrics over every pixel of a split (PyTorch forward); also the logits for calibration.
+
+    ``per_source``, when given, receives each dataset's own metrics and sampled (logits, masks),
+    so the stored threshold and the ECE can be judged per dataset (per GSD).
+    """
+    device = device or torch.device("cpu")
+    model.eval()
+    acc = PixelMetrics(threshold)
+    sources = getattr(tiles, f"{split}_source", []) or []
+    names = tiles.source_names
+    by_source: dict[int, Any] = {}
+    sampled: dict[int, list[np.ndarray]] = {}
+    logits_all, masks_all = [], []
+    for k, (img, mask) in enumerate(tiles.eval_tiles(split, whole)):
+        with torch.no_grad():
+            logits = predict_logits(model, torch.from_numpy(img[None]).to(device))[0, 0].float().cpu().numpy()
+        prob = 1.0 / (1.0 + np.exp(-np.clip(logits / temperature, -60, 60)))
+        acc.update(prob, mask)
+        pair = np.stack([logits.ravel()[::7], mask.ravel()[::7].astype(np.float32)])
+        logits_all.append(pair[0])
+        masks_all.append(pair[1])
+        if per_source is not None and k < len(sources):
+            src = sources[k]
+            by_source.setdefault(src, PixelMetrics(threshold)).update(prob, mask)
+            sampled.setdefault(src, []).append(pair)
+    if per_source is not None:
+        for src, m in by_source.items():
+            per_source[names[src]] = {
+                "metrics": m.compute(),
+                "sampled": np.concatenate(sampled[src], axis=1),
+            }
+    return acc.compute(), np.stack([np.concatenate(logits_all), np.concatenate(masks_all)])
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """What a finished model stores and reports: T, threshold, metrics per split and per dataset."""
+
+    temperature: float
+    threshold: float
+    splits: dict[str, dict]
+    per_dataset: dict[str, Any]
+
+
+def calibrate(
+    model: nn.Module,
+    tiles: TileSet,
+    device: torch.device | None = None,
+    fit: bool = True,
+    threshold: float = 0.5,
+    splits: tuple[str, ...] = ("test",),
+) -> Calibration:
+    """Temperature (and, with ``fit``, threshold) fitted on val, then metrics on ``splits``.
+
+    One home for what a trainer's finish step and a fused tier (``export/ensemble.py``) both need.
+    Multi-dataset runs get per-dataset metrics and the stored threshold's gap to each dataset's best.
+    """
+    val_sources: dict[str, Any] = {}
+    _, calib = evaluate_tiles(model, tiles, "val", device, per_source=val_sources)
+    temperature = float(fit_temperature(calib[0], calib[1]))
+    per_dataset: dict[str, Any] = {}
+    multi = len(tiles.source_names) > 1 or fit
+    if multi:
+        sampled = {k: v["sampled"] for k, v in val_sources.items()}
+        if fit:
+            threshold = fit_threshold(sampled, temperature)
+        per_dataset["threshold_gap"] = threshold_gaps(sampled, temperature, threshold)
+        val_metrics, _ = evaluate_tiles(
+            model, tiles, "val", device, threshold=threshold, temperature=temperature
+        )
+    else:
+        val_metrics, _ = evaluate_tiles(model, tiles, "val", device)
+    out = {"val": val_metrics}
+    for split in splits:
+        if not getattr(tiles, split):
+            continue
+        if split == "train" or not multi:
+            out[split] = evaluate_tiles(model, tiles, split, device)[0]
+            continue
+        sources: dict[str, Any] = {}
+        out[split] = evaluate_tiles(
+            model, tiles, split, device, threshold=threshold, temperature=temperature, per_source=sources
+        )[0]
+        per_dataset[split] = {k: _jsonable(v["metrics"]) for k, v in sources.items()}
+    return Calibration(temperature, threshold, out, per_dataset)
+
+
 # ----------------------------------------------------------------------------------------- trainer
 class Trainer:
     """One run: ``Trainer(cfg, out_dir).fit()`` trains, checkpoints, logs and (optionally) exports."""
@@ -338,39 +435,10 @@ class Trainer:
         temperature: float = 1.0,
         per_source: dict[str, Any] | None = None,
     ) -> tuple[dict, np.ndarray]:
-        """Pixel metrics over every pixel of a split (PyTorch forward); also the logits for calibration.
-
-        ``per_source``, when given, receives each dataset's own metrics and sampled (logits, masks),
-        so the stored threshold and the ECE can be judged per dataset (per GSD).
-        """
-        model = model or self.model
-        model.eval()
-        acc = PixelMetrics(threshold)
-        sources = getattr(self.tiles, f"{split}_source", []) or []
-        names = self.tiles.source_names
-        by_source: dict[int, Any] = {}
-        sampled: dict[int, list[np.ndarray]] = {}
-        logits_all, masks_all = [], []
-        for k, (img, mask) in enumerate(self.tiles.eval_tiles(split, whole)):
-            logits = (
-                predict_logits(model, torch.from_numpy(img[None]).to(self.device))[0, 0].float().cpu().numpy()
-            )
-            prob = 1.0 / (1.0 + np.exp(-np.clip(logits / temperature, -60, 60)))
-            acc.update(prob, mask)
-            pair = np.stack([logits.ravel()[::7], mask.ravel()[::7].astype(np.float32)])
-            logits_all.append(pair[0])
-            masks_all.append(pair[1])
-            if per_source is not None and k < len(sources):
-                src = sources[k]
-                by_source.setdefault(src, PixelMetrics(threshold)).update(prob, mask)
-                sampled.setdefault(src, []).append(pair)
-        if per_source is not None:
-            for src, m in by_source.items():
-                per_source[names[src]] = {
-                    "metrics": m.compute(),
-                    "sampled": np.concatenate(sampled[src], axis=1),
-                }
-        return acc.compute(), np.stack([np.concatenate(logits_all), np.concatenate(masks_all)])
+        """:func:`evaluate_tiles` on this run's tiles (default: the model being trained)."""
+        return evaluate_tiles(
+            model or self.model, self.tiles, split, self.device, whole, threshold, temperature, per_source
+        )
 
     # -- the run -------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -455,29 +523,16 @@ class Trainer:
         best = build_model(self.cfg.model.name, len(self.cfg.data.bands), None, self.cfg.model.dropout)
         best.load_state_dict(torch.load(self.out / BEST, map_location="cpu", weights_only=True))
         best.to(self.device).eval()
-        val_metrics, calib = self.evaluate_split("val", best)
-        temperature = float(fit_temperature(calib[0], calib[1]))
-        threshold = self.cfg.export.threshold
-        per_dataset: dict[str, Any] = {}
-        if len(self.tiles.source_names) > 1 or self.cfg.export.fit_threshold:
-            val_sources: dict[str, Any] = {}
-            self.evaluate_split("val", best, per_source=val_sources)
-            sampled = {k: v["sampled"] for k, v in val_sources.items()}
-            if self.cfg.export.fit_threshold:
-                threshold = fit_threshold(sampled, temperature)
-            val_metrics, _ = self.evaluate_split("val", best, threshold=threshold, temperature=temperature)
-            per_dataset["threshold_gap"] = threshold_gaps(sampled, temperature, threshold)
-        splits = {"val": val_metrics}
-        for split in ("train", "test") if self.cfg.run.eval_train else ("test",):
-            if getattr(self.tiles, split):
-                if split == "train" or not per_dataset:
-                    splits[split] = self.evaluate_split(split, best)[0]
-                    continue
-                sources: dict[str, Any] = {}
-                splits[split] = self.evaluate_split(
-                    split, best, threshold=threshold, temperature=temperature, per_source=sources
-                )[0]
-                per_dataset[split] = {k: _jsonable(v["metrics"]) for k, v in sources.items()}
+        cal = calibrate(
+            best,
+            self.tiles,
+            self.device,
+            fit=self.cfg.export.fit_threshold,
+            threshold=self.cfg.export.threshold,
+            splits=("train", "test") if self.cfg.run.eval_train else ("test",),
+        )
+        temperature, threshold = cal.temperature, cal.threshold
+        splits, per_dataset = cal.splits, cal.per_dataset
         self.threshold = threshold
         summary: dict[str, Any] = {
             "run": self.cfg.run.name,
