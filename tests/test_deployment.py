@@ -68,7 +68,7 @@ def _profile(tmp_path: Path, extra: str) -> Path:
 def test_roi_above_the_decision_threshold_is_refused(tmp_path: Path) -> None:
     path = _profile(tmp_path, "[outputs]\nuncertainty = false")
     path.write_text(path.read_text().replace("roi = 0.3", "roi = 0.6"))
-    with pytest.raises(ConfigError, match=r"thresholds.roi 0.6 is above the decision threshold 0.36"):
+    with pytest.raises(ConfigError, match=r"thresholds.roi 0.6 is above the decision threshold 0.4"):
         deploy(path)
 
 
