@@ -595,16 +595,17 @@ def plot_png(flat: list[dict[str, Any]], width: int = 720, height: int = 480) ->
             x = int(left + (right - left) * (d - lo) / (hi - lo))
             if left <= x <= right:
                 cv2.putText(img, f"1e{d}", (x - 10, bottom + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
-        for r, xv in zip(pts, xs, strict=True):
+        for i, (r, xv) in enumerate(zip(pts, xs, strict=True)):
             x = int(left + (right - left) * (xv - lo) / (hi - lo))
             y = int(bottom - (bottom - top) * r["f1"] / fmax)
             if r["kind"] == "peer":
                 cv2.rectangle(img, (x - 6, y - 6), (x + 6, y + 6), (40, 40, 200), -1)
             else:
                 cv2.circle(img, (x, y), 6, (200, 90, 30), -1)
-            cv2.putText(
-                img, r["row"], (x + 9, y - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA
-            )
+            dy = 16 * (i % 4) - 24  # staggered: rows often sit close together
+            cv2.line(img, (x, y), (x + 8, y + dy - 4), (150, 150, 150), 1)
+            font = cv2.FONT_HERSHEY_SIMPLEX
+            cv2.putText(img, r["row"], (x + 9, y + dy), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     ok, png = cv2.imencode(".png", img)
     assert ok
     return png.tobytes()
