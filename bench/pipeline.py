@@ -12,9 +12,9 @@ mosaics of the project's real tiles (``bench/scenes.py``):
   scene (target: within 10%).
 
 Every measurement runs in a fresh subprocess (``ru_maxrss`` only grows within a process, and a
-measurement must not inherit another's caches). The detect runs are instrumented with timing
-wrappers (wall and thread-CPU seconds per stage) so a missed target comes with where the time went;
-the wrappers add microseconds per call, nothing measurable.
+measurement must not inherit another's caches). Each detect run's report carries its per-stage timers
+(wall and thread-CPU seconds of read, infer, blend, write, finalize: ``edge_ls.stream``), so a missed
+target comes with where the time went without patching the pipeline.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import datetime as dt
 import functools
 import importlib
 import importlib.metadata
-import inspect
 import json
 import os
 import platform
@@ -36,7 +35,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,24 +65,6 @@ TARGETS = {
 FULL_SIZES = {"scene": 10_000, "large": 20_000}
 QUICK_SIZES = {"scene": 2048, "large": 4096, "compute": 2048}
 #: Stages timed inside a detect run: (label, "module:Qualified.name"). Missing names are skipped.
-STAGES = (
-    ("read", "edge_ls.io.source:RasterSource.read"),
-    ("pad", "edge_ls.pipeline:pad_tile"),
-    ("infer", "edge_ls.backends.onnxrt:OnnxRuntimeRunner.infer"),
-    ("activation", "edge_ls.pipeline:_to_probability"),
-    ("blend", "edge_ls.blend:RowBandBlender.add"),
-    ("write_rows", "edge_ls.io.outputs:OutputSet.write_rows"),
-    ("write_rows.raw_sinks", "edge_ls.io.outputs:_RawSink.write"),
-    ("polygons", "edge_ls.io.polygons:StreamingPolygonizer.add_band"),  # the vectorizer thread
-    ("polygons.geojson", "edge_ls.io.detections:GeoJSONStream.write"),
-    ("polygons.gpkg", "edge_ls.io.detections:GeoPackageRegions.write"),
-    ("polygons.end", "edge_ls.io.detections:DetectionWriter.close"),  # finalize waiting for it
-    ("commit", "edge_ls.io.outputs:OutputSet.commit"),
-    ("commit.cog", "edge_ls.io.outputs:OutputSet._to_cog"),
-    ("commit.quicklook", "edge_ls.io.outputs:OutputSet._write_quicklook"),
-)
-
-
 # --------------------------------------------------------------------------------------------------
 # Measurements: each runs in its own process (see run_isolated) and returns a JSON-able dict.
 # --------------------------------------------------------------------------------------------------
@@ -133,66 +113,10 @@ class Clock:
         }
 
 
-class StageTimers:
-    """Wall and calling-thread CPU seconds per instrumented function, summed over threads."""
-
-    def __init__(self) -> None:
-        self.wall: dict[str, float] = defaultdict(float)
-        self.cpu: dict[str, float] = defaultdict(float)
-        self.calls: dict[str, int] = defaultdict(int)
-        self._lock = threading.Lock()
-        self.missing: list[str] = []
-
-    def install(self, stages: Sequence[tuple[str, str]] = STAGES) -> None:
-        for label, target in stages:
-            module_name, qualname = target.split(":")
-            try:
-                owner: Any = importlib.import_module(module_name)
-                *parents, attr = qualname.split(".")
-                for parent in parents:
-                    owner = getattr(owner, parent)
-                raw = inspect.getattr_static(owner, attr)
-            except (ImportError, AttributeError):
-                self.missing.append(target)
-                continue
-            is_static = isinstance(raw, staticmethod)
-            func = raw.__func__ if is_static else raw
-            wrapped = self._wrap(label, func)
-            setattr(owner, attr, staticmethod(wrapped) if is_static else wrapped)
-
-    def _wrap(self, label: str, func: Callable) -> Callable:
-        @functools.wraps(func)
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            w0, c0 = time.perf_counter(), time.thread_time()
-            try:
-                return func(*args, **kwargs)
-            finally:
-                w, c = time.perf_counter() - w0, time.thread_time() - c0
-                with self._lock:
-                    self.wall[label] += w
-                    self.cpu[label] += c
-                    self.calls[label] += 1
-
-        return timed
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            label: {
-                "wall_s": round(self.wall[label], 3),
-                "thread_cpu_s": round(self.cpu[label], 3),
-                "calls": self.calls[label],
-            }
-            for label, _ in STAGES
-            if label in self.calls
-        }
-
-
 def measure_detect(
     scene: str, model: str, out_dir: str, batch_size: int, readers: int, queue_depth: int
 ) -> dict[str, Any]:
-    """End-to-end ``detect`` (all outputs), with per-stage timers and process CPU time."""
-    timers = StageTimers()
-    timers.install()
+    """End-to-end ``detect`` (all outputs), with the report's per-stage timers and process CPU time."""
     from edge_ls.pipeline import DetectOptions, detect
 
     options = DetectOptions(batch_size=batch_size, readers=readers, queue_depth=queue_depth)
@@ -234,8 +158,7 @@ def measure_detect(
         "report": {k: report.get(k) for k in keep},
         "output_stats": output_stats,
         "output_bytes": sizes,
-        "stages": timers.as_dict(),
-        "stages_not_found": timers.missing,
+        "stages": report["stages"],
     }
 
 

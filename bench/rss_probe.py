@@ -20,7 +20,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: ``bench.*`` importable
 
-from edge_ls.io.outputs import OutputSet
 from edge_ls.pipeline import DetectOptions, detect
 
 
@@ -40,14 +39,8 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--threshold", type=float, default=None)
     parser.add_argument("--model", default="edge-nano")
-    parser.add_argument("--stages", action="store_true", help="time each stage (adds a little overhead)")
+    parser.add_argument("--stages", action="store_true", help="print the report's per-stage timers")
     args = parser.parse_args()
-    timers = None
-    if args.stages:
-        from bench.pipeline import StageTimers
-
-        timers = StageTimers()
-        timers.install()
     samples: list[tuple[float, float]] = []
     done = threading.Event()
     t0 = time.perf_counter()
@@ -57,31 +50,25 @@ def main() -> None:
             samples.append((time.perf_counter() - t0, status_mib("VmRSS")["VmRSS"]))
             time.sleep(0.25)
 
-    # When finalize (COG copies, quicklook) starts: splits the samples into stream and finalize.
-    finalize_at: list[float] = []
-    original = OutputSet.finalize
-
-    def timed_finalize(self: OutputSet, *a: object, **k: object) -> None:
-        finalize_at.append(time.perf_counter() - t0)
-        original(self, *a, **k)
-
-    OutputSet.finalize = timed_finalize  # type: ignore[method-assign]
     threading.Thread(target=sample, daemon=True).start()
     report = detect(args.scene, args.model, args.out, DetectOptions(threshold=args.threshold))
     done.set()
     print(f"tiles {report['tiles']}  tiles/s {report['tiles_per_s']}  peak RSS {report['peak_rss_mb']} MiB")
     print("max sampled VmRSS", round(max(r for _, r in samples)), "MiB over", round(samples[-1][0], 1), "s")
-    if finalize_at:
-        split = finalize_at[0]
+    # When finalize (COG copies, quicklook) started, from the report's own stage timers (finalize is the
+    # last stage before the report): splits the samples into stream and finalize.
+    finalize = report["stages"].get("finalize")
+    if finalize:
+        split = report["wall_s"] - finalize["wall_s"]
         stream = [r for t, r in samples if t < split] or [float("nan")]
         tail = [r for t, r in samples if t >= split] or [float("nan")]
         print(
             f"max sampled VmRSS while streaming {max(stream):.0f} MiB, while finalizing "
             f"{max(tail):.0f} MiB (finalize from {split:.1f} s)"
         )
-    if timers is not None:
-        for label, v in timers.as_dict().items():
-            cpu, calls = v["thread_cpu_s"], v["calls"]
+    if args.stages:
+        for label, v in report["stages"].items():
+            cpu, calls = v["cpu_s"], v["calls"]
             print(f"  {label:22s} wall {v['wall_s']:7.2f} s  thread CPU {cpu:7.2f} s  calls {calls}")
 
 

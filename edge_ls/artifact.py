@@ -56,6 +56,10 @@ INPUT_RANGES = ("8bit", "reflectance")
 #: probabilities (temperature must then be 1).
 ACTIVATIONS = ("logits", "sigmoid")
 PRECISIONS = ("fp32", "fp16", "int8", "mixed")
+#: The one definition of model roles: ``primary`` runs alone; a cascade has a ``triage`` model that
+#: scores every tile and a ``refiner`` run on its ROIs (``edge_ls.backends.cascade``). Manifests,
+#: profiles, the export and the deployment all use this tuple.
+ROLES = ("primary", "triage", "refiner")
 
 
 @dataclass(frozen=True)

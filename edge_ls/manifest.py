@@ -27,13 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_ls.artifact import PRECISIONS, ModelSpec
+from edge_ls.artifact import PRECISIONS, ROLES, ModelSpec
 from edge_ls.errors import ModelError
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_SCHEMA = 1
 #: Roles of the models in a tier; a cascade's entry model is its ``triage``.
-ROLES = ("primary", "triage", "refiner")
 _CHUNK = 1 << 20
 
 

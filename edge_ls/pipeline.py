@@ -1,13 +1,8 @@
-"""The streaming detection pipeline: read -> tile -> infer -> blend -> write, all overlapped.
-
-Threads and queues::
-
-    reader threads (one dataset handle each) --bounded queue--> batcher + runner + blender (this thread)
-                                                                 --bounded queue--> writer thread
-
-Memory is bounded by the queue depths, the batch and the rows the blender holds (about one tile
-height of full-width rows), never by the scene. ONNX Runtime, GDAL and numpy release the GIL for
-their heavy work, so reading, inference and writing proceed together on a 2-core machine.
+"""One detection run: a :class:`~edge_ls.deployment.Deployment` and a raster in, every output and the
+report out. The stream itself (read -> tile -> infer -> blend -> write, overlapped on threads) is
+:mod:`edge_ls.stream`; the runner comes from :mod:`edge_ls.backends.select`; the report is built once,
+as a typed :class:`~edge_ls.report.Report`, after the outputs are final. What is here: input checks and
+warnings, the output set, the quicklook's imagery, and glibc allocator tuning for bounded memory.
 """
 
 from __future__ import annotations
@@ -16,114 +11,48 @@ import contextlib
 import ctypes
 import datetime as dt
 import logging
-import os
-import queue
 import sys
-import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import rasterio
-import rasterio.enums
-from rasterio.windows import Window
 
 from edge_ls import __version__
-from edge_ls.artifact import ModelSpec, read_spec
+from edge_ls.artifact import ModelSpec
 from edge_ls.backends.base import Runner
-from edge_ls.backends.onnxrt import OnnxRuntimeRunner, available_providers
-from edge_ls.backends.select import CPU_PROVIDER, select_runner
-from edge_ls.blend import FinishedBand, RowBandBlender
-from edge_ls.errors import EdgeLSError, InputError
+from edge_ls.backends.select import default_streams, make_runner
+from edge_ls.deployment import Deployment, DetectOptions, LoadedModel, deploy
+from edge_ls.errors import InputError
 from edge_ls.io import resample
-from edge_ls.io.outputs import CHUNK_ROWS, OutputOptions, OutputSet
+from edge_ls.io.outputs import OutputOptions, OutputSet
 from edge_ls.io.quicklook import CellMeans
 from edge_ls.io.source import RasterSource
-from edge_ls.models.registry import display_name, resolve
-from edge_ls.report import RunStats, build_report
-from edge_ls.tiling import Tile, TilePlan, pad_tile, plan_tiles
+from edge_ls.report import Report, build_report
+from edge_ls.stream import StreamSetup, run_stream
+from edge_ls.tiling import Tile, TilePlan, plan_tiles
 
 log = logging.getLogger(__name__)
 
 #: GDAL block cache for one run: enough for the writer's partial blocks, small enough to bound RSS.
 GDAL_CACHE_MB = 128
-_POLL_S = 0.1
-
-
-@dataclass(frozen=True)
-class DetectOptions:
-    """How to run one detection; ``None`` means "what the model's metadata recommends"."""
-
-    tile_size: int | None = None
-    overlap: float | None = None
-    threshold: float | None = None
-    batch_size: int = 1
-    readers: int = 2
-    queue_depth: int = 8
-    bands: Sequence[int] | None = None
-    #: Declare a nodata value the file does not carry (e.g. 0 for the zero collar of an export).
-    nodata: float | None = None
-    #: None: the area of 9 pixels (a 3 x 3 blob), so single-pixel speckle does not flood the GeoJSON.
-    min_area_m2: float | None = None
-    #: None: half a pixel in CRS units, which removes the pixel staircase without moving edges.
-    simplify_tolerance: float | None = None
-    #: Probability/confidence rasters: "percent" (uint8 0..100, scale 0.01) or "float32" (0..1).
-    layers: str = "percent"
-    intra_op_threads: int | None = None
-    #: Threads calling the runner at once; None: one per core (at most 2) on the CPU, one on a GPU.
-    streams: int | None = None
-    #: A tier profile (edge_ls.profiles.Profile): its backend preference order picks the runner.
-    profile: Any = None
-    progress: bool = False
-    #: Read a scene far outside the model's trained GSD range at the nearest trained GSD
-    #: (``edge_ls.io.resample``); outputs stay on the scene's grid.
-    resample: bool = True
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A model resolved to a file, with its validated spec."""
-
-    path: Path
-    spec: ModelSpec
-    #: The registry name it was loaded by (``edge-lite:int8``); None when loaded from a path.
-    name: str | None = None
-
-    @classmethod
-    def load(cls, name_or_path: str | Path) -> LoadedModel:
-        path = resolve(name_or_path)
-        return cls(path, read_spec(path), display_name(name_or_path, path))
-
-
-@dataclass
-class _ReadTile:
-    tile: Tile
-    data: np.ndarray | None  # C x tile x tile, None when the tile is all nodata
-    valid: np.ndarray | None
-    started: float
-
-
-class _Done:
-    """End-of-stream marker from one reader thread."""
-
-
-class _Stop(Exception):
-    """Raised inside workers when another stage failed."""
 
 
 def detect(
     input_path: str | Path,
-    model: str | Path | LoadedModel,
+    model: str | Path | LoadedModel | Deployment | None,
     out_dir: str | Path,
     options: DetectOptions | None = None,
     runner_factory: Callable[[LoadedModel, DetectOptions], Runner] | None = None,
-) -> dict:
-    """Run the model over one raster and write every output into ``out_dir``; return the report."""
-    options = options or DetectOptions()
-    loaded = model if isinstance(model, LoadedModel) else LoadedModel.load(model)
+) -> Report:
+    """Run a deployment (or a model, with ``options``) over one raster and write every output into
+    ``out_dir``; return the report. ``options.profile`` set: the profile's settings fill what the
+    options leave unset, so a library caller gets the profile's tile and batch too."""
+    deployment = _as_deployment(model, options)
+    options = deployment.options
+    loaded = deployment.model
     spec = loaded.spec
     if (
         options.batch_size < 1
@@ -140,7 +69,7 @@ def detect(
     ):
         tile_size = options.tile_size or spec.tile_size
         overlap = spec.overlap if options.overlap is None else options.overlap
-        threshold = spec.threshold if options.threshold is None else options.threshold
+        threshold = deployment.threshold
         target_gsd = resample.read_gsd(source.gsd_m, spec, options.resample)
         scale = 1.0
         if target_gsd is not None:
@@ -152,6 +81,9 @@ def detect(
         warnings = input_warnings(source, spec, tile_size, target_gsd)
         for warning in warnings:
             log.warning("%s", warning)
+        tags = _describe(source, spec, threshold, loaded.name)
+        if deployment.is_cascade:
+            tags["EDGE_LS_TRIAGE"] = deployment.models["triage"].label
         outputs = OutputSet(
             Path(out_dir),
             width=source.width,
@@ -160,20 +92,30 @@ def detect(
             transform=source.transform,
             georeferenced=source.georeferenced,
             pixel_area_m2=source.pixel_area_m2,
-            options=_output_options(
-                source, options, threshold, _describe(source, spec, threshold, loaded.name)
-            ),
+            options=_output_options(source, options, threshold, tags),
         )
-        factory = runner_factory or _default_runner
         imagery = _ImageryCells(source, spec, outputs.quicklook_shape, scale)
-        with outputs, factory(loaded, options) as runner:
-            stats = _stream(source, plan, runner, spec, outputs, options, imagery, scale)
+        runner = runner_factory(loaded, options) if runner_factory is not None else make_runner(deployment)
+        setup = StreamSetup(
+            plan=plan,
+            spec=spec,
+            batch_size=options.batch_size,
+            readers=options.readers,
+            queue_depth=options.queue_depth,
+            scale=scale,
+            extra_layers=("uncertainty",) if options.uncertainty_tta else (),
+            on_read=imagery.add,
+            progress=options.progress,
+        )
+        with outputs, runner:
+            stats = run_stream(source, runner, outputs, setup)
             flagged = flagged_warning(outputs.stats)
             if flagged:
                 log.warning("%s", flagged)
                 warnings.append(flagged)
             _release_freed_heap()
-            outputs.finalize(background=imagery.render)
+            with stats.stage("finalize"):
+                outputs.finalize(background=imagery.render)
             stats.wall_s = time.perf_counter() - t0  # everything but writing report.json itself
             report = build_report(
                 stats=stats,
@@ -181,23 +123,37 @@ def detect(
                 source=source,
                 spec=spec,
                 model_path=loaded.path,
+                model_name=loaded.name,
                 runner=runner,
                 threshold=threshold,
+                profile=deployment.profile.name if deployment.profile is not None else None,
+                overlap_requested=overlap,
+                read_gsd_m=target_gsd,
+                warnings=warnings,
+                min_area_m2=outputs.options.min_area_m2,
+                simplify_tolerance=outputs.options.simplify_tolerance,
+                outputs=list(outputs.files.values()),
             )
-            report["model_metadata_name"] = spec.name  # the name its training run gave it
-            if loaded.name:
-                report["model"] = loaded.name  # the tier file that ran, as 'edge-ls models' lists it
-            report["backend_skipped"] = list(runner.selection_notes)
-            report["profile"] = getattr(options.profile, "name", None)
-            report["overlap_requested"] = overlap
-            report["overlap_used"] = round(plan.overlap, 4)
-            report["read_gsd_m"] = target_gsd if target_gsd is not None else source.gsd_m
-            report["resampled"] = target_gsd is not None
-            report["warnings"] = warnings
-            report["min_area_m2"] = outputs.options.min_area_m2
-            report["simplify_tolerance"] = outputs.options.simplify_tolerance
-            report["outputs"] = sorted(p.name for p in outputs.commit(report).values())
+            outputs.commit(report.as_dict())
     return report
+
+
+def _as_deployment(
+    model: str | Path | LoadedModel | Deployment | None, options: DetectOptions | None
+) -> Deployment:
+    """The deployment a :func:`detect` call describes (see its docstring)."""
+    if isinstance(model, Deployment):
+        return model if options is None else replace(model, options=options)
+    options = options or DetectOptions()
+    if options.profile is None:
+        return deploy(model=model or "default", options=options)
+    unset = DetectOptions()
+    given = {
+        name: getattr(options, name)
+        for name in ("tile_size", "overlap", "threshold", "batch_size", "uncertainty_tta")
+        if getattr(options, name) != getattr(unset, name)
+    }
+    return deploy(options.profile, model=model, options=options, **given)
 
 
 MIN_AREA_PIXELS = 9
@@ -346,6 +302,7 @@ def _output_options(
         min_area_m2=MIN_AREA_PIXELS * pixel_area if min_area is None else min_area,
         simplify_tolerance=0.5 * pixel_size if tolerance is None else tolerance,
         layers=options.layers,
+        uncertainty=bool(options.uncertainty_tta),
         tags=tags or {},
         title=_title(tags) if tags else "",
     )
@@ -387,232 +344,4 @@ def _release_freed_heap() -> None:
     _glibc_call("malloc_trim", 0)
 
 
-def _default_runner(model: LoadedModel, options: DetectOptions) -> Runner:
-    if options.profile is not None:  # the profile's backends, best first, down to what is here
-        return select_runner(
-            model.path,
-            options.profile.backends,
-            profile=options.profile,
-            streams=options.streams or default_streams([CPU_PROVIDER]),
-            intra_op_threads=options.intra_op_threads,
-        ).runner
-    providers = available_providers()
-    return OnnxRuntimeRunner(
-        model.path,
-        providers=providers,
-        intra_op_threads=options.intra_op_threads,
-        streams=options.streams or default_streams(providers),
-    )
-
-
-#: Most inference streams used by default: two single-threaded streams fill a 2-core ground station;
-#: more streams on a big CPU would only multiply activation memory for little gain over intra-op threads.
-MAX_DEFAULT_STREAMS = 2
-
-
-def default_streams(providers: Sequence[str]) -> int:
-    """One stream per core (at most MAX_DEFAULT_STREAMS) on the CPU; one when a GPU provider leads."""
-    if providers and providers[0] != "CPUExecutionProvider":
-        return 1
-    return max(1, min(MAX_DEFAULT_STREAMS, os.cpu_count() or 1))
-
-
-def _stream(
-    source: RasterSource,
-    plan,
-    runner: Runner,
-    spec: ModelSpec,
-    outputs: OutputSet,
-    options: DetectOptions,
-    imagery: _ImageryCells | None = None,
-    scale: float = 1.0,
-) -> RunStats:
-    """Drive the threads; return timing statistics. Any stage's failure stops all and re-raises.
-
-    This thread gathers batches; ``runner.concurrency`` inference threads run them and blend the
-    results (blending and handing bands to the writer happen under one lock, so bands leave in order).
-    """
-    stop = threading.Event()
-    errors: list[BaseException] = []
-    next_index = iter(range(plan.count))
-    index_lock = threading.Lock()
-    blend_lock = threading.Lock()
-    streams = max(1, runner.concurrency)
-    read_q: queue.Queue[_ReadTile | _Done] = queue.Queue(maxsize=options.queue_depth)
-    infer_q: queue.Queue[list[_ReadTile] | None] = queue.Queue(maxsize=streams)
-    write_q: queue.Queue[FinishedBand | None] = queue.Queue(maxsize=1)
-    stats = RunStats()
-    blender = RowBandBlender(plan)
-    model_tile = plan.tile_size if scale == 1.0 else round(plan.tile_size / scale)
-    progress = _progress_bar(plan.count, options.progress)
-
-    def put(q: queue.Queue, item: object) -> None:
-        while True:
-            if stop.is_set():
-                raise _Stop
-            try:
-                q.put(item, timeout=_POLL_S)
-                return
-            except queue.Full:
-                continue
-
-    def get(q: queue.Queue) -> object:
-        while True:
-            try:
-                return q.get(timeout=_POLL_S)
-            except queue.Empty:
-                if stop.is_set():
-                    raise _Stop from None
-
-    def fail(exc: BaseException) -> None:
-        if not isinstance(exc, _Stop):
-            errors.append(exc)
-        stop.set()
-
-    def reader() -> None:
-        try:
-            with source.open_handle() as handle:
-                while True:
-                    with index_lock:
-                        index = next(next_index, None)
-                    if index is None:
-                        break
-                    tile = plan.tile(index)
-                    started = time.perf_counter()
-                    window = Window(tile.x0, tile.y0, tile.width, tile.height)
-                    shape = None if scale == 1.0 else resample.model_shape(tile.height, tile.width, scale)
-                    data, valid = source.read(handle, window, shape)
-                    if imagery is not None:
-                        imagery.add(plan, tile, data, valid)
-                    if not valid.any():
-                        put(read_q, _ReadTile(tile, None, None, started))
-                    else:
-                        put(read_q, _ReadTile(tile, pad_tile(data, model_tile), valid, started))
-            put(read_q, _Done())
-        except BaseException as exc:
-            fail(exc)
-
-    def blend(items: list[_ReadTile], probs: Sequence[np.ndarray | None]) -> None:
-        with blend_lock:
-            for item, prob in zip(items, probs, strict=True):
-                if prob is None:
-                    bands = blender.skip(item.tile)
-                    stats.skipped += 1
-                else:
-                    valid = item.valid
-                    if scale != 1.0:  # read at another GSD: back onto the scene's pixels
-                        prob, valid = resample.to_scene(prob, valid, item.tile.height, item.tile.width)
-                    bands = blender.add(item.tile, prob, valid)
-                    stats.latencies_ms.append((time.perf_counter() - item.started) * 1000.0)
-                    stats.inferred += 1
-                # In the writer's own chunks: with a one-piece queue the write side holds ~2 chunks, not
-                # ~3 full-width bands (what made peak memory grow with the scene's width).
-                for band in bands:
-                    for chunk in band.chunks(CHUNK_ROWS):
-                        put(write_q, chunk)
-            progress.update(len(items))
-
-    def inference() -> None:
-        try:
-            while True:
-                pending = get(infer_q)
-                if pending is None:
-                    return
-                batch = np.stack([t.data for t in pending]).astype(np.float32, copy=False)
-                t_infer = time.perf_counter()
-                raw = runner.infer(batch)
-                elapsed = time.perf_counter() - t_infer
-                with blend_lock:
-                    stats.infer_s += elapsed
-                blend(pending, list(_to_probability(raw, spec)))
-        except BaseException as exc:
-            fail(exc)
-
-    def writer() -> None:
-        try:
-            while True:
-                band = get(write_q)
-                if band is None:
-                    return
-                outputs.write_rows(band.row_off, band.prob)  # nodata is NaN in the band
-        except BaseException as exc:
-            fail(exc)
-
-    workers = [threading.Thread(target=inference, name=f"infer-{i}", daemon=True) for i in range(streams)]
-    threads = [
-        *(threading.Thread(target=reader, name=f"reader-{i}", daemon=True) for i in range(options.readers)),
-        *workers,
-    ]
-    writer_thread = threading.Thread(target=writer, name="writer", daemon=True)
-    for thread in [*threads, writer_thread]:
-        thread.start()
-    try:
-        readers_left = options.readers
-        pending: list[_ReadTile] = []
-        while readers_left or pending:
-            if stop.is_set():
-                raise _Stop
-            # Gather a batch: block for the first tile, then take what is already waiting.
-            while readers_left and len(pending) < options.batch_size:
-                try:
-                    item = read_q.get_nowait() if pending else read_q.get(timeout=_POLL_S)
-                except queue.Empty:
-                    if pending:
-                        break
-                    if stop.is_set():
-                        raise _Stop from None
-                    continue
-                if isinstance(item, _Done):
-                    readers_left -= 1
-                elif item.data is None:
-                    blend([item], [None])
-                else:
-                    pending.append(item)
-            if pending:
-                put(infer_q, pending)
-                pending = []
-        for _ in workers:
-            put(infer_q, None)
-        for thread in threads:
-            thread.join()
-        put(write_q, None)  # after every inference thread is done: bands come before the end marker
-        writer_thread.join()
-    except BaseException as exc:
-        fail(exc)
-        for thread in [*threads, writer_thread]:
-            thread.join(timeout=5)
-    finally:
-        progress.close()
-    if errors:
-        raise errors[0]
-    if stop.is_set():
-        raise _Stop  # pragma: no cover - a stage stopped without recording why
-    if not blender.complete:
-        raise EdgeLSError("internal error: not every row band was written")  # never leave a silent hole
-    if stats.inferred == 0:
-        raise InputError(f"{source.path.name} has no valid pixels (all nodata)")
-    stats.peak_bands = blender.peak_bands
-    return stats
-
-
-def _to_probability(raw: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """N x 1 x H x W model output -> N x H x W probabilities, per the spec's activation."""
-    if raw.ndim != 4 or raw.shape[1] != 1:
-        raise EdgeLSError(f"model output has shape {raw.shape}; edge-ls expects N x 1 x H x W")
-    return spec.probabilities(raw[:, 0])
-
-
-def _progress_bar(total: int, enabled: bool):
-    if not enabled:
-        return _NoProgress()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="tile", desc="detect", leave=False, dynamic_ncols=True)
-
-
-class _NoProgress:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
+__all__ = ["Deployment", "DetectOptions", "LoadedModel", "default_streams", "detect"]

@@ -22,7 +22,6 @@ from typing import Any
 from edge_ls.errors import ConfigError, InputError, MissingExtraError
 
 PRECISION_CHOICES = ("fp32", "int8", "fp16")
-ROLES = ("primary", "triage", "refiner")
 #: Tile ranges ({"start": i, "limit": n}) of the calibration and the evaluation dataset.
 Ranges = tuple[dict[str, Any], dict[str, Any]]
 

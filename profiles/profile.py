@@ -21,15 +21,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from edge_ls.artifact import PRECISIONS
+from edge_ls.artifact import PRECISIONS, ROLES
 from edge_ls.errors import ConfigError
 
 PROFILES_DIR = Path(__file__).resolve().parent
 
 #: Backends a profile may list, best first in its ``backends`` order.
 KNOWN_BACKENDS = ("tensorrt", "onnxruntime-cuda", "onnxruntime-cpu")
-#: ``primary`` runs alone; a cascade has a ``triage`` model and a ``refiner`` run on its ROIs.
-MODEL_ROLES = ("primary", "triage", "refiner")
+MODEL_ROLES = ROLES  # the name older callers import (the tuple lives in edge_ls.artifact)
 #: TensorRT ``HardwareCompatibilityLevel``: none (this GPU model only), ampere+ (any Ampere or newer
 #: GPU), same-compute-capability (any GPU with this GPU's compute capability; TensorRT >= 10.x).
 HARDWARE_COMPATIBILITY = ("none", "ampere+", "same-compute-capability")
@@ -38,6 +37,9 @@ DEFAULT_ACCURACY_BUDGET_F1 = 1.0
 #: Tiles must be a multiple of the models' total downsampling (5 stride-2 stages = 32).
 DEFAULT_TILE_MULTIPLE = 32
 DEFAULT_WORKSPACE_MB = 1024
+#: Test-time augmentations for the uncertainty layer: the D4 group (4 rotations x 2 flips) has 8.
+D4_SIZE = 8
+DEFAULT_TTA = D4_SIZE
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,8 @@ class Profile:
     decision_threshold: float | None = None
     roi_threshold: float | None = None
     uncertainty: bool = False
+    #: How many D4 transforms (identity first) the uncertainty layer averages over, 2..8.
+    tta: int = DEFAULT_TTA
     accuracy_budget_f1: float = DEFAULT_ACCURACY_BUDGET_F1
     tile_multiple: int = DEFAULT_TILE_MULTIPLE
     source: Path | None = None
@@ -113,6 +117,15 @@ class Profile:
         A cascade's ``refiner`` needs the cascade runner; use :attr:`models` for every role.
         """
         return self.models["triage"] if self.is_cascade else self.models["primary"]
+
+    @property
+    def install_hint(self) -> str | None:
+        """How to build this tier when it is not installed, and how long that took where measured;
+        None when the profile says nothing (a bundled tier)."""
+        if not self.install_command:
+            return None
+        took = f" ({self.install_took})" if self.install_took else ""
+        return f"build it with: {self.install_command}{took}"
 
     @property
     def stride(self) -> int:
@@ -150,6 +163,18 @@ def load_profile(name_or_path: str | Path) -> Profile:
     """Load and validate a profile by bundled name or TOML path."""
     path = profile_path(name_or_path)
     return parse_profile(_read_toml(path), source=path)
+
+
+def missing_tier_hint(name: str) -> str | None:
+    """For a model name like ``edge-cascade:int8`` that did not resolve: the install hint of the tier
+    profile of that name, if there is one."""
+    tier = str(name).split(":", 1)[0]
+    if tier not in list_profiles():
+        return None
+    try:
+        return load_profile(tier).install_hint
+    except ConfigError:
+        return None
 
 
 def load_all() -> list[Profile]:
@@ -205,7 +230,7 @@ _TOP_KEYS = (
 )
 _REQUIRED = ("tier", "models", "tile", "batch", "overlap", "precision", "backends")
 _THRESHOLD_KEYS = ("decision", "roi")
-_OUTPUT_KEYS = ("uncertainty",)
+_OUTPUT_KEYS = ("uncertainty", "tta")
 _INSTALL_KEYS = ("command", "took")
 _TRT_KEYS = ("batch", "tile", "workspace_mb", "version_compatible", "hardware_compatibility", "timing_cache")
 _RANGE_KEYS = ("min", "opt", "max")
@@ -330,6 +355,14 @@ def parse_profile(data: Mapping[str, Any], source: str | Path = "profile") -> Pr
     roi = c.value(thresholds, "roi", "thresholds.roi", float, _unit_open)
     outputs = c.table(top.get("outputs", {}), "outputs", _OUTPUT_KEYS)
     uncertainty = c.value(outputs, "uncertainty", "outputs.uncertainty", bool, default=False)
+    tta = c.value(
+        outputs,
+        "tta",
+        "outputs.tta",
+        int,
+        lambda v: "" if 2 <= v <= D4_SIZE else f"must be 2..{D4_SIZE} (the D4 flips and rotations)",
+        DEFAULT_TTA,
+    )
     install = c.table(top.get("install", {}), "install", _INSTALL_KEYS)
     install_command = c.value(install, "command", "install.command", str, default="")
     install_took = c.value(install, "took", "install.took", str, default="")
@@ -363,6 +396,7 @@ def parse_profile(data: Mapping[str, Any], source: str | Path = "profile") -> Pr
         decision_threshold=decision,
         roi_threshold=roi,
         uncertainty=uncertainty,
+        tta=tta,
         accuracy_budget_f1=budget,
         tile_multiple=tile_multiple,
         source=Path(source) if isinstance(source, Path) else None,
@@ -389,11 +423,11 @@ def _backends(c: _Checker, top: dict[str, Any]) -> list[str]:
 def _models(c: _Checker, top: dict[str, Any]) -> dict[str, str]:
     if "models" not in top:
         return {}
-    table = c.table(top["models"], "models", MODEL_ROLES)
+    table = c.table(top["models"], "models", ROLES)
     if isinstance(top["models"], dict) and not top["models"]:
         c.fail("models", "must name at least one model (primary, or triage + refiner)")
     models: dict[str, str] = {}
-    for role in MODEL_ROLES:
+    for role in ROLES:
         ref = c.value(
             table,
             role,

@@ -30,3 +30,14 @@ def geotiffs(real_data: Path) -> Path:
 def _no_user_models(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Name lookups see the bundled models only, never the developer's ~/.cache/edge-ls/models."""
     monkeypatch.setenv("EDGE_LS_MODELS", str(tmp_path_factory.mktemp("user-models")))
+
+
+@pytest.fixture(scope="session")
+def labelled_scene(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A 1024² medium-cover scene mosaicked from the real labelled tiles, with its truth mask."""
+    from edge_ls.bench.scenes import load_cell_pool, scene_paths, write_scene
+
+    folder = tmp_path_factory.mktemp("scenes")
+    image, truth = scene_paths(folder, 1024, "medium")
+    write_scene(image, truth, 1024, "medium", load_cell_pool(real_data))
+    return image, truth

@@ -3,14 +3,28 @@
 A runner is cheap to construct; ``activate`` does the expensive work (load the model, allocate
 buffers), ``infer`` maps a float32 NCHW batch to the model's raw N x 1 x H x W output, ``deactivate``
 frees everything. Use it as a context manager.
+
+The stream talks to a runner through :meth:`Runner.infer_tiles`, which by default is :meth:`infer` on the
+batch. A runner that needs to know where tiles sit (the cascade refines the neighbours of a tile its
+triage flags) overrides it: it may hold tiles back and hand them out with a later call or at
+:meth:`flush`, and it may return calibrated probabilities instead of raw output
+(``returns_probability``). The stream stays the same for every runner.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from types import TracebackType
+from typing import Any
 
 import numpy as np
+
+from edge_ls.tiling import Tile, TilePlan
+
+#: What :meth:`Runner.infer_tiles` hands back: each finished tile with its output (1 x H x W raw,
+#: or H x W probabilities when the runner ``returns_probability``), and optional extra layers.
+TileOutput = tuple[Tile, np.ndarray, "dict[str, np.ndarray] | None"]
 
 
 class Runner(ABC):
@@ -22,6 +36,8 @@ class Runner(ABC):
     concurrency: int = 1
     #: Why the backends a profile preferred over this one were not used (see backends/select.py).
     selection_notes: tuple[str, ...] = ()
+    #: True when :meth:`infer_tiles` returns calibrated probabilities (H x W), not raw model output.
+    returns_probability: bool = False
 
     def __init__(self) -> None:
         self.is_active = False
@@ -37,6 +53,27 @@ class Runner(ABC):
     @abstractmethod
     def deactivate(self) -> None:
         """Release the model and its buffers."""
+
+    def bind(self, plan: TilePlan) -> None:
+        """Told the tile grid before the stream starts (a plain runner does not need it)."""
+        return None
+
+    def infer_tiles(self, batch: np.ndarray, tiles: Sequence[Tile]) -> list[TileOutput]:
+        """The outputs of the tiles finished now: by default every tile of ``batch``, in order."""
+        raw = self.infer(batch)
+        return [(tile, raw[i], None) for i, tile in enumerate(tiles)]
+
+    def skip_tiles(self, tiles: Sequence[Tile]) -> list[TileOutput]:
+        """Tiles the stream does not infer (all nodata); a runner waiting on them may finish others."""
+        return []
+
+    def flush(self) -> list[TileOutput]:
+        """Every tile still held back, once the stream has handed over its last tile."""
+        return []
+
+    def report(self) -> dict[str, Any]:
+        """What this runner adds to the report (a cascade's share of tiles refined); empty by default."""
+        return {}
 
     @property
     def device(self) -> str:

@@ -16,19 +16,80 @@ layer, above this one, so it is found through the ``edge_ls.backends`` entry poi
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_ls.backends.base import Runner
-from edge_ls.backends.onnxrt import OnnxRuntimeRunner
+from edge_ls.backends.onnxrt import OnnxRuntimeRunner, available_providers
 from edge_ls.errors import EdgeLSError, MissingExtraError
+
+if TYPE_CHECKING:
+    from edge_ls.deployment import Deployment
+    from edge_ls.profiles import Profile
 
 #: Entry-point group where the layers above the runtime register backends (``pyproject.toml``).
 BACKEND_GROUP = "edge_ls.backends"
 CPU_PROVIDER = "CPUExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
+
+
+#: Most inference streams used by default: two single-threaded streams fill a 2-core ground station;
+#: more streams on a big CPU would only multiply activation memory for little gain over intra-op threads.
+MAX_DEFAULT_STREAMS = 2
+
+
+def default_streams(providers: Sequence[str]) -> int:
+    """One stream per core (at most MAX_DEFAULT_STREAMS) on the CPU; one when a GPU provider leads."""
+    if providers and providers[0] != CPU_PROVIDER:
+        return 1
+    return max(1, min(MAX_DEFAULT_STREAMS, os.cpu_count() or 1))
+
+
+def make_runner(deployment: Deployment) -> Runner:
+    """The runner a deployment asks for: its backend order for each model, then the cascade
+    (triage -> refiner on ROIs) and the uncertainty layer (D4 test-time augmentation) on top."""
+    options = deployment.options
+
+    def one(role: str) -> Runner:
+        path = deployment.models[role].path
+        if deployment.profile is None:  # a bare model: ONNX Runtime with the best provider it has
+            providers = available_providers()
+            return OnnxRuntimeRunner(
+                path,
+                providers=providers,
+                intra_op_threads=options.intra_op_threads,
+                streams=options.streams or default_streams(providers),
+            )
+        return select_runner(
+            path,
+            deployment.backends,
+            profile=deployment.profile,
+            streams=options.streams or default_streams([CPU_PROVIDER]),
+            intra_op_threads=options.intra_op_threads,
+        ).runner
+
+    if deployment.is_cascade:
+        from edge_ls.backends.cascade import CascadeRunner
+
+        assert deployment.roi_threshold is not None  # the profile loader requires it for a cascade
+        runner: Runner = CascadeRunner(
+            one("triage"),
+            one("refiner"),
+            triage_spec=deployment.models["triage"].spec,
+            refiner_spec=deployment.models["refiner"].spec,
+            roi_threshold=deployment.roi_threshold,
+            batch_size=options.batch_size,
+        )
+    else:
+        runner = one("primary")
+    if options.uncertainty_tta:
+        from edge_ls.backends.tta import TTARunner
+
+        runner = TTARunner(runner, deployment.model.spec, options.uncertainty_tta)
+    return runner
 
 
 @dataclass
@@ -44,7 +105,7 @@ def select_runner(
     model_path: str | Path,
     backends: Sequence[str],
     *,
-    profile: Any = None,
+    profile: Profile | None = None,
     streams: int = 1,
     intra_op_threads: int | None = None,
     engine_cache: str | Path | None = None,
@@ -73,7 +134,7 @@ def select_runner(
 def _make(
     backend: str,
     path: Path,
-    profile: Any,
+    profile: Profile | None,
     streams: int,
     intra_op_threads: int | None,
     engine_cache: str | Path | None,
@@ -92,7 +153,7 @@ def _make(
     raise EdgeLSError(f"unknown backend '{backend}'")
 
 
-def _tensorrt_runner(path: Path, profile: Any, engine_cache: str | Path | None) -> Runner:
+def _tensorrt_runner(path: Path, profile: Profile | None, engine_cache: str | Path | None) -> Runner:
     """The TensorRT runner from the factory the engines layer registers (see the module docstring)."""
     for module, package in (("tensorrt", "tensorrt"), ("pycuda", "pycuda")):
         if importlib.util.find_spec(module) is None:

@@ -28,6 +28,7 @@ VERBS = {
     "evaluate": "evaluate",
     "export": "export",
     "build-engine": "build_engine",
+    "bench": "bench",
 }
 
 EXIT_INTERRUPTED = 130

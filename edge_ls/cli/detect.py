@@ -81,114 +81,48 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_ls.pipeline import DetectOptions, detect
+    from edge_ls.deployment import deploy
+    from edge_ls.pipeline import detect
     from edge_ls.report import format_table
 
     if args.threshold is not None and not 0.0 < args.threshold < 1.0:
         raise ConfigError("--threshold must be between 0 and 1")
     if args.overlap is not None and not 0.0 <= args.overlap < 0.9:
         raise ConfigError("--overlap must be in [0, 0.9)")
-    model_ref, defaults, notes = _model_from_args(args)
-    for note in notes:
-        print(f"edge-ls: {note}", file=sys.stderr)
     missing = [p for p in args.inputs if not Path(p).exists()]
     if missing:
         raise InputError(f"input not found: {missing[0]}")
-    model = _load_model(model_ref)
-    # --profile auto chose a CPU tier because there is no GPU: that its GPU backends were skipped is
-    # expected, not news (the reasons stay in report.json's backend_skipped).
-    expected_skips = GPU_BACKENDS if defaults.get("auto_without_gpu") else ()
-
-    def pick(flag: object, key: str) -> object:
-        return flag if flag is not None else defaults.get(key)
-
-    options = DetectOptions(
-        tile_size=pick(args.tile_size, "tile_size"),
-        overlap=pick(args.overlap, "overlap"),
-        threshold=pick(args.threshold, "threshold"),
-        batch_size=pick(args.batch, "batch_size") or 1,
+    deployment = deploy(
+        args.profile,
+        model=None if args.profile is not None else (args.model or "default"),
+        tile_size=args.tile_size,
+        overlap=args.overlap,
+        threshold=args.threshold,
+        batch_size=args.batch,
         readers=args.readers,
         streams=args.streams,
         bands=args.bands,
         nodata=args.nodata,
-        profile=defaults.get("profile"),
         min_area_m2=args.min_area,
         simplify_tolerance=args.simplify,
         layers=args.layers,
         progress=not args.quiet and sys.stderr.isatty(),
         resample=not args.no_resample,
     )
+    for note in deployment.notes:
+        print(f"edge-ls: {note}", file=sys.stderr)
     several = len(args.inputs) > 1
     for path in args.inputs:
         out_dir = args.out / Path(path).stem if several else args.out
-        report = detect(path, model, out_dir, options)
-        for note in report.get("backend_skipped", []):
-            if note.split(":", 1)[0] in expected_skips:
+        report = detect(path, deployment, out_dir)
+        for note in report["backend_skipped"]:
+            if note.split(":", 1)[0] in deployment.expected_skips:
                 continue
             ran = f"{report['backend']} ({report['device']})"
             print(f"edge-ls: backend {note}; ran on {ran}", file=sys.stderr)
         if args.json:
-            print(json.dumps(report, indent=2))
+            print(json.dumps(report.as_dict(), indent=2))
         else:
             print(f"{Path(path).name} -> {out_dir}/")
             print(format_table(report))
     return 0
-
-
-#: Backends that need a GPU (their skip on a GPU-less machine is expected under --profile auto).
-GPU_BACKENDS = ("tensorrt", "onnxruntime-cuda")
-
-
-def _load_model(ref: str):
-    """Load ``ref``; a tier that is not installed says how to build it (command, time it took)."""
-    from edge_ls.cli.profiles import missing_tier_hint
-    from edge_ls.errors import ModelError
-    from edge_ls.pipeline import LoadedModel
-
-    try:
-        return LoadedModel.load(ref)
-    except ModelError as exc:
-        hint = missing_tier_hint(ref) if str(exc).startswith("unknown model") else None
-        if hint is None:
-            raise
-        raise ModelError(f"model '{ref}' is not installed: {hint}") from None
-
-
-def _model_from_args(args: argparse.Namespace) -> tuple[str, dict[str, object], list[str]]:
-    """Resolve --model / --profile into a model reference, the profile's settings and notes for the user.
-
-    Explicit flags (--tile-size, --overlap, --threshold, --batch) override the profile's values.
-    """
-    if args.profile is None:
-        return args.model or "default", {}, []
-    try:
-        from edge_ls.profiles import load_profile
-    except ImportError:
-        raise ConfigError("profiles are not available in this installation") from None
-    notes: list[str] = []
-    name = args.profile
-    if name == "auto":
-        from edge_ls.hardware import detect_hardware, pick_profile
-
-        hardware = detect_hardware()
-        name, reason = pick_profile(hardware)
-        notes.append(f"--profile auto picked '{name}': {reason}")
-    profile = load_profile(name)
-    if profile.is_cascade:
-        notes.append(
-            f"profile '{profile.name}' is a cascade; this version runs only its triage model "
-            f"'{profile.primary_model}' (ROI refinement comes with the cascade run)"
-        )
-    settings = {
-        "tile_size": profile.tile,
-        "overlap": profile.overlap,
-        "threshold": profile.decision_threshold,
-        "batch_size": profile.batch,
-        "profile": profile,
-        "auto_without_gpu": args.profile == "auto" and not hardware.has_gpu,
-    }
-    notes.append(
-        f"profile '{profile.name}': model {profile.primary_model}, tile {profile.tile}, "
-        f"batch {profile.batch}, overlap {profile.overlap}"
-    )
-    return profile.primary_model, settings, notes

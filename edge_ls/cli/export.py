@@ -12,7 +12,8 @@ import logging
 import sys
 from pathlib import Path
 
-from edge_ls.export.driver import PRECISION_CHOICES, ROLES, ExportRequest, export_tier
+from edge_ls.artifact import ROLES
+from edge_ls.export.driver import PRECISION_CHOICES, ExportRequest, export_tier
 
 log = logging.getLogger(__name__)
 

@@ -60,27 +60,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def install_hint(profile) -> str | None:
-    """How to build a tier that is not installed, and how long that took where measured; None when
-    the profile says nothing (a bundled tier)."""
-    if not profile.install_command:
-        return None
-    took = f" ({profile.install_took})" if profile.install_took else ""
-    return f"build it with: {profile.install_command}{took}"
-
-
-def missing_tier_hint(name: str) -> str | None:
-    """For a model name like ``edge-cascade:int8`` that did not resolve: the install hint of the tier
-    profile of that name, if there is one."""
-    from edge_ls.errors import ConfigError
-    from edge_ls.profiles import list_profiles, load_profile
-
-    tier = str(name).split(":", 1)[0]
-    if tier not in list_profiles():
-        return None
-    try:
-        return install_hint(load_profile(tier))
-    except ConfigError:
-        return None
+    """The profile's install hint (kept for callers of this module; see ``Profile.install_hint``)."""
+    return profile.install_hint
 
 
 def _installed(ref: str, role: str) -> bool:

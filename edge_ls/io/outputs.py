@@ -104,6 +104,9 @@ BLOCK_SIZE = 512
 PROBABILITY = "probability.tif"
 MASK = "mask.tif"
 CONFIDENCE = "confidence.tif"
+#: Only when the deployment asks for it (``[outputs] uncertainty``): per-pixel standard deviation of the
+#: calibrated probability over D4 test-time augmentations, encoded like the probability.
+UNCERTAINTY = "uncertainty.tif"
 DETECTIONS = "detections.geojson"
 DETECTIONS_GPKG = "detections.gpkg"
 DETECTIONS_PIXEL = "detections_pixel.gpkg"
@@ -132,12 +135,13 @@ BAND_DESCRIPTIONS = {
     PROBABILITY: "landslide probability (temperature-calibrated)",
     MASK: "landslide mask (1 = landslide, 0 = not)",
     CONFIDENCE: "confidence: distance of the probability from the decision threshold",
+    UNCERTAINTY: "uncertainty: std of the calibrated probability over D4 test-time augmentations",
 }
 #: Colour table of the mask: transparent background, red landslides (nodata 255 transparent too).
 MASK_COLORS = {0: (0, 0, 0, 0), 1: (230, 30, 30, 255), MASK_NODATA: (0, 0, 0, 0)}
 
 #: Overview resampling per raster: averages for continuous values, mode for the class mask.
-_OVERVIEW_RESAMPLING = {PROBABILITY: "AVERAGE", MASK: "MODE", CONFIDENCE: "AVERAGE"}
+_OVERVIEW_RESAMPLING = {PROBABILITY: "AVERAGE", MASK: "MODE", CONFIDENCE: "AVERAGE", UNCERTAINTY: "AVERAGE"}
 #: Errors that mean "the outputs could not be written" (GDAL's own errors included).
 _WRITE_ERRORS: tuple[type[BaseException], ...] = (OSError, RasterioError, CPLE_BaseError, sqlite3.Error)
 #: Free space under which a GDAL write failure is reported as a full disk.
@@ -164,6 +168,8 @@ class OutputOptions:
     tags: Mapping[str, str] = field(default_factory=dict)
     #: Title of the quicklook (scene, model, date); empty: no title line.
     title: str = ""
+    #: Also write uncertainty.tif (write_rows then takes ``uncertainty=`` with every band).
+    uncertainty: bool = False
 
     def __post_init__(self) -> None:
         if self.layers not in LAYER_ENCODINGS:
@@ -381,6 +387,11 @@ class OutputSet:
                 CONFIDENCE: _RawSink(self._stream_path(CONFIDENCE), **layer, **geo,
                                      look=_BandLook(BAND_DESCRIPTIONS[CONFIDENCE], tags)),
             }  # fmt: skip
+            if options.uncertainty:
+                self._sinks[UNCERTAINTY] = _RawSink(
+                    self._stream_path(UNCERTAINTY), **layer, **geo,
+                    look=_BandLook(BAND_DESCRIPTIONS[UNCERTAINTY], tags),
+                )  # fmt: skip
             polygonizer = StreamingPolygonizer(
                 width,
                 transform=self.transform,
@@ -397,7 +408,12 @@ class OutputSet:
     @property
     def files(self) -> dict[str, str]:
         """Logical name -> file name of this set, in commit order (report.json last)."""
-        return dict(FILES if self.georeferenced else PIXEL_FILES)
+        files = dict(FILES if self.georeferenced else PIXEL_FILES)
+        if self.options.uncertainty:
+            report = files.pop("report")
+            files["uncertainty"] = UNCERTAINTY
+            files["report"] = report
+        return files
 
     @property
     def vectors(self) -> dict[str, str]:
@@ -464,8 +480,15 @@ class OutputSet:
             "area_unit": "m2" if self.area_in_m2 else "pixel",
         }
 
-    def write_rows(self, row_off: int, prob: np.ndarray, valid: np.ndarray | None = None) -> None:
-        """Write one finished band of rows to every output.
+    def write_rows(
+        self,
+        row_off: int,
+        prob: np.ndarray,
+        valid: np.ndarray | None = None,
+        uncertainty: np.ndarray | None = None,
+    ) -> None:
+        """Write one finished band of rows to every output (``uncertainty``: the same rows of
+        uncertainty.tif, required when the set writes it).
 
         ``valid=None``: every finite probability is valid (the pipeline's bands carry nodata as NaN).
 
@@ -484,6 +507,10 @@ class OutputSet:
             raise ValueError(f"prob band must be [h>0, {self.width}], got {prob.shape}")
         if valid is not None and valid.shape != prob.shape:
             raise ValueError(f"valid {valid.shape} and prob {prob.shape} bands differ in shape")
+        if (uncertainty is None) == (UNCERTAINTY in self._sinks):
+            raise ValueError("uncertainty rows must be given exactly when the set writes uncertainty.tif")
+        if uncertainty is not None and uncertainty.shape != prob.shape:
+            raise ValueError(f"uncertainty {uncertainty.shape} and prob {prob.shape} bands differ in shape")
         h = prob.shape[0]
         if row_off + h > self.height:
             raise ValueError(f"band rows {row_off}..{row_off + h} exceed the raster height {self.height}")
@@ -504,6 +531,10 @@ class OutputSet:
                 self._sinks[PROBABILITY].write(r0, self._encode(clean, ok))
                 self._sinks[MASK].write(r0, np.where(ok, detected.astype(np.uint8), np.uint8(MASK_NODATA)))
                 self._sinks[CONFIDENCE].write(r0, self._encode(conf, ok))
+                if uncertainty is not None:
+                    u = uncertainty[rows].astype(np.float32, copy=False)
+                    u_ok = ok & np.isfinite(u)
+                    self._sinks[UNCERTAINTY].write(r0, self._encode(np.where(u_ok, u, np.float32(0)), u_ok))
                 self._detections.add(r0, clean)  # vectorized on its own thread (0 where nodata)
                 self._cells.add(r0, 0, np.stack([clean, detected.astype(np.float32)]), ok)
                 self._valid_pixels += int(ok.sum())

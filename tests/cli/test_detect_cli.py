@@ -242,3 +242,16 @@ def test_a_tier_that_is_not_installed_says_how_to_build_it(tmp_path: Path) -> No
         assert_one_line_error(proc, 3, "is not installed: build it with: ")
         line = proc.stderr.strip().splitlines()[-1]
         assert "edge-ls export --checkpoint" in line and "min" in line  # the command and how long it took
+
+
+def test_a_cascade_profile_runs_triage_and_refiner(tmp_path: Path, labelled_scene: tuple[Path, Path]) -> None:
+    """--profile edge-cascade-nano: both models in one pass, the refined share in the report."""
+    scene, _ = labelled_scene
+    proc = run_cli("detect", str(scene), "--profile", "edge-cascade-nano", "--out", str(tmp_path / "o"),
+                   "--json", "--quiet")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    cascade = report["runner"]["cascade"]
+    assert report["profile"] == "edge-cascade-nano" and report["model"] == "edge-lite"
+    assert cascade["tiles_triaged"] == report["tiles"] and 0 <= cascade["refined_share"] <= 1
+    assert "triage edge-nano, refiner edge-lite" in proc.stderr and "runs only its triage" not in proc.stderr

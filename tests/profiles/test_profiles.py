@@ -19,7 +19,15 @@ from edge_ls.profiles import (
     parse_profile,
 )
 
-TIERS = ["edge-cascade", "edge-lite", "edge-nano", "fusion", "fusion-gan", "fusion-gan-large"]
+TIERS = [
+    "edge-cascade",
+    "edge-cascade-nano",
+    "edge-lite",
+    "edge-nano",
+    "fusion",
+    "fusion-gan",
+    "fusion-gan-large",
+]
 
 
 def _base() -> dict:

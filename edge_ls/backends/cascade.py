@@ -1,0 +1,204 @@
+"""The Edge-Cascade runner: a light triage model scores every tile; a tile whose triage probability
+reaches the ROI threshold anywhere, and its eight grid neighbours, go to the refiner in the same pass
+over the file; every other tile keeps the triage output.
+
+Neighbours are refined too because a landslide cut by a tile border may show in one tile only at its
+edge, where the triage sees too little of it. A tile can be decided only once the neighbours after it
+in raster order (the rest of its row and the row below) are triaged, so the runner holds each
+undecided tile back until then: about one row of tiles (the blender accepts tiles that late). Tiles
+already known to need the refiner go through at once. Held tiles keep their input as it came (3 MB
+per 512-px RGB tile: float16 would halve that, but moved edge-nano's output by up to 0.5 percentage
+points, so a refined tile would no longer equal the refiner's own output), and all-nodata neighbours
+count as triaged-negative.
+
+A tile kept on the triage output has triage probability below the ROI everywhere, and the ROI is at
+most the decision threshold (checked by :func:`edge_ls.deployment.deploy`), so it never decides a
+detection the refiner did not see. Outputs are calibrated probabilities (``returns_probability``):
+the two models' activations and temperatures differ.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from edge_ls.artifact import ModelSpec
+from edge_ls.backends.base import Runner, TileOutput
+from edge_ls.tiling import Tile, TilePlan
+
+
+class CascadeRunner(Runner):
+    """Triage on every tile, refiner on the ROI tiles and their neighbours (see the module docstring).
+
+    Input batches are standardized as the refiner's spec says; the triage gets them re-standardized
+    to its own mean/std (both models read the same bands the same way, checked at deployment).
+    """
+
+    returns_probability = True
+
+    def __init__(
+        self,
+        triage: Runner,
+        refiner: Runner,
+        *,
+        triage_spec: ModelSpec,
+        refiner_spec: ModelSpec,
+        roi_threshold: float,
+        batch_size: int = 1,
+    ) -> None:
+        super().__init__()
+        self.triage, self.refiner = triage, refiner
+        self.triage_spec, self.refiner_spec = triage_spec, refiner_spec
+        self.roi_threshold = roi_threshold
+        self.batch_size = max(1, batch_size)
+        self.backend = f"cascade({triage.backend} > {refiner.backend})"
+        self.concurrency = max(1, min(triage.concurrency, refiner.concurrency))
+        self.selection_notes = tuple(dict.fromkeys((*triage.selection_notes, *refiner.selection_notes)))
+        r_mean, r_std = _stats(refiner_spec)
+        t_mean, t_std = _stats(triage_spec)
+        # x_triage = (x_refiner * r_std + r_mean - t_mean) / t_std
+        self._gain = (r_std / t_std).astype(np.float32)
+        self._bias = ((r_mean - t_mean) / t_std).astype(np.float32)
+        self._plan: TilePlan | None = None
+        self._lock = threading.Lock()
+        self._known: dict[int, bool] = {}  # tile index -> its triage reached the ROI
+        self._hot: set[int] = set()  # tiles that go to the refiner
+        self._held: dict[int, tuple[Tile, np.ndarray, np.ndarray]] = {}  # index -> tile, input, triage p
+        self.tiles_triaged = 0
+        self.tiles_refined = 0
+        self.triage_s = 0.0
+        self.refine_s = 0.0
+        self.peak_held = 0
+
+    # -- runner interface --------------------------------------------------------------------------
+
+    def activate(self) -> None:
+        self.triage.__enter__()
+        self.refiner.__enter__()
+
+    def deactivate(self) -> None:
+        self.triage.__exit__(None, None, None)
+        self.refiner.__exit__(None, None, None)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Without tile positions: triage, then the refiner on every tile whose triage reached the ROI."""
+        probs = self._triage(batch)
+        hit = probs.reshape(len(batch), -1).max(axis=1) >= self.roi_threshold
+        if hit.any():
+            probs[hit] = self._refine(batch[hit])
+        return probs[:, None]
+
+    def bind(self, plan: TilePlan) -> None:
+        with self._lock:
+            self._plan = plan
+            self._known.clear()
+            self._hot.clear()
+            self._held.clear()
+
+    def infer_tiles(self, batch: np.ndarray, tiles: Sequence[Tile]) -> list[TileOutput]:
+        probs = self._triage(batch)
+        hits = probs.reshape(len(tiles), -1).max(axis=1) >= self.roi_threshold
+        with self._lock:
+            for i, tile in enumerate(tiles):
+                self._held[tile.index] = (tile, batch[i], probs[i])
+            self.peak_held = max(self.peak_held, len(self._held))
+            ready = self._mark([t.index for t in tiles], [bool(h) for h in hits])
+        return self._finish(ready)
+
+    def skip_tiles(self, tiles: Sequence[Tile]) -> list[TileOutput]:
+        with self._lock:
+            ready = self._mark([t.index for t in tiles], [False] * len(tiles))
+        return self._finish(ready)
+
+    def flush(self) -> list[TileOutput]:
+        with self._lock:
+            ready = list(self._held.values())
+            self._held.clear()
+            hot = {t.index for t, _, _ in ready if t.index in self._hot}
+        return self._finish([(item, item[0].index in hot) for item in ready])
+
+    def report(self) -> dict[str, Any]:
+        triaged = self.tiles_triaged
+        return {
+            "cascade": {
+                "roi_threshold": self.roi_threshold,
+                "tiles_triaged": triaged,
+                "tiles_refined": self.tiles_refined,
+                "refined_share": round(self.tiles_refined / triaged, 4) if triaged else None,
+                "triage_s": round(self.triage_s, 3),
+                "refine_s": round(self.refine_s, 3),
+                "peak_tiles_held": self.peak_held,
+            }
+        }
+
+    # -- the cascade -------------------------------------------------------------------------------
+
+    def _triage(self, batch: np.ndarray) -> np.ndarray:
+        x = batch * self._gain[None, :, None, None] + self._bias[None, :, None, None]
+        t0 = time.perf_counter()
+        raw = self.triage.infer(np.ascontiguousarray(x, dtype=np.float32))
+        probs = self.triage_spec.probabilities(raw[:, 0])
+        with self._lock:
+            self.triage_s += time.perf_counter() - t0
+            self.tiles_triaged += len(batch)
+        return probs
+
+    def _refine(self, x: np.ndarray) -> np.ndarray:
+        out = []
+        t0 = time.perf_counter()
+        for i in range(0, len(x), self.batch_size):
+            chunk = np.ascontiguousarray(x[i : i + self.batch_size], dtype=np.float32)
+            out.append(self.refiner_spec.probabilities(self.refiner.infer(chunk)[:, 0]))
+        with self._lock:
+            self.refine_s += time.perf_counter() - t0
+            self.tiles_refined += len(x)
+        return np.concatenate(out)
+
+    def _neighbours(self, index: int) -> list[int]:
+        assert self._plan is not None
+        row, col = divmod(index, self._plan.cols)
+        return [
+            r * self._plan.cols + c
+            for r in range(max(0, row - 1), min(self._plan.rows, row + 2))
+            for c in range(max(0, col - 1), min(self._plan.cols, col + 2))
+        ]
+
+    def _mark(
+        self, indexes: list[int], hits: list[bool]
+    ) -> list[tuple[tuple[Tile, np.ndarray, np.ndarray], bool]]:
+        """Record triage results (under the lock); pop the held tiles whose decision is now final."""
+        if self._plan is None:
+            raise RuntimeError("CascadeRunner.infer_tiles before bind(plan)")
+        touched: set[int] = set()
+        for index, hit in zip(indexes, hits, strict=True):
+            self._known[index] = hit
+            near = self._neighbours(index)
+            touched.update(near)
+            if hit:
+                self._hot.update(near)
+        ready = []
+        for index in sorted(touched):
+            item = self._held.get(index)
+            if item is None:
+                continue
+            hot = index in self._hot
+            if hot or all(n in self._known for n in self._neighbours(index)):
+                ready.append((self._held.pop(index), hot))
+        return ready
+
+    def _finish(self, ready: list[tuple[tuple[Tile, np.ndarray, np.ndarray], bool]]) -> list[TileOutput]:
+        """Refine the hot tiles among ``ready`` (outside the lock), keep the triage output of the rest."""
+        out: list[TileOutput] = [(tile, probs, None) for (tile, _, probs), hot in ready if not hot]
+        refine = [(tile, x) for (tile, x, _), hot in ready if hot]
+        if refine:
+            probs = self._refine(np.stack([x for _, x in refine]))
+            out += [(tile, probs[i], None) for i, (tile, _) in enumerate(refine)]
+        return out
+
+
+def _stats(spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)

@@ -1,0 +1,93 @@
+"""The cascade runner: triage on every tile, the refiner on ROI tiles and their neighbours."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+from edge_ls.backends.cascade import CascadeRunner
+from edge_ls.backends.onnxrt import OnnxRuntimeRunner
+from edge_ls.deployment import LoadedModel, deploy
+from edge_ls.io.labelled import load_tiles
+from edge_ls.pipeline import detect
+from edge_ls.tiling import plan_tiles
+
+
+def _cascade(triage: str, refiner: str, roi: float) -> tuple[CascadeRunner, LoadedModel, LoadedModel]:
+    t, r = LoadedModel.load(triage), LoadedModel.load(refiner)
+    runner = CascadeRunner(OnnxRuntimeRunner(t.path), OnnxRuntimeRunner(r.path), triage_spec=t.spec,
+                           refiner_spec=r.spec, roi_threshold=roi, batch_size=2)  # fmt: skip
+    return runner, t, r
+
+
+def test_roi_tiles_and_their_neighbours_are_refined_the_rest_keep_the_triage(real_data: Path) -> None:
+    """Real models and tiles: edge-lite as triage (its tile maxima vary), edge-nano as refiner."""
+    lite = LoadedModel.load("edge-lite")
+    lite_x = load_tiles(real_data / "bijie", lite.spec, size=128, limit=12)  # a 3 x 4 grid of tiles
+    plan = plan_tiles(4 * 128, 3 * 128, 128, 0.0)
+    with OnnxRuntimeRunner(lite.path) as r:
+        triaged = lite.spec.probabilities(r.infer(lite_x)[:, 0])
+    maxima = triaged.reshape(12, -1).max(axis=1)
+    roi = float(np.sort(maxima)[9])  # three tiles reach it
+    hits = {i for i in range(12) if maxima[i] >= roi}
+    expected = {n for i in hits for n in range(12) if abs(n // 4 - i // 4) <= 1 and abs(n % 4 - i % 4) <= 1}
+    assert 0 < len(expected) < 12
+
+    runner, _, nano = _cascade("edge-lite", "edge-nano", roi)
+    tiles = load_tiles(real_data / "bijie", nano.spec, size=128, limit=12)  # read as the refiner reads
+    with runner, OnnxRuntimeRunner(nano.path) as ref:
+        runner.bind(plan)
+        got = {}
+        for i in range(0, 12, 2):  # batches of two, in raster order as the stream sends them
+            for tile, prob, _ in runner.infer_tiles(tiles[i : i + 2], list(plan)[i : i + 2]):
+                got[tile.index] = prob
+        for tile, prob, _ in runner.flush():
+            got[tile.index] = prob
+        refined = nano.spec.probabilities(ref.infer(tiles)[:, 0])
+    assert sorted(got) == list(range(12))
+    for i in range(12):
+        want = refined[i] if i in expected else triaged[i]
+        np.testing.assert_allclose(got[i], want, atol=1e-4, err_msg=f"tile {i}")
+    report = runner.report()["cascade"]
+    assert report["tiles_triaged"] == 12 and report["tiles_refined"] == len(expected)
+
+
+def test_tiles_are_held_only_until_their_later_neighbours_are_triaged(real_data: Path) -> None:
+    runner, _, lite = _cascade("edge-nano", "edge-lite", 0.3)
+    tiles = load_tiles(real_data / "bijie", lite.spec, size=128, limit=6)
+    plan = plan_tiles(3 * 128, 2 * 128, 128, 0.0)
+    with runner:
+        runner.bind(plan)
+        runner.roi_threshold = 1.01  # nothing reaches it: every tile waits for its neighbours only
+        first = runner.infer_tiles(tiles[:3], list(plan)[:3])
+        assert first == []  # row 0 waits for row 1
+        rest = runner.infer_tiles(tiles[3:], list(plan)[3:])
+        assert sorted(t.index for t, _, _ in rest) == list(range(6)) and runner.tiles_refined == 0
+
+
+def test_a_cascade_with_everything_refined_equals_the_refiner_alone(
+    tmp_path: Path, labelled_scene: tuple[Path, Path]
+) -> None:
+    scene, _ = labelled_scene
+    cascade = deploy("edge-cascade-nano", readers=1)
+    report = detect(scene, cascade, tmp_path / "cascade")
+    alone = detect(scene, deploy(model="edge-lite", batch_size=4, readers=1), tmp_path / "alone")
+    info = report["runner"]["cascade"]
+    assert info["tiles_triaged"] == report["tiles"] and info["refined_share"] == 1.0  # edge-nano flags all
+    assert report["backend"].startswith("cascade(") and alone["tiles"] == report["tiles"]
+    with (
+        rasterio.open(tmp_path / "cascade" / "probability.tif") as a,
+        rasterio.open(tmp_path / "alone" / "probability.tif") as b,
+    ):
+        assert np.abs(a.read(1).astype(int) - b.read(1).astype(int)).max() <= 1
+    assert {"read", "infer", "blend", "write", "finalize"} <= set(report["stages"])
+
+
+def test_infer_without_positions_refines_the_roi_tiles(real_data: Path) -> None:
+    runner, _, r = _cascade("edge-nano", "edge-lite", 0.3)
+    tiles = load_tiles(real_data / "bijie", r.spec, size=128, limit=2)
+    with runner:
+        out = runner.infer(tiles)
+    assert out.shape == (2, 1, 128, 128) and runner.tiles_refined == 2

@@ -1,0 +1,66 @@
+"""The uncertainty layer: D4 test-time augmentation, std of the calibrated probability."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from edge_ls.backends.onnxrt import OnnxRuntimeRunner
+from edge_ls.backends.tta import D4, TTARunner
+from edge_ls.deployment import LoadedModel, deploy
+from edge_ls.io.labelled import load_tiles
+from edge_ls.pipeline import detect
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_every_d4_inverse_undoes_its_transform() -> None:
+    x = np.arange(2 * 3 * 4 * 4, dtype=np.float32).reshape(2, 3, 4, 4)
+    seen = set()
+    for forward, inverse in D4:
+        y = forward(x)
+        seen.add(y.tobytes())
+        np.testing.assert_array_equal(inverse(y[:, 0]), x[:, 0])
+    assert len(seen) == 8  # eight distinct transforms
+
+
+def test_probability_is_the_plain_output_and_std_measures_disagreement(real_data: Path) -> None:
+    lite = LoadedModel.load("edge-lite")
+    x = load_tiles(real_data / "bijie", lite.spec, size=128, limit=2)
+    with OnnxRuntimeRunner(lite.path) as plain, TTARunner(OnnxRuntimeRunner(lite.path), lite.spec, 8) as tta:
+        ref = lite.spec.probabilities(plain.infer(x)[:, 0])
+        prob, std = tta.probabilities(x)
+        views = [
+            inverse(lite.spec.probabilities(plain.infer(np.ascontiguousarray(forward(x)))[:, 0]))
+            for forward, inverse in D4
+        ]
+    np.testing.assert_allclose(prob, ref, atol=1e-6)
+    np.testing.assert_allclose(std, np.std(views, axis=0), atol=1e-6)
+    assert std.max() > 0.01  # a real model is not orientation-invariant
+    with pytest.raises(ValueError, match=r"2\.\.8"):
+        TTARunner(OnnxRuntimeRunner(lite.path), lite.spec, 9)
+
+
+def test_a_profile_with_uncertainty_writes_uncertainty_tif_encoded_like_the_probability(
+    tmp_path: Path, geotiffs: Path
+) -> None:
+    text = (REPO / "profiles" / "edge-nano.toml").read_text()
+    profile = tmp_path / "u.toml"
+    profile.write_text(text.replace("uncertainty = false", "uncertainty = true\ntta = 4"))
+    report = detect(geotiffs / "rasterio" / "RGB.byte.tif", deploy(profile, tile_size=256), tmp_path / "o")
+    assert "uncertainty.tif" in report["outputs"] and report["runner"]["uncertainty"]["tta"] == 4
+    with (
+        rasterio.open(tmp_path / "o" / "uncertainty.tif") as u,
+        rasterio.open(tmp_path / "o" / "probability.tif") as p,
+    ):
+        assert (u.dtypes, u.nodata, u.scales) == (p.dtypes, p.nodata, p.scales)
+        values, prob = u.read(1), p.read(1)
+        assert ((values == 255) == (prob == 255)).all()  # nodata in the same places
+        assert values[values != 255].max() <= 50  # a std of values in [0, 1] is at most 0.5
+    plain = detect(geotiffs / "rasterio" / "RGB.byte.tif", deploy("edge-nano", tile_size=256), tmp_path / "p")
+    assert "uncertainty.tif" not in plain["outputs"]
+    with rasterio.open(tmp_path / "p" / "probability.tif") as a:
+        np.testing.assert_array_equal(a.read(1), prob)  # uncertainty changes no other output

@@ -1,0 +1,79 @@
+"""edge-ls bench (edge_ls.bench.run): GPU rows, bad input, outputs; the full run is a slow test."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge_ls.bench.run import BenchConfig, _gpu_rows, check_config, run_bench, write_results
+from edge_ls.errors import ConfigError
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge_ls", "bench", *args], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+
+
+def test_without_a_gpu_every_tier_reads_not_measured() -> None:
+    gpu = _gpu_rows(BenchConfig(tiers=["edge-lite"]), {"edge-lite": {}, "edge-nano": {}})
+    assert gpu["measured"] is False and set(gpu["rows"].values()) == {"not measured"}
+
+
+def test_gpu_json_from_the_gpu_script_is_merged_and_marked(tmp_path: Path) -> None:
+    # The shape bench/gpu_tiers.py writes; values are test data, not a measurement.
+    data = {"device": "test-device", "rows": [{"tier": "edge-lite", "precision": "fp16", "tiles_per_s": 1.0}]}
+    path = tmp_path / "gpu.json"
+    path.write_text(json.dumps(data))
+    gpu = _gpu_rows(BenchConfig(tiers=["edge-lite"], gpu_json=path), {})
+    assert gpu["measured"] is True and gpu["device"] == "test-device" and gpu["rows"] == data["rows"]
+    path.write_text("{}")
+    with pytest.raises(ConfigError, match=r"is not a bench/gpu_tiers\.py result"):
+        _gpu_rows(BenchConfig(tiers=["edge-lite"], gpu_json=path), {})
+
+
+def test_the_gpu_script_refuses_to_write_without_a_gpu(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the script would measure")
+    proc = subprocess.run([sys.executable, "bench/gpu_tiers.py", "--json", str(tmp_path / "g.json")],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 2 and "no CUDA device" in proc.stderr and not (tmp_path / "g.json").exists()
+
+
+def test_bad_input_is_one_line_each(real_data: Path) -> None:
+    base = {"real_root": real_data, "peers": []}
+    with pytest.raises(ConfigError, match="unknown tier 'edge-mega'"):
+        check_config(BenchConfig(tiers=["edge-mega"], **base))
+    with pytest.raises(ConfigError, match="unknown landslide cover 'extreme'"):
+        check_config(BenchConfig(tiers=["edge-nano"], covers=["extreme"], **base))
+    check_config(
+        BenchConfig(tiers=["edge-nano", "edge-cascade"], **base)
+    )  # not installed: a row, not an error
+
+
+def test_cli_unknown_tier_and_peer_are_one_line(tmp_path: Path) -> None:
+    for args, code, text in ((["--tiers", "edge-mega"], 2, "unknown tier 'edge-mega'"),
+                             (["--peers", "deepness"], 2, "unknown peer 'deepness'")):  # fmt: skip
+        proc = _cli(*args, "--out", str(tmp_path / "r"))
+        errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("edge-ls: error")]
+        assert proc.returncode == code and len(errors) == 1 and text in errors[0], proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_small_bench_run_writes_every_output(real_data: Path, tmp_path: Path) -> None:
+    config = BenchConfig(tiers=["edge-nano", "model:edge-lite", "edge-cascade"], covers=["low"], size=1024,
+                         repeats=1, peer_model="edge-nano", real_root=real_data, cache_dir=tmp_path / "c",
+                         work_dir=tmp_path / "w")  # fmt: skip
+    results = run_bench(config, lambda p, t: {"params": 1, "gflops": 0.1}, log=lambda m: None)
+    paths = write_results(results, tmp_path / "out" / "bench")
+    assert [p.suffix for p in paths] == [".json", ".md", ".csv", ".png"]
+    assert results["rows"]["edge-cascade"]["status"].startswith("not installed")
+    assert {"overlap_efficiency", "cascade_speed_low", "cascade_f1_loss_low"} <= set(results["targets"])
+    assert results["targets"]["geodeep_rss"]["met"] is None
+    md = paths[1].read_text()
+    assert "geodeep (edge-nano)" in md and "not measured" in md
