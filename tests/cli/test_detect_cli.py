@@ -241,7 +241,7 @@ def test_a_tier_that_is_not_installed_says_how_to_build_it(tmp_path: Path) -> No
         proc = run_cli("detect", str(SAMPLE), "--out", str(tmp_path / "o"), *args)
         assert_one_line_error(proc, 3, "is not installed: build it with: ")
         line = proc.stderr.strip().splitlines()[-1]
-        assert "edge-ls export --checkpoint" in line and "min" in line  # the command and how long it took
+        assert "edge-ls export" in line and "min" in line  # the command and how long it took
 
 
 def test_a_cascade_profile_runs_triage_and_refiner(tmp_path: Path, labelled_scene: tuple[Path, Path]) -> None:
