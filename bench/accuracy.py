@@ -245,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
             # cost per tile: triage always, refiner on the refined share
             "params": t["params"] + r["params"],
             "gflops_512": round(
-                t["gflops_512"] + cascade.refined / max(1, cascade.tiles) * r["gflops_512"], 2
+                t["gflops_512"] + cascade.refined / max(1, cascade.tiles) * r["gflops_512"] * (8 if tta else 1),
+                2,
             ),
             "parts": {"triage": t, "refiner": r},
         }

@@ -58,6 +58,9 @@ class DetectOptions:
     resample: bool = True
     #: Test-time augmentations for ``uncertainty.tif`` (D4 transforms, 2..8); 0: no uncertainty layer.
     uncertainty_tta: int = 0
+    #: D4 views the deciding model's calibrated probability is averaged over (a cascade: its refiner
+    #: only); 1: the model as it is. Costs ``views`` times that model's inference.
+    views: int = 1
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,10 @@ class Deployment:
         overlap = self.model.spec.overlap if o.overlap is None else o.overlap
         extra = f", ROI {self.roi_threshold:g}" if self.roi_threshold is not None else ""
         unc = f", uncertainty from {o.uncertainty_tta} D4 transforms" if o.uncertainty_tta else ""
-        return f"{self.name}: {models}; tile {tile}, batch {o.batch_size}, overlap {overlap:g}{extra}{unc}"
+        who = "refiner" if self.is_cascade else "model"
+        views = f", {who} averaged over {o.views} D4 views" if o.views > 1 else ""
+        run = f"tile {tile}, batch {o.batch_size}, overlap {overlap:g}"
+        return f"{self.name}: {models}; {run}{extra}{unc}{views}"
 
 
 _OPTION_NAMES = frozenset(f.name for f in fields(DetectOptions))
@@ -189,6 +195,7 @@ def deploy(
         "threshold": chosen.decision_threshold,
         "batch_size": chosen.batch,
         "uncertainty_tta": chosen.tta if chosen.uncertainty else 0,
+        "views": chosen.views if chosen.views > 1 else None,
     }
     from_profile = {k: v for k, v in from_profile.items() if v is not None}
     opts = replace(base, **{**from_profile, **given, "profile": chosen})
@@ -209,6 +216,11 @@ def deploy(
 def _check(d: Deployment) -> None:
     """A cascade's two models must read the same input, and the ROI must not exceed the decision
     threshold (a tile left to triage must not be able to decide a detection the refiner never saw)."""
+    if d.options.views > 1 and d.options.uncertainty_tta:
+        raise ConfigError(
+            f"'{d.name}': views (averaged D4 views) and the uncertainty layer cannot be combined yet "
+            "(set views = 1 or [outputs] uncertainty = false)"
+        )
     if not d.is_cascade:
         return
     if d.options.uncertainty_tta:

@@ -108,8 +108,13 @@ class Manifest:
         return f"{self.tier}:{entry.role}:{entry.precision}"
 
     def model(self, role: str | None = None, precision: str | None = None) -> ModelEntry:
-        """The entry for ``role`` (default: primary, or triage for a cascade) at ``precision``."""
+        """The entry for ``role`` (default: primary, or triage for a cascade) at ``precision``.
+
+        A single-model tier serves any cascade role with its primary model, so a cascade profile can
+        name two ordinary tiers (``triage = "edge-lite:int8"``, ``refiner = "edge-lite"``)."""
         role = role or ("triage" if self.is_cascade else "primary")
+        if not self.is_cascade and role in ("triage", "refiner"):
+            role = "primary"
         precision = precision or self.default_precision
         for m in self.models:
             if m.role == role and m.precision == precision:

@@ -150,7 +150,7 @@ def _as_deployment(
     unset = DetectOptions()
     given = {
         name: getattr(options, name)
-        for name in ("tile_size", "overlap", "threshold", "batch_size", "uncertainty_tta")
+        for name in ("tile_size", "overlap", "threshold", "batch_size", "uncertainty_tta", "views")
         if getattr(options, name) != getattr(unset, name)
     }
     return deploy(options.profile, model=model, options=options, **given)

@@ -91,6 +91,9 @@ class Profile:
     tensorrt: TensorRTOptions
     decision_threshold: float | None = None
     roi_threshold: float | None = None
+    #: D4 views (flips, quarter turns) the deciding model's probability is averaged over; a cascade
+    #: averages its refiner only, so the extra cost falls on the ROI tiles. 1: none.
+    views: int = 1
     uncertainty: bool = False
     #: How many D4 transforms (identity first) the uncertainty layer averages over, 2..8.
     tta: int = DEFAULT_TTA
@@ -225,6 +228,7 @@ _TOP_KEYS = (
     "outputs",
     "accuracy_budget_f1",
     "tile_multiple",
+    "views",
     "tensorrt",
     "install",
 )
@@ -363,6 +367,14 @@ def parse_profile(data: Mapping[str, Any], source: str | Path = "profile") -> Pr
         lambda v: "" if 2 <= v <= D4_SIZE else f"must be 2..{D4_SIZE} (the D4 flips and rotations)",
         DEFAULT_TTA,
     )
+    views = c.value(
+        top,
+        "views",
+        "views",
+        int,
+        lambda v: "" if 1 <= v <= D4_SIZE else f"must be 1..{D4_SIZE} (the D4 flips and rotations)",
+        1,
+    )
     install = c.table(top.get("install", {}), "install", _INSTALL_KEYS)
     install_command = c.value(install, "command", "install.command", str, default="")
     install_took = c.value(install, "took", "install.took", str, default="")
@@ -395,6 +407,7 @@ def parse_profile(data: Mapping[str, Any], source: str | Path = "profile") -> Pr
         tensorrt=trt,
         decision_threshold=decision,
         roi_threshold=roi,
+        views=views,
         uncertainty=uncertainty,
         tta=tta,
         accuracy_budget_f1=budget,

@@ -54,8 +54,8 @@ def test_unknown_tier_is_one_line_naming_the_known_ones() -> None:
 
 
 def test_a_profile_naming_a_model_not_installed_says_how_to_build_it() -> None:
-    with pytest.raises(ModelError, match=r"model 'edge-cascade:triage:int8' is not installed: build it with"):
-        deploy("edge-cascade")
+    with pytest.raises(ModelError, match=r"model 'fusion:fp16' is not installed: build it with"):
+        deploy("fusion")
 
 
 def _profile(tmp_path: Path, extra: str) -> Path:

@@ -15,6 +15,11 @@ A tile kept on the triage output has triage probability below the ROI everywhere
 most the decision threshold (checked by :func:`edge_ls.deployment.deploy`), so it never decides a
 detection the refiner did not see. Outputs are calibrated probabilities (``returns_probability``):
 the two models' activations and temperatures differ.
+
+The refiner may average its calibrated probability over the first ``refiner_views`` D4 transforms
+(flips and quarter turns, :data:`edge_ls.backends.tta.D4`): eight views of Edge-Lite gained 1.7 F1
+points on the test splits (training/README.md), and a cascade pays that eightfold cost only on the
+ROI tiles.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import numpy as np
 
 from edge_ls.artifact import ModelSpec
 from edge_ls.backends.base import Runner, TileOutput
+from edge_ls.backends.tta import D4, mean_probability
 from edge_ls.tiling import Tile, TilePlan
 
 
@@ -49,8 +55,12 @@ class CascadeRunner(Runner):
         refiner_spec: ModelSpec,
         roi_threshold: float,
         batch_size: int = 1,
+        refiner_views: int = 1,
     ) -> None:
         super().__init__()
+        if not 1 <= refiner_views <= len(D4):
+            raise ValueError(f"refiner views must be 1..{len(D4)}, got {refiner_views}")
+        self.refiner_views = refiner_views
         self.triage, self.refiner = triage, refiner
         self.triage_spec, self.refiner_spec = triage_spec, refiner_spec
         self.roi_threshold = roi_threshold
@@ -126,6 +136,7 @@ class CascadeRunner(Runner):
         return {
             "cascade": {
                 "roi_threshold": self.roi_threshold,
+                "refiner_views": self.refiner_views,
                 "tiles_triaged": triaged,
                 "tiles_refined": self.tiles_refined,
                 "refined_share": round(self.tiles_refined / triaged, 4) if triaged else None,
@@ -151,8 +162,8 @@ class CascadeRunner(Runner):
         out = []
         t0 = time.perf_counter()
         for i in range(0, len(x), self.batch_size):
-            chunk = np.ascontiguousarray(x[i : i + self.batch_size], dtype=np.float32)
-            out.append(self.refiner_spec.probabilities(self.refiner.infer(chunk)[:, 0]))
+            chunk = x[i : i + self.batch_size]
+            out.append(mean_probability(self.refiner, self.refiner_spec, chunk, self.refiner_views))
         with self._lock:
             self.refine_s += time.perf_counter() - t0
             self.tiles_refined += len(x)

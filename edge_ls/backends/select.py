@@ -82,9 +82,14 @@ def make_runner(deployment: Deployment) -> Runner:
             refiner_spec=deployment.models["refiner"].spec,
             roi_threshold=deployment.roi_threshold,
             batch_size=options.batch_size,
+            refiner_views=options.views,
         )
     else:
         runner = one("primary")
+        if options.views > 1:
+            from edge_ls.backends.tta import AveragingRunner
+
+            runner = AveragingRunner(runner, deployment.model.spec, options.views)
     if options.uncertainty_tta:
         from edge_ls.backends.tta import TTARunner
 

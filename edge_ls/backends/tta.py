@@ -53,6 +53,62 @@ D4: tuple[tuple[Transform, Transform], ...] = (
 assert len(D4) == D4_SIZE
 
 
+def mean_probability(runner: Runner, spec: ModelSpec, batch: np.ndarray, views: int) -> np.ndarray:
+    """The calibrated probability (N x H x W) averaged over the first ``views`` D4 transforms, each
+    mapped back onto the tile; ``views == 1`` is the model's own output, bit for bit."""
+    total = np.zeros((len(batch), *batch.shape[2:]), np.float32)
+    for forward, inverse in D4[:views]:
+        x = np.ascontiguousarray(forward(batch), dtype=np.float32)
+        total += inverse(spec.probabilities(runner.infer(x)[:, 0]))
+    return total / views if views > 1 else total
+
+
+class AveragingRunner(Runner):
+    """Wraps a runner: its probability averaged over ``views`` D4 transforms (the ``views`` setting).
+
+    Averaging over flips and quarter turns removes the orientation bias of a model trained with
+    them as augmentation; eight views of Edge-Lite gained 1.7 F1 points on the test splits
+    (training/README.md) for eight times the inference.
+    """
+
+    returns_probability = True
+
+    def __init__(self, inner: Runner, spec: ModelSpec, views: int) -> None:
+        super().__init__()
+        if not 2 <= views <= D4_SIZE:
+            raise ValueError(f"views must be 2..{D4_SIZE}, got {views}")
+        self.inner, self.spec, self.views = inner, spec, views
+        self.backend = inner.backend
+        self.concurrency = inner.concurrency
+        self.selection_notes = inner.selection_notes
+
+    def activate(self) -> None:
+        self.inner.__enter__()
+
+    def deactivate(self) -> None:
+        self.inner.__exit__(None, None, None)
+
+    @property
+    def device(self) -> str:
+        return self.inner.device
+
+    def peak_vram_mb(self) -> float | None:
+        return self.inner.peak_vram_mb()
+
+    def bind(self, plan: TilePlan) -> None:
+        self.inner.bind(plan)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return mean_probability(self.inner, self.spec, batch, self.views)[:, None]
+
+    def infer_tiles(self, batch: np.ndarray, tiles: Sequence[Tile]) -> list[TileOutput]:
+        prob = mean_probability(self.inner, self.spec, batch, self.views)
+        return [(tile, prob[i], None) for i, tile in enumerate(tiles)]
+
+    def report(self) -> dict[str, Any]:
+        return {**self.inner.report(), "views": {"count": self.views, "group": "D4"}}
+
+
 class TTARunner(Runner):
     """Wraps a runner: probability from the identity, ``uncertainty`` = std over ``count`` D4 transforms."""
 

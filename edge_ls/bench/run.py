@@ -80,6 +80,17 @@ def check_config(config: BenchConfig) -> None:
 
 #: A row name ``model:NAME`` runs the model NAME alone (``edge-lite`` alone is the INT8 profile).
 MODEL_PREFIX = "model:"
+#: ``model:NAME@views=8``: the model averaged over 8 D4 views (a cascade's refiner alone).
+VIEWS_SUFFIX = "@views="
+
+
+def _model_row(name: str) -> tuple[str, int | None]:
+    """``model:NAME[@views=N]`` -> (NAME, N or None)."""
+    name = name[len(MODEL_PREFIX) :]
+    base, sep, views = name.partition(VIEWS_SUFFIX)
+    if sep and not views.isdigit():
+        raise ConfigError(f"bad row '{MODEL_PREFIX}{name}': {VIEWS_SUFFIX} takes a whole number")
+    return base, int(views) if sep else None
 
 
 def _deployment(name: str) -> Any:
@@ -88,8 +99,9 @@ def _deployment(name: str) -> Any:
     from edge_ls.deployment import deploy
     from edge_ls.profiles import list_profiles
 
+    views = None
     if name.startswith(MODEL_PREFIX):
-        name = name[len(MODEL_PREFIX) :]
+        name, views = _model_row(name)
     elif name in list_profiles() or name.endswith(".toml"):
         try:
             return deploy(name)
@@ -98,7 +110,7 @@ def _deployment(name: str) -> Any:
                 return exc
             raise
     try:
-        return deploy(model=name)
+        return deploy(model=name, views=views)
     except ModelError as exc:
         if str(exc).startswith("unknown model"):
             raise ConfigError(
@@ -120,7 +132,8 @@ def _job(kind: str, **job: Any) -> dict[str, Any]:
 
 def _spec_of(tier: str, row: dict[str, Any]) -> dict[str, Any]:
     if tier.startswith(MODEL_PREFIX):
-        return {"model": tier[len(MODEL_PREFIX) :]}
+        name, views = _model_row(tier)
+        return {"model": name, **({"overrides": {"views": views}} if views else {})}
     return {("profile" if row["is_profile"] else "model"): tier}
 
 
@@ -237,11 +250,13 @@ def run_bench(config: BenchConfig, graph_figures: GraphFigures, log: Callable[[s
 
 
 def _refiner_row(cascade: str) -> str | None:
-    """The row name of a cascade profile's refiner run alone (``model:NAME``)."""
+    """The row name of a cascade profile's refiner run alone, as the cascade runs it: ``model:NAME``,
+    with ``@views=N`` when the profile averages the refiner over N D4 views."""
     d = _deployment(cascade)
     if isinstance(d, Exception) or not d.is_cascade:
         return None
-    return MODEL_PREFIX + d.models["refiner"].label
+    views = f"{VIEWS_SUFFIX}{d.options.views}" if d.options.views > 1 else ""
+    return MODEL_PREFIX + d.models["refiner"].label + views
 
 
 def _run_peers(config: BenchConfig, scenes: dict, log: Callable[[str], None]) -> dict[str, Any]:
@@ -330,10 +345,8 @@ def _targets(config: BenchConfig, scenes: dict, rows: dict, peers: dict, log: Ca
         refiner = _refiner_row(config.cascade)
         base = rows.get(refiner, {}).get("scenes", {}).get("low")
         if base is None:
-            out["cascade_speed_low"] = {
-                "met": None,
-                "note": f"{NOT_MEASURED}: add the refiner '{refiner}' to --tiers",
-            }
+            for key in ("cascade_speed_low", "cascade_f1_loss_low"):
+                out[key] = {"met": None, "note": f"{NOT_MEASURED}: add the refiner '{refiner}' to --tiers"}
         else:
             c = cascade["scenes"]["low"]
             ratio = c["tiles_per_s"]["median"] / base["tiles_per_s"]["median"]

@@ -91,3 +91,27 @@ def test_infer_without_positions_refines_the_roi_tiles(real_data: Path) -> None:
     with runner:
         out = runner.infer(tiles)
     assert out.shape == (2, 1, 128, 128) and runner.tiles_refined == 2
+
+
+def test_the_bundled_cascade_refines_with_its_refiner_averaged_over_eight_views(real_data: Path) -> None:
+    """--profile edge-cascade on a fresh install: Edge-Lite INT8 triage, Edge-Lite FP32 over 8 D4 views;
+    a refined tile equals the refiner's own 8-view average."""
+    from edge_ls.backends.select import make_runner
+    from edge_ls.backends.tta import mean_probability
+
+    d = deploy("edge-cascade")
+    assert (d.models["triage"].label, d.models["refiner"].label, d.options.views) == (
+        "edge-lite:int8",
+        "edge-lite",
+        8,
+    )
+    runner = make_runner(d)
+    assert isinstance(runner, CascadeRunner) and runner.refiner_views == 8
+    refiner = d.models["refiner"]
+    x = load_tiles(real_data / "bijie", refiner.spec, size=128, limit=2)
+    runner.roi_threshold = 0.0  # every tile refined
+    with runner, OnnxRuntimeRunner(refiner.path) as alone:
+        got = runner.infer(x)[:, 0]
+        want = mean_probability(alone, refiner.spec, x, 8)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert runner.report()["cascade"]["refiner_views"] == 8

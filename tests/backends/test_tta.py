@@ -64,3 +64,44 @@ def test_a_profile_with_uncertainty_writes_uncertainty_tif_encoded_like_the_prob
     assert "uncertainty.tif" not in plain["outputs"]
     with rasterio.open(tmp_path / "p" / "probability.tif") as a:
         np.testing.assert_array_equal(a.read(1), prob)  # uncertainty changes no other output
+
+
+def test_averaging_runner_is_the_mean_of_the_d4_views_and_one_view_is_the_model(real_data: Path) -> None:
+    from edge_ls.backends.tta import AveragingRunner, mean_probability
+
+    lite = LoadedModel.load("edge-lite")
+    x = load_tiles(real_data / "bijie", lite.spec, size=128, limit=2)
+    with (
+        OnnxRuntimeRunner(lite.path) as plain,
+        AveragingRunner(OnnxRuntimeRunner(lite.path), lite.spec, 8) as avg,
+    ):
+        views = [
+            inverse(lite.spec.probabilities(plain.infer(np.ascontiguousarray(forward(x)))[:, 0]))
+            for forward, inverse in D4
+        ]
+        got = avg.infer(x)[:, 0]
+        one = mean_probability(plain, lite.spec, x, 1)
+        ref = lite.spec.probabilities(plain.infer(x)[:, 0])
+    np.testing.assert_allclose(got, np.mean(views, axis=0), atol=1e-6)
+    assert np.abs(got - views[0]).max() > 0.01  # averaging changes a real model's output
+    np.testing.assert_array_equal(one, ref)
+    with pytest.raises(ValueError, match=r"2\.\.8"):
+        AveragingRunner(OnnxRuntimeRunner(lite.path), lite.spec, 1)
+
+
+def test_views_come_from_the_profile_and_cannot_be_combined_with_uncertainty(tmp_path: Path) -> None:
+    from edge_ls.backends.select import make_runner
+    from edge_ls.backends.tta import AveragingRunner
+    from edge_ls.errors import ConfigError
+
+    d = deploy(model="edge-lite", views=4)
+    runner = make_runner(d)
+    assert isinstance(runner, AveragingRunner) and runner.views == 4
+    assert "model averaged over 4 D4 views" in d.describe()
+    text = (REPO / "profiles" / "edge-nano.toml").read_text()
+    profile = tmp_path / "u.toml"
+    profile.write_text(
+        text.replace("uncertainty = false", "uncertainty = true").replace("[models]", "views = 8\n\n[models]")
+    )
+    with pytest.raises(ConfigError, match=r"views .* and the uncertainty layer cannot be combined"):
+        deploy(profile)

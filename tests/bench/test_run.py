@@ -66,13 +66,13 @@ def test_cli_unknown_tier_and_peer_are_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_small_bench_run_writes_every_output(real_data: Path, tmp_path: Path) -> None:
-    config = BenchConfig(tiers=["edge-nano", "model:edge-lite", "edge-cascade"], covers=["low"], size=1024,
+    config = BenchConfig(tiers=["edge-nano", "model:edge-lite", "fusion"], covers=["low"], size=1024,
                          repeats=1, peer_model="edge-nano", real_root=real_data, cache_dir=tmp_path / "c",
                          work_dir=tmp_path / "w")  # fmt: skip
     results = run_bench(config, lambda p, t: {"params": 1, "gflops": 0.1}, log=lambda m: None)
     paths = write_results(results, tmp_path / "out" / "bench")
     assert [p.suffix for p in paths] == [".json", ".md", ".csv", ".png"]
-    assert results["rows"]["edge-cascade"]["status"].startswith("not installed")
+    assert results["rows"]["fusion"]["status"].startswith("not installed")
     assert {"overlap_efficiency", "cascade_speed_low", "cascade_f1_loss_low"} <= set(results["targets"])
     assert results["targets"]["geodeep_rss"]["met"] is None
     md = paths[1].read_text()

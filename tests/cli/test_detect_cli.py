@@ -237,7 +237,7 @@ def test_profile_auto_on_a_cpu_is_quiet_about_gpu_backends(
 
 
 def test_a_tier_that_is_not_installed_says_how_to_build_it(tmp_path: Path) -> None:
-    for args in (["--profile", "edge-cascade"], ["--model", "fusion:fp16"]):
+    for args in (["--profile", "fusion"], ["--model", "fusion:fp16"]):
         proc = run_cli("detect", str(SAMPLE), "--out", str(tmp_path / "o"), *args)
         assert_one_line_error(proc, 3, "is not installed: build it with: ")
         line = proc.stderr.strip().splitlines()[-1]

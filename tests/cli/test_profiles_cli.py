@@ -26,7 +26,7 @@ def test_table_lists_every_tier_and_the_auto_pick(capsys):
     assert [r.split()[0] for r in rows] == list_profiles()
     nano = next(r for r in rows if r.startswith("edge-nano"))
     assert nano.split()[-1] == "yes" and "onnxruntime-cpu" in nano
-    assert "triage=edge-cascade:triage:int8, refiner=edge-cascade:refiner:int8" in out
+    assert "triage=edge-lite:int8, refiner=edge-lite" in out
     auto, reason = pick_profile(detect_hardware())
     assert f"auto here: {auto}: {reason}" in out  # here (no GPU): edge-lite, "no NVIDIA GPU found (...)"
 

@@ -55,11 +55,8 @@ def test_table7_columns_per_tier():
     lite, cascade = load_profile("edge-lite"), load_profile("edge-cascade")
     assert lite.primary_model == "edge-lite:int8" and lite.precision == "int8" and not lite.is_cascade
     assert cascade.is_cascade
-    assert dict(cascade.models) == {
-        "triage": "edge-cascade:triage:int8",
-        "refiner": "edge-cascade:refiner:int8",
-    }
-    assert cascade.primary_model == "edge-cascade:triage:int8" and cascade.roi_threshold == 0.3
+    assert dict(cascade.models) == {"triage": "edge-lite:int8", "refiner": "edge-lite"}
+    assert cascade.primary_model == "edge-lite:int8" and cascade.roi_threshold == 0.3 and cascade.views == 8
     large = load_profile("fusion-gan-large")
     assert large.tile == 1024 and large.uncertainty and large.tensorrt.hardware_compatibility == "ampere+"
     assert load_profile("edge-nano").primary_model == "edge-nano"
@@ -183,8 +180,9 @@ def test_shape_range_checks_its_order():
 def test_tiers_that_are_built_not_shipped_say_how_to_build_them():
     """Every tier that is not bundled names the command that builds it and how long it took, with the
     source of that figure; the bundled ones need none."""
-    for name in ("edge-cascade", "fusion", "fusion-gan", "fusion-gan-large"):
+    for name in ("fusion", "fusion-gan", "fusion-gan-large"):
         p = load_profile(name)
         assert "edge-ls export" in p.install_command and f"--tier {name} " in p.install_command
         assert "min" in p.install_took and ("issue" in p.install_took or "README" in p.install_took)
-    assert load_profile("edge-lite").install_command == "" and load_profile("edge-nano").install_took == ""
+    for bundled in ("edge-lite", "edge-nano", "edge-cascade"):
+        assert load_profile(bundled).install_command == "" and load_profile(bundled).install_took == ""
