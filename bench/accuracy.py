@@ -244,10 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             "refined_share": round(share, 4),
             # cost per tile: triage always, refiner on the refined share
             "params": t["params"] + r["params"],
-            "gflops_512": round(
-                t["gflops_512"] + cascade.refined / max(1, cascade.tiles) * r["gflops_512"] * (8 if tta else 1),
-                2,
-            ),
+            "gflops_512": round(t["gflops_512"] + share * r["gflops_512"] * (8 if tta else 1), 2),
             "parts": {"triage": t, "refiner": r},
         }
         print(f"{label}: pooled F1 {rows[label]['pooled']['f1']:.3f}", file=sys.stderr, flush=True)

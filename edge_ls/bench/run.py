@@ -49,7 +49,7 @@ class BenchConfig:
     #: The model the peers and the overlap-efficiency target run (edge-ls runs it too, same settings).
     peer_model: str = "model:edge-lite"
     #: The cascade profile whose benefit is measured against its refiner alone.
-    cascade: str = "edge-cascade-nano"
+    cascade: str = "edge-cascade"
     #: Scenes the cascade and its refiner run on besides ``covers`` (the cascade-benefit rows).
     cascade_covers: list[str] = field(default_factory=lambda: list(COVERS))
     #: Side of the scene for the RSS comparison with the peers (None: not measured).
@@ -299,7 +299,8 @@ def _run_peers(config: BenchConfig, scenes: dict, log: Callable[[str], None]) ->
 def _targets(config: BenchConfig, scenes: dict, rows: dict, peers: dict, log: Callable[[str], None]) -> dict:
     """Each target: its ratio, what it is made of, and whether it is met (None: not measured)."""
     out: dict[str, Any] = {}
-    ref_cover = "medium" if "medium" in scenes else next(iter(scenes))
+    # The scene the peer model ran on (``covers``; the cascade-only covers do not run it).
+    ref_cover = "medium" if "medium" in config.covers else (config.covers or list(scenes))[0]
     peer_row = rows.get(config.peer_model, {})
     ours = peer_row.get("scenes", {}).get(ref_cover)
     if ours is not None:

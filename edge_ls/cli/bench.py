@@ -35,9 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--peer-model", default="model:edge-lite", help="the model the peers run (edge-ls runs it too)"
     )
-    p.add_argument(
-        "--cascade", default="edge-cascade-nano", help="cascade profile measured against its refiner"
-    )
+    p.add_argument("--cascade", default="edge-cascade", help="cascade profile measured against its refiner")
     p.add_argument("--large-size", type=int, default=None, help="scene side for the peak-RSS comparison")
     p.add_argument("--gpu-json", type=Path, default=None, help="bench/gpu_tiers.py results to merge")
     p.add_argument("--real-root", type=Path, default=Path("../shared/data/real"), help="labelled data root")

@@ -66,9 +66,9 @@ def test_cli_unknown_tier_and_peer_are_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_small_bench_run_writes_every_output(real_data: Path, tmp_path: Path) -> None:
-    config = BenchConfig(tiers=["edge-nano", "model:edge-lite", "fusion"], covers=["low"], size=1024,
-                         repeats=1, peer_model="edge-nano", real_root=real_data, cache_dir=tmp_path / "c",
-                         work_dir=tmp_path / "w")  # fmt: skip
+    config = BenchConfig(tiers=["edge-nano", "model:edge-lite", "fusion"], covers=["low"],
+                         cascade_covers=["low"], size=1024, repeats=1, peer_model="edge-nano",
+                         real_root=real_data, cache_dir=tmp_path / "c", work_dir=tmp_path / "w")  # fmt: skip
     results = run_bench(config, lambda p, t: {"params": 1, "gflops": 0.1}, log=lambda m: None)
     paths = write_results(results, tmp_path / "out" / "bench")
     assert [p.suffix for p in paths] == [".json", ".md", ".csv", ".png"]
