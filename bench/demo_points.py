@@ -57,7 +57,10 @@ def label_grid(scene: Path, labels: Path) -> np.ndarray:
 
 
 def run_detect(model: str, scene: Path, out: Path) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "edge_ls", "detect", str(scene), "--out", str(out), "--model", model]
+    """``profile:NAME`` runs a tier profile (``--profile NAME``), anything else a model."""
+    is_profile = model.startswith("profile:")
+    which = ["--profile", model.removeprefix("profile:")] if is_profile else ["--model", model]
+    cmd = [sys.executable, "-m", "edge_ls", "detect", str(scene), "--out", str(out), *which]
     proc = subprocess.run([*cmd, "--quiet"], capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr.strip()}")
@@ -89,7 +92,12 @@ def check(model: str, labels: np.ndarray, scene: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", action="append", required=True, help="model name or path (repeatable)")
+    parser.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        help="model name or path, or profile:NAME for a tier profile (repeatable)",
+    )
     parser.add_argument("--scene", type=Path, default=SCENE)
     parser.add_argument("--labels", type=Path, default=LABELS)
     parser.add_argument("--json", type=Path)
