@@ -113,7 +113,13 @@ class OnnxRuntimeRunner(Runner):
     def infer(self, batch: np.ndarray) -> np.ndarray:
         if self._session is None:
             raise RuntimeError("runner is not active: use it as a context manager or call activate()")
-        (out,) = self._session.run([self._output_name], {self._input_name: batch})
+        try:
+            (out,) = self._session.run([self._output_name], {self._input_name: batch})
+        except Exception as exc:  # ONNX Runtime raises its own types (InvalidArgument, Fail, ...)
+            raise ModelError(
+                f"model {self.model_path.name} cannot run on an input of shape {tuple(batch.shape)}: "
+                f"{first_line(exc)} (its input does not fit its edge-ls metadata)"
+            ) from exc
         return np.asarray(out, dtype=np.float32)
 
     def deactivate(self) -> None:
