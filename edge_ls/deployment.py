@@ -10,6 +10,7 @@ metadata (``None`` in :class:`DetectOptions` means "what the model recommends").
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -61,6 +62,50 @@ class DetectOptions:
     #: D4 views the deciding model's calibrated probability is averaged over (a cascade: its refiner
     #: only); 1: the model as it is. Costs ``views`` times that model's inference.
     views: int = 1
+
+    def __post_init__(self) -> None:
+        """Refuse values a run would otherwise replace or trip over later (``--tile-size 0`` became
+        the model's tile; ``--nodata 1e400`` is inf): every caller, CLI or library, gets one line."""
+        problems = _option_problems(self)
+        if problems:
+            raise ConfigError("invalid detect option: " + "; ".join(problems))
+
+
+def _option_problems(o: DetectOptions) -> list[str]:
+    """What is wrong with ``o``, each naming the field and its ``edge-ls detect`` flag."""
+    out: list[str] = []
+
+    def positive(name: str, flag: str, value: object, optional: bool = False) -> None:
+        if optional and value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            out.append(f"{name} ({flag}) must be a whole number of at least 1, got {value!r}")
+
+    positive("tile_size", "--tile-size", o.tile_size, optional=True)
+    positive("batch_size", "--batch", o.batch_size)
+    positive("readers", "--readers", o.readers)
+    positive("queue_depth", "queue depth", o.queue_depth)
+    positive("streams", "--streams", o.streams, optional=True)
+    positive("intra_op_threads", "threads", o.intra_op_threads, optional=True)
+    if o.nodata is not None and math.isinf(o.nodata):
+        out.append(
+            f"nodata (--nodata) must be a finite number or nan, got {o.nodata} (too large for a float?)"
+        )
+    if o.overlap is not None and not 0.0 <= o.overlap < 0.9:
+        out.append(f"overlap (--overlap) must be in [0, 0.9), got {o.overlap}")
+    if o.threshold is not None and not 0.0 < o.threshold < 1.0:
+        out.append(f"threshold (--threshold) must be between 0 and 1, got {o.threshold}")
+    for name, flag, value in (
+        ("min_area_m2", "--min-area", o.min_area_m2),
+        ("simplify_tolerance", "--simplify", o.simplify_tolerance),
+    ):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            out.append(f"{name} ({flag}) must be a finite number >= 0, got {value}")
+    if o.layers not in ("percent", "float32"):
+        out.append(f"layers (--layers) must be 'percent' or 'float32', got {o.layers!r}")
+    if o.uncertainty_tta != 0 and not 2 <= o.uncertainty_tta <= 8:
+        out.append(f"uncertainty_tta must be 0 or 2..8, got {o.uncertainty_tta}")
+    return out
 
 
 @dataclass(frozen=True)

@@ -149,6 +149,30 @@ def _result(acc: PixelMetrics, tiles: int, scorer: OnnxScorer) -> dict[str, Any]
     return result
 
 
+def undefined_as_null(result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` with each metric :class:`PixelMetrics` lists as ``undefined`` set to None, and why in
+    ``undefined_reasons``: on all-zero masks an AUC of 0.0 read as "worst possible model" when no
+    AUC exists at all. (The export and trainer keep the numeric 0.0, which their comparisons need.)"""
+    out = dict(result)
+    undefined = list(out.get("undefined", []))
+    positives, pixels = out.get("positives"), out.get("pixels")
+    if pixels == 0:
+        why = "undefined: no pixels scored"
+    elif positives == 0:
+        why = "undefined: no positive pixels"
+    elif positives == pixels:
+        why = "undefined: no negative pixels"
+    else:
+        why = "undefined: nothing predicted positive"
+    reasons = {}
+    for key in undefined:
+        if key in out:
+            out[key] = None
+            reasons[key] = why
+    out["undefined_reasons"] = reasons
+    return out
+
+
 def _plain(value: Any) -> Any:
     """numpy scalars/arrays -> JSON-able Python values."""
     if isinstance(value, dict):

@@ -29,7 +29,7 @@ from rasterio.windows import Window
 from edge_ls.artifact import ModelSpec
 from edge_ls.backends.base import Runner, TileOutput
 from edge_ls.blend import FinishedBand, RowBandBlender
-from edge_ls.errors import EdgeLSError, InputError
+from edge_ls.errors import EdgeLSError, InputError, ModelError
 from edge_ls.io import resample
 from edge_ls.io.outputs import CHUNK_ROWS, OutputSet
 from edge_ls.io.source import RasterSource
@@ -193,7 +193,10 @@ def infer_stage(s: _Stream) -> None:
             s.in_runner.update((t.tile.index, t) for t in pending)
         t0 = time.perf_counter()
         with s.stats.stage("infer"):
-            done = s.runner.infer_tiles(batch, [t.tile for t in pending])
+            try:
+                done = s.runner.infer_tiles(batch, [t.tile for t in pending])
+            except ModelError as exc:  # the runner names the model; the stream adds where it failed
+                raise ModelError(f"{exc} (batch starting at {_where(pending[0].tile)})") from exc
         elapsed = time.perf_counter() - t0
         with s.blend_lock:
             s.stats.infer_s += elapsed
@@ -208,6 +211,7 @@ def blend_stage(s: _Stream, skipped: Sequence[ReadTile], done: Sequence[TileOutp
             s.stats.skipped += 1
         for tile, out, extra in done:
             item = s.in_runner.pop(tile.index)
+            _check_output(s, tile, out)
             prob = out if s.runner.returns_probability else _to_probability(out[None], s.setup.spec)[0]
             valid = item.valid
             assert valid is not None
@@ -302,8 +306,34 @@ def run_stream(source: RasterSource, runner: Runner, outputs: OutputSet, setup: 
 def _to_probability(raw: np.ndarray, spec: ModelSpec) -> np.ndarray:
     """N x 1 x H x W model output -> N x H x W probabilities, per the spec's activation."""
     if raw.ndim != 4 or raw.shape[1] != 1:
-        raise EdgeLSError(f"model output has shape {raw.shape}; edge-ls expects N x 1 x H x W")
+        raise ModelError(f"model '{spec.name}' output has shape {raw.shape}; edge-ls expects N x 1 x H x W")
     return spec.probabilities(raw[:, 0])
+
+
+def _where(tile: Tile) -> str:
+    """Where a tile sits, in words an error line can carry."""
+    return f"tile {tile.index} at col {tile.x0}, row {tile.y0}"
+
+
+def _check_output(s: _Stream, tile: Tile, out: np.ndarray) -> None:
+    """Refuse output that would be blended into a wrong map: a shape other than the input tile's
+    (cropped or broadcast silently otherwise) or NaN/inf (NaN became probability 0: "no landslides").
+    Cheap next to the model: one pass over one tile's output."""
+    side = s.model_tile
+    want = (side, side) if s.runner.returns_probability else (1, side, side)
+    name = s.setup.spec.name
+    if tuple(out.shape) != want:
+        layout = "H x W" if s.runner.returns_probability else "1 x H x W"
+        raise ModelError(
+            f"model '{name}' output has shape {tuple(out.shape)} for {_where(tile)}; edge-ls expects "
+            f"{layout} = {want} for a {side}-px input tile (N x 1 x H x W per batch)"
+        )
+    if not np.isfinite(out).all():
+        bad = "NaN" if np.isnan(out).any() else "inf"
+        raise ModelError(
+            f"model '{name}' output {bad} for {_where(tile)}: the model is broken for this input "
+            "(nothing was written)"
+        )
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:

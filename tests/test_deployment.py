@@ -102,3 +102,33 @@ def test_auto_picks_from_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
     d = deploy("auto")
     assert d.name == "edge-lite" and "--profile auto picked 'edge-lite'" in d.notes[0]
     assert d.expected_skips == ("tensorrt", "onnxruntime-cuda")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "pattern"),
+    [
+        ("tile_size", 0, "tile_size"),
+        ("tile_size", -64, "tile_size"),
+        ("batch_size", 0, "batch_size"),
+        ("batch_size", -1, "batch_size"),
+        ("readers", 0, "readers"),
+        ("streams", 0, "streams"),
+        ("queue_depth", 0, "queue_depth"),
+        ("nodata", float("1e400"), "nodata"),  # what --nodata 1e400 parses to: inf
+        ("overlap", 0.95, "overlap"),
+        ("threshold", 1.5, "threshold"),
+        ("layers", "int16", "layers"),
+    ],
+)
+def test_invalid_options_are_refused_not_replaced(field: str, value: object, pattern: str) -> None:
+    """``--tile-size 0`` used to become the model's tile (``options.tile_size or spec.tile_size``):
+    every caller, CLI or library, now gets a ConfigError naming the option instead."""
+    with pytest.raises(ConfigError, match=pattern):
+        DetectOptions(**{field: value})
+    with pytest.raises(ConfigError, match=pattern):
+        deploy(model="edge-nano", **{field: value})
+
+
+def test_valid_edge_values_are_kept() -> None:
+    o = DetectOptions(tile_size=32, batch_size=1, readers=1, streams=1, nodata=float("nan"), overlap=0.0)
+    assert (o.tile_size, o.batch_size, o.readers, o.streams, o.overlap) == (32, 1, 1, 1, 0.0)

@@ -8,6 +8,7 @@ README commands run from the repository root).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -183,7 +184,47 @@ class Config:
             section = self.train if key == "epochs" else self.data
             if getattr(section, key) < 1:
                 raise ConfigError(f"{key} must be at least 1")
+        self._check_ranges()
         return self
+
+    def _check_ranges(self) -> None:
+        """Numbers torch would reject deep in a run (``lr = -1``: Adam's ValueError, an exit 1 internal
+        error) or take silently (NaN loss weights): refused here, naming the key, with exit 2."""
+        rules: list[tuple[str, float | int, str]] = [
+            ("train.lr", self.train.lr, "positive"),
+            ("train.weight_decay", self.train.weight_decay, "non-negative"),
+            ("train.step_size", self.train.step_size, "positive"),
+            ("train.gamma", self.train.gamma, "positive"),
+            ("train.patience", self.train.patience, "non-negative"),
+            ("train.freeze_epochs", self.train.freeze_epochs, "non-negative"),
+            ("train.bce_weight", self.train.bce_weight, "non-negative"),
+            ("train.iou_weight", self.train.iou_weight, "non-negative"),
+            ("train.adv_weight", self.train.adv_weight, "non-negative"),
+            ("train.d_lr_mult", self.train.d_lr_mult, "positive"),
+            ("train.gp_weight", self.train.gp_weight, "non-negative"),
+            ("train.clip_grad", self.train.clip_grad, "non-negative"),
+            ("distill.temperature", self.distill.temperature, "positive"),
+            ("run.threads", self.run.threads, "positive"),
+            ("run.max_minutes", self.run.max_minutes, "non-negative"),
+            ("data.samples_per_epoch", self.data.samples_per_epoch, "non-negative"),
+            ("data.val_crop", self.data.val_crop, "non-negative"),
+            ("export.tile_size", self.export.tile_size, "positive"),
+            ("export.gsd_m", self.export.gsd_m, "positive"),
+        ]
+        for key, value, rule in rules:
+            ok = math.isfinite(value) and (value > 0 if rule == "positive" else value >= 0)
+            if not ok:
+                raise ConfigError(f"{key} must be a finite {rule} number, got {value}")
+        for key, value, lo, hi in (
+            ("model.dropout", self.model.dropout, 0.0, 1.0),
+            ("export.overlap", self.export.overlap, 0.0, 0.9),
+        ):
+            if not (math.isfinite(value) and lo <= value < hi):
+                raise ConfigError(f"{key} must be in [{lo:g}, {hi:g}), got {value}")
+        if not 0.0 <= self.distill.alpha <= 1.0:
+            raise ConfigError(f"distill.alpha must be in [0, 1], got {self.distill.alpha}")
+        if not 0.0 < self.export.threshold < 1.0:
+            raise ConfigError(f"export.threshold must be between 0 and 1, got {self.export.threshold}")
 
     def _check_hed_normalization(self) -> None:
         """A pretrained VGG16 branch sees HED's input only with HED's normalization (its conv1 is

@@ -7,7 +7,7 @@ generator. Band statistics come from the training split only and travel into the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -207,24 +207,36 @@ def read_split_pairs(
     split: str = "all",
     split_file: str | Path | None = None,
     seed: int = 0,
+    skipped: list[dict[str, str]] | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
     """(image C x H x W in [0, 1], mask, valid-or-None) of one split (``all`` = every usable pair).
 
-    Without a split file the grouped 70/15/15 split of :mod:`edge_ls.training.splits` is made (not
-    saved). Bad pairs are skipped and counted by the dataset.
+    Without a split file the grouped 70/15/15 split of :mod:`edge_ls.training.splits` is made (saved
+    to ``split_file`` when it names a file that does not exist yet). Bad pairs are skipped and counted
+    by the dataset; ``skipped`` (when given) also gets ``{"tile", "reason"}`` for each.
     """
+    from edge_ls.io.labelled import BadPair
     from edge_ls.training import datasets, splits
 
     ds = open_roots(roots, bands)
-    if split == "all":
-        indices = range(len(ds))
+    new_file = bool(split_file) and not Path(str(split_file)).is_file()
+    if split == "all" and not new_file:
+        indices: Iterable[int] = range(len(ds))
     else:
         assignment = splits.splits_for(ds, split_file, seed)
-        indices = datasets.indices_of(ds, assignment[split])
+        indices = range(len(ds)) if split == "all" else datasets.indices_of(ds, assignment[split])
     for i in indices:
         sample = ds.try_get(i)
-        if sample is not None:
-            yield np.ascontiguousarray(np.moveaxis(sample.image, -1, 0)), sample.mask, sample.valid
+        if sample is None:
+            if skipped is not None:
+                try:  # fails again, cheaply: the reason, which try_get only logs
+                    ds[i]
+                    reason = "unreadable"
+                except BadPair as exc:
+                    reason = str(exc)
+                skipped.append({"tile": ds.ids[i], "reason": reason})
+            continue
+        yield np.ascontiguousarray(np.moveaxis(sample.image, -1, 0)), sample.mask, sample.valid
 
 
 def load_tiles(cfg: DataConfig) -> TileSet:

@@ -113,7 +113,15 @@ class OnnxRuntimeRunner(Runner):
     def infer(self, batch: np.ndarray) -> np.ndarray:
         if self._session is None:
             raise RuntimeError("runner is not active: use it as a context manager or call activate()")
-        (out,) = self._session.run([self._output_name], {self._input_name: batch})
+        try:
+            (out,) = self._session.run([self._output_name], {self._input_name: batch})
+        except Exception as exc:  # ONNX Runtime raises its own types (InvalidArgument, Fail, ...)
+            declared = [d if isinstance(d, int) else "?" for d in self._session.get_inputs()[0].shape]
+            raise ModelError(
+                f"model {self.model_path.name} (input {'x'.join(map(str, declared))}) cannot run on an input "
+                f"of shape {'x'.join(map(str, batch.shape))}: {first_line(exc)} (its graph does not fit its "
+                "edge-ls metadata: bands, tile size or batch)"
+            ) from exc
         return np.asarray(out, dtype=np.float32)
 
     def deactivate(self) -> None:

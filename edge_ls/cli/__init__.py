@@ -57,6 +57,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Loggers of libraries whose messages name their own files and internals (GDAL's warnings arrive
+#: through rasterio's loggers; Python warnings through ``py.warnings``): shown only with ``--debug``.
+LIBRARY_LOGGERS = ("py.warnings", "rasterio", "fiona", "pyogrio", "onnxruntime")
+
+
+def route_library_warnings(debug: bool) -> None:
+    """Send Python warnings (rasterio's NotGeoreferencedWarning, numpy's RuntimeWarnings) and GDAL's
+    messages into logging, silent unless ``--debug``: printed raw they leaked source paths and
+    library file names to stderr beside edge-ls's own one-line warnings."""
+    logging.captureWarnings(True)
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.CRITICAL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -64,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.debug else logging.WARNING,
         format="edge-ls: %(levelname)s: %(message)s",
     )
+    route_library_warnings(args.debug)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

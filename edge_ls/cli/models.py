@@ -16,10 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_ls.models.registry import BUNDLED_DIR, DEFAULT_MODEL, list_bundled
+    from edge_ls.models.registry import BUNDLED_DIR, DEFAULT_MODEL, list_models
 
+    models, broken = list_models()
     rows = [("name", "tier", "precision", "bands", "tile", "GSD m", "size kB", "where")]
-    for m in list_bundled():
+    for m in models:
         name = f"{m.name} (default)" if m.name == DEFAULT_MODEL else m.name
         s = m.spec
         rows.append(
@@ -37,4 +38,8 @@ def run(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    if broken:
+        print(f"\n{len(broken)} file(s) in the user's model folder cannot be used:")
+        for b in broken:
+            print(f"  {b.path.name}  ({b.path.parent}): {b.reason}")
     return 0

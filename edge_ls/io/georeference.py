@@ -103,6 +103,34 @@ def _ellipsoid_pixel(
     return (gsd, area) if gsd > 0 and math.isfinite(gsd) else None
 
 
+#: Slack, in degrees, on the [-180, 180] x [-90, 90] box: rounding of a global raster's corners.
+_BOUNDS_SLACK_DEG = 1e-6
+
+
+def impossible_georeference(
+    crs: rasterio.crs.CRS | None, transform: Affine, width: int, height: int
+) -> str | None:
+    """Why a geographic raster's corners cannot be on the Earth (latitude 120), or None.
+
+    Such a raster taken as georeferenced writes invalid GeoJSON and areas computed from nonsense; it
+    runs in pixel space instead. Projected CRSs are not judged here (their valid area varies).
+    """
+    if crs is None or not crs.is_geographic:
+        return None
+    deg = _degrees_per_unit(crs)
+    corners = [transform * (c, r) for c in (0, width) for r in (0, height)]
+    lons = [x * deg for x, _ in corners]
+    lats = [y * deg for _, y in corners]
+    if not all(math.isfinite(v) for v in lons + lats):
+        return "corner coordinates are not finite"
+    s = _BOUNDS_SLACK_DEG
+    if min(lats) < -90.0 - s or max(lats) > 90.0 + s:
+        return f"latitude {min(lats):.6g}..{max(lats):.6g} degrees is outside [-90, 90]"
+    if min(lons) < -180.0 - s or max(lons) > 180.0 + s:
+        return f"longitude {min(lons):.6g}..{max(lons):.6g} degrees is outside [-180, 180]"
+    return None
+
+
 def _degrees_per_unit(crs: rasterio.crs.CRS) -> float:
     """Degrees per angular unit of a geographic CRS (1 for degrees; grads exist)."""
     try:

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
+import stat
 import threading
 import warnings
 from collections.abc import Sequence
@@ -35,9 +37,14 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from edge_ls.artifact import ModelSpec
-from edge_ls.errors import InputError, first_line
+from edge_ls.errors import ConfigError, InputError, first_line
 from edge_ls.io.bands import _select_bands
-from edge_ls.io.georeference import SCALE_DISTORTION_TOLERANCE, _warn_about_georeference, ground_pixel_size
+from edge_ls.io.georeference import (
+    SCALE_DISTORTION_TOLERANCE,
+    _warn_about_georeference,
+    ground_pixel_size,
+    impossible_georeference,
+)
 from edge_ls.io.scaling import (
     SCALED_FLOAT_REFLECTANCE_P98,
     STRETCH_PERCENTILES,
@@ -48,6 +55,8 @@ from edge_ls.io.scaling import (
 from edge_ls.pixel_math import normalize, to_unit_range
 
 __all__ = [
+    "MAX_PIXELS_ENV",
+    "MAX_SCENE_PIXELS",
     "SAMPLE_MAX_PX",
     "SCALED_FLOAT_REFLECTANCE_P98",
     "SCALE_DISTORTION_TOLERANCE",
@@ -55,6 +64,7 @@ __all__ = [
     "BandScaling",
     "RasterSource",
     "ground_pixel_size",
+    "max_scene_pixels",
     "truncation_problem",
 ]
 
@@ -64,6 +74,12 @@ log = logging.getLogger(__name__)
 #: from: about a million pixels per band is plenty for 2/98 percentiles and costs little memory even
 #: on a 20k x 20k scene (GDAL serves the read from the nearest overview when the file has overviews).
 SAMPLE_MAX_PX = 1024
+
+#: Largest scene, in pixels, read without being asked: 2e10 is a 141k x 141k px mosaic (a 30k x 30k
+#: scene is 0.9e9). Above it a header alone (a sparse 10^6 x 10^6 GeoTIFF is a 200 kB file) would
+#: start reads that run for hours before any output; ``$EDGE_LS_MAX_PIXELS`` raises the limit.
+MAX_SCENE_PIXELS = 20_000_000_000
+MAX_PIXELS_ENV = "EDGE_LS_MAX_PIXELS"
 
 _SUPPORTED_KINDS = ("u", "i", "f")
 _OPEN_LOCK = threading.Lock()
@@ -103,9 +119,17 @@ class RasterSource:
         with self.open_handle() as ds:
             self.width = ds.width
             self.height = ds.height
+            _check_size(self.width, self.height, self.path.name)  # before any pixel is read
             self.crs: rasterio.crs.CRS | None = ds.crs
             self.transform: Affine = ds.transform
             self.georeferenced = self.crs is not None and not self.transform.is_identity
+            if self.georeferenced:
+                problem = impossible_georeference(self.crs, self.transform, self.width, self.height)
+                if problem:
+                    log.warning(
+                        "%s: impossible georeference (%s): running in pixel space", self.path.name, problem
+                    )
+                    self.georeferenced = False
             _warn_about_georeference(ds, self.path.name, self.georeferenced)
             self.band_indexes = _select_bands(ds, spec, bands, self.path.name)
             dtypes = [ds.dtypes[i - 1] for i in self.band_indexes]
@@ -231,12 +255,55 @@ def truncation_problem(path: Path) -> str | None:
     return None
 
 
+def max_scene_pixels() -> int:
+    """The pixel limit of one scene: ``$EDGE_LS_MAX_PIXELS`` when set, else :data:`MAX_SCENE_PIXELS`."""
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return MAX_SCENE_PIXELS
+    try:
+        value = int(float(text))
+    except (ValueError, OverflowError):
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{MAX_PIXELS_ENV}={text!r} is not a positive number of pixels")
+    return value
+
+
+def _check_size(width: int, height: int, name: str) -> None:
+    """Refuse a scene above the pixel limit from its header, before a read could run for hours."""
+    limit = max_scene_pixels()
+    if width * height > limit:
+        raise InputError(
+            f"{name} is {width} x {height} px ({width * height:.3g} pixels), above the limit of "
+            f"{limit:.3g} pixels per scene: cut it into parts (gdal_translate -srcwin) or raise the limit "
+            f"with {MAX_PIXELS_ENV}"
+        )
+
+
+def _kind(mode: int) -> str:
+    """What a non-regular file is, in a word."""
+    for test, word in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return word
+    return "not a file"
+
+
 def _open(target: str, path: Path) -> rasterio.io.DatasetReader:
     """Open a raster or raise a one-line InputError saying what is wrong with it."""
     local = not (target.startswith("/vsi") or "://" in target or re.match(r"^[A-Za-z0-9_]{2,}:", target))
     if local:
         if not path.exists():
             raise InputError(f"input raster not found: {path}")
+        mode = path.stat().st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a FIFO would block GDAL's open forever
+            raise InputError(
+                f"{path.name} is not a regular file ({_kind(mode)}): give the raster file itself"
+            )
         if path.is_file() and path.stat().st_size == 0:
             raise InputError(f"{path.name} is empty (0 bytes): not a raster")
         problem = truncation_problem(path)

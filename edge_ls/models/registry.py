@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_ls.artifact import ModelSpec, read_spec
-from edge_ls.errors import ModelError
+from edge_ls.errors import ModelError, first_line
 from edge_ls.manifest import MANIFEST_FILE, load_manifest, resolve_tier_model, tier_folders
 
 BUNDLED_DIR = Path(__file__).resolve().parent
@@ -34,6 +34,14 @@ class BundledModel:
     name: str
     path: Path
     spec: ModelSpec
+
+
+@dataclass(frozen=True)
+class BrokenModel:
+    """A file or tier folder in the user's model folder that cannot be used, and why (one line)."""
+
+    path: Path
+    reason: str
 
 
 def user_models_dir() -> Path:
@@ -54,7 +62,11 @@ def bundled_names() -> list[str]:
     for root in search_dirs():
         names += sorted(p.stem for p in root.glob("*.onnx")) if root.is_dir() else []
         for folder in tier_folders(root):
-            names += load_manifest(folder, check_metadata=False).names()
+            try:
+                names += load_manifest(folder, check_metadata=False).names()
+            except ModelError:
+                if root == BUNDLED_DIR:
+                    raise
     return list(dict.fromkeys(names))
 
 
@@ -119,23 +131,39 @@ def _resolve_in(root: Path, name: str, role: str | None = None) -> Path | None:
 def list_bundled() -> list[BundledModel]:
     """Every named model with its validated spec (what ``edge-ls models`` shows), bundled first.
 
-    A damaged model in the user's folder is skipped here (``--model`` on it says what is wrong).
+    A damaged model in the user's folder is skipped here (``--model`` on it says what is wrong;
+    :func:`list_models` also says which and why).
     """
+    return list_models()[0]
+
+
+def list_models() -> tuple[list[BundledModel], list[BrokenModel]]:
+    """Every usable named model (bundled first), and each damaged one in the user's folder with its
+    reason. One broken file used to hide every user model: each file and tier folder is judged alone.
+    A damaged bundled model is an install problem and raises."""
     models: list[BundledModel] = []
+    broken: list[BrokenModel] = []
     seen: set[str] = set()
     for root in search_dirs():
         found: list[BundledModel] = []
-        try:
-            found += [BundledModel(p.stem, p, read_spec(p)) for p in sorted(root.glob("*.onnx"))]
-            for folder in tier_folders(root):
+        for path in sorted(root.glob("*.onnx")) if root.is_dir() else []:
+            try:
+                found.append(BundledModel(path.stem, path, read_spec(path)))
+            except ModelError as exc:
+                if root == BUNDLED_DIR:
+                    raise
+                broken.append(BrokenModel(path, first_line(exc)))
+        for folder in tier_folders(root):
+            try:
                 manifest = load_manifest(folder)
-                found += [BundledModel(manifest.entry_name(e), e.path, e.spec) for e in manifest.models]
-        except ModelError:
-            if root == BUNDLED_DIR:
-                raise
-            continue
+            except ModelError as exc:
+                if root == BUNDLED_DIR:
+                    raise
+                broken.append(BrokenModel(folder, first_line(exc)))
+                continue
+            found += [BundledModel(manifest.entry_name(e), e.path, e.spec) for e in manifest.models]
         for m in found:
             if m.name not in seen:
                 seen.add(m.name)
                 models.append(m)
-    return models
+    return models, broken

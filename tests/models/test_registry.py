@@ -109,3 +109,28 @@ def test_a_cascade_names_its_triage_and_refiner_apart(
     assert display_name(str(nano), nano) is None
     with pytest.raises(ModelError, match="names the triage model"):
         resolve("casc:triage:fp32", "refiner")
+
+
+def test_one_broken_user_model_does_not_hide_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """A garbage ``.onnx`` (or one without edge-ls metadata) beside good models used to hide every
+    user model from ``edge-ls models``; now the others are listed and the broken one says why."""
+    pytest.importorskip("onnx")
+    from edge_ls.cli import main
+    from edge_ls.models.registry import list_models
+    from tests.hostile import conv_model
+
+    monkeypatch.setenv("EDGE_LS_MODELS", str(tmp_path))
+    (tmp_path / "aaa-broken.onnx").write_bytes(b"this is not onnx")
+    conv_model(tmp_path / "bbb-nometa.onnx", metadata="")
+    (tmp_path / "zzz-good.onnx").write_bytes(resolve("edge-nano").read_bytes())
+    models, broken = list_models()
+    assert "zzz-good" in {m.name for m in models}
+    assert {b.path.name for b in broken} == {"aaa-broken.onnx", "bbb-nometa.onnx"}
+    assert all(b.reason and "\n" not in b.reason for b in broken)
+    assert "zzz-good" in {m.name for m in list_bundled()}
+    assert "zzz-good" in bundled_names()
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "zzz-good" in out and "aaa-broken.onnx" in out and "no edge-ls metadata" in out
