@@ -103,6 +103,8 @@ def _option_problems(o: DetectOptions) -> list[str]:
             out.append(f"{name} ({flag}) must be a finite number >= 0, got {value}")
     if o.layers not in ("percent", "float32"):
         out.append(f"layers (--layers) must be 'percent' or 'float32', got {o.layers!r}")
+    if isinstance(o.views, bool) or not isinstance(o.views, int) or not 1 <= o.views <= 8:
+        out.append(f"views must be 1..8 (D4 transforms averaged), got {o.views!r}")
     if o.uncertainty_tta != 0 and not 2 <= o.uncertainty_tta <= 8:
         out.append(f"uncertainty_tta must be 0 or 2..8, got {o.uncertainty_tta}")
     return out

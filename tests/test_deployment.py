@@ -118,6 +118,8 @@ def test_auto_picks_from_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
         ("overlap", 0.95, "overlap"),
         ("threshold", 1.5, "threshold"),
         ("layers", "int16", "layers"),
+        ("views", 0, "views"),
+        ("views", 9, "views"),
     ],
 )
 def test_invalid_options_are_refused_not_replaced(field: str, value: object, pattern: str) -> None:
