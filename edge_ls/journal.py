@@ -1,0 +1,106 @@
+"""The run journal: what a rerun of the same command may skip.
+
+One JSON Lines file in ``--out`` (:data:`JOURNAL`), appended and fsync-ed line by line, so a kill at
+any moment loses at most the line being written (a torn last line is ignored when read). Events:
+
+* ``started``: a scene began (``name``, ``key``);
+* ``done``: its set is committed (``key``, ``folder``, ``files``: the sha256 of each committed file);
+* ``failed``: it ended with an error the user can act on (``error``, ``exit_code``);
+* ``interrupted``: a signal stopped the run while the scene ran (``signal``).
+
+A scene is skipped only when its last entry is ``done`` with the same key (input path, size, mtime,
+model sha256, output options: :func:`edge_ls.scenes.full_key`) **and** every file it lists is there
+with the same checksum; anything else runs again from its first tile (no resume inside a scene: a
+killed scene restarts whole). The set itself is switched atomically (:mod:`edge_ls.io.outputs`), so
+the journal may only lag behind the files, never claim a set that is not there.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from edge_ls.manifest import sha256_file
+from edge_ls.scenes import Scene
+
+#: File name of the journal inside ``--out``.
+JOURNAL = ".edge-ls-journal.jsonl"
+
+
+class Journal:
+    """Append-only journal of one output folder (see the module docstring)."""
+
+    def __init__(self, out_root: str | Path) -> None:
+        self.path = Path(out_root) / JOURNAL
+        self._last: dict[str, dict[str, Any]] = {}
+        for entry in self._read():
+            self._last[entry["name"]] = entry
+
+    def _read(self) -> list[dict[str, Any]]:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        entries = []
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line torn by a kill: the scene it was about runs again
+            if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+                entries.append(entry)
+        return entries
+
+    def last(self, scene: Scene) -> dict[str, Any] | None:
+        return self._last.get(scene.name)
+
+    def finished(self, scene: Scene, out_dir: Path) -> bool:
+        """True when the scene's committed set from an earlier run can be kept (key and checksums match)."""
+        entry = self._last.get(scene.name)
+        if entry is None or entry.get("event") != "done" or entry.get("key") != scene.key:
+            return False
+        files = entry.get("files")
+        if not isinstance(files, dict) or not files:
+            return False
+        return checksums(out_dir, files) == files
+
+    def started(self, scene: Scene) -> None:
+        self._append({"event": "started", "name": scene.name, "key": scene.key, "input": str(scene.path)})
+
+    def done(self, scene: Scene, out_dir: Path, files: Mapping[str, str]) -> None:
+        entry = {"event": "done", "name": scene.name, "key": scene.key, "folder": str(out_dir)}
+        self._append({**entry, "files": dict(files)})
+
+    def failed(self, scene: Scene, error: str, exit_code: int) -> None:
+        self._append(
+            {"event": "failed", "name": scene.name, "key": scene.key, "error": error, "exit_code": exit_code}
+        )
+
+    def interrupted(self, scene: Scene, signal_name: str) -> None:
+        self._append({"event": "interrupted", "name": scene.name, "key": scene.key, "signal": signal_name})
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        entry["time"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+        self._last[entry["name"]] = entry
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)  # one write of one line: O_APPEND keeps concurrent lines whole
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def checksums(out_dir: Path, files: Mapping[str, str] | list[str]) -> dict[str, str]:
+    """sha256 of each named file in ``out_dir`` (read through the set's links); missing files left out."""
+    out = {}
+    for name in files:
+        path = Path(out_dir) / name
+        if path.is_file():
+            out[name] = sha256_file(path)
+    return out
