@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from edge_ls.errors import OutputError
 from edge_ls.manifest import sha256_file
 from edge_ls.scenes import Scene
 
@@ -43,7 +44,7 @@ class Journal:
     def _read(self) -> list[dict[str, Any]]:
         try:
             text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        except OSError:  # none yet (or --out is not a folder: the first write says so)
             return []
         entries = []
         for line in text.splitlines():
@@ -86,14 +87,18 @@ class Journal:
     def _append(self, entry: dict[str, Any]) -> None:
         entry["time"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
         self._last[entry["name"]] = entry
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         line = (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line)  # one write of one line: O_APPEND keeps concurrent lines whole
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line)  # one write of one line: O_APPEND keeps concurrent lines whole
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise OutputError(f"cannot write outputs to {self.path.parent}: {reason}") from None
 
 
 def checksums(out_dir: Path, files: Mapping[str, str] | list[str]) -> dict[str, str]:
