@@ -103,47 +103,50 @@ def detect(
             protect=(Path(input_path), *protect),
             item=item_builder(loaded.path, scene_id or Path(input_path).stem),
         )
-        imagery = _ImageryCells(source, spec, outputs.quicklook_shape, scale)
-        runner = runner_factory(loaded, options) if runner_factory is not None else make_runner(deployment)
-        setup = StreamSetup(
-            plan=plan,
-            spec=spec,
-            batch_size=options.batch_size,
-            readers=options.readers,
-            queue_depth=options.queue_depth,
-            scale=scale,
-            extra_layers=("uncertainty",) if options.uncertainty_tta else (),
-            on_read=imagery.add,
-            progress=options.progress,
-        )
-        with outputs, runner:
-            stats = run_stream(source, runner, outputs, setup)
-            flagged = flagged_warning(outputs.stats)
-            if flagged:
-                log.warning("%s", flagged)
-                warnings.append(flagged)
-            _release_freed_heap()
-            with stats.stage("finalize"):
-                outputs.finalize(background=imagery.render)
-            stats.wall_s = time.perf_counter() - t0  # everything but writing report.json itself
-            report = build_report(
-                stats=stats,
+        # Entered at once: a stop signal from here on removes the temporary folder on its way out.
+        with outputs:
+            imagery = _ImageryCells(source, spec, outputs.quicklook_shape, scale)
+            factory = runner_factory or (lambda _loaded, _options: make_runner(deployment))
+            runner = factory(loaded, options)
+            setup = StreamSetup(
                 plan=plan,
-                source=source,
                 spec=spec,
-                model_path=loaded.path,
-                model_name=loaded.name,
-                runner=runner,
-                threshold=threshold,
-                profile=deployment.profile.name if deployment.profile is not None else None,
-                overlap_requested=overlap,
-                read_gsd_m=target_gsd,
-                warnings=warnings,
-                min_area_m2=outputs.options.min_area_m2,
-                simplify_tolerance=outputs.options.simplify_tolerance,
-                outputs=list(outputs.files.values()),
+                batch_size=options.batch_size,
+                readers=options.readers,
+                queue_depth=options.queue_depth,
+                scale=scale,
+                extra_layers=("uncertainty",) if options.uncertainty_tta else (),
+                on_read=imagery.add,
+                progress=options.progress,
             )
-            outputs.commit(report.as_dict())
+            with runner:
+                stats = run_stream(source, runner, outputs, setup)
+                flagged = flagged_warning(outputs.stats)
+                if flagged:
+                    log.warning("%s", flagged)
+                    warnings.append(flagged)
+                _release_freed_heap()
+                with stats.stage("finalize"):
+                    outputs.finalize(background=imagery.render)
+                stats.wall_s = time.perf_counter() - t0  # everything but writing report.json itself
+                report = build_report(
+                    stats=stats,
+                    plan=plan,
+                    source=source,
+                    spec=spec,
+                    model_path=loaded.path,
+                    model_name=loaded.name,
+                    runner=runner,
+                    threshold=threshold,
+                    profile=deployment.profile.name if deployment.profile is not None else None,
+                    overlap_requested=overlap,
+                    read_gsd_m=target_gsd,
+                    warnings=warnings,
+                    min_area_m2=outputs.options.min_area_m2,
+                    simplify_tolerance=outputs.options.simplify_tolerance,
+                    outputs=list(outputs.files.values()),
+                )
+                outputs.commit(report.as_dict())
     return report
 
 

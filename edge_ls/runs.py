@@ -72,8 +72,11 @@ def stop_on_signals() -> Iterator[None]:
     try:
         yield
     finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+        # Once stopped, signals stay ignored: the process is on its way out, and a late Ctrl-C must
+        # not kill it mid-exit (Python re-raises an unhandled SIGINT as a death by SIGINT).
+        if all(signal.getsignal(sig) is handler for sig in STOP_SIGNALS):
+            for sig, old in previous.items():
+                signal.signal(sig, old if old is not None else signal.SIG_DFL)
 
 
 def key_parts(deployment: Deployment) -> dict[str, Any]:

@@ -157,7 +157,7 @@ def plan_scenes(inputs: Sequence[str | Path], *, stac_asset: str | None = None) 
         if text.startswith("@"):
             found += _from_list(Path(text[1:]), stac_asset)
         else:
-            found += _expand(text, Path.cwd(), None, stac_asset)
+            found += _expand(text, None, None, stac_asset)
     scenes = name_scenes(found)
     if len(scenes) == 1:
         return [replace(scenes[0], name="")]
@@ -169,10 +169,11 @@ def scene_out_dir(out_root: Path, scene: Scene) -> Path:
     return Path(out_root) / scene.name if scene.name else Path(out_root)
 
 
-def _expand(text: str, base: Path, origin: str | None, stac_asset: str | None) -> list[tuple]:
-    """One argument (or list line) -> [(path, name basis, origin)]."""
+def _expand(text: str, base: Path | None, origin: str | None, stac_asset: str | None) -> list[tuple]:
+    """One argument (or list line, relative to ``base``) -> [(path, name basis, origin)]; a path keeps
+    the form the user gave (reports name it so)."""
     path = Path(text).expanduser()
-    if not path.is_absolute():
+    if base is not None and not path.is_absolute():
         path = base / path
     if not os.path.lexists(path) and glob.has_magic(text):
         matches = sorted(glob.glob(str(path), recursive=True))

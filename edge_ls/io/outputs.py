@@ -423,6 +423,9 @@ class OutputSet:
             self._detections = DetectionWriter(self._vector_layers(), polygonizer, options.threshold)
         except _WRITE_ERRORS as exc:
             raise self._failed(exc) from exc
+        except BaseException:  # a stop signal mid-construction: no temporary folder left behind
+            self.abort()
+            raise
         #: Probability and detected share per quicklook cell, accumulated by write_rows.
         self._cells = CellMeans(height, width, *self.quicklook_shape, channels=2)
 
