@@ -103,8 +103,8 @@ def safe_name(stem: str) -> tuple[str, bool]:
     name = name[:_MAX_NAME]
     changed = name != stem
     if not name or name.split(".", 1)[0].lower() in _WINDOWS_RESERVED:
-        changed = True
-        name = name or "scene"
+        changed = True  # ``com1.x`` is a device too: the prefix, not the suffix, makes it a name
+        name = f"_{name}" if name else "scene"
     return name, changed
 
 
