@@ -90,8 +90,11 @@ class Journal:
         line = (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    line = b"\n" + line  # after a line torn by a kill: start a fresh one
                 os.write(fd, line)  # one write of one line: O_APPEND keeps concurrent lines whole
                 os.fsync(fd)
             finally:
