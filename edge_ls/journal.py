@@ -18,6 +18,7 @@ the journal may only lag behind the files, never claim a set that is not there.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import os
 from collections.abc import Mapping
@@ -89,6 +90,8 @@ class Journal:
         self._last[entry["name"]] = entry
         line = (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8")
         try:
+            if self.path.parent.exists() and not self.path.parent.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
