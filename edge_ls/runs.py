@@ -169,16 +169,20 @@ def run_scene(
         raise
     files = checksums(out_dir, report["outputs"])
     journal.done(scene, out_dir, files)
-    return SceneResult(scene, "done", out_dir, report=report.as_dict())
+    # The committed report.json (with output_stats), as a skipped scene gives it too.
+    return SceneResult(scene, "done", out_dir, report=_committed_report(out_dir) or report.as_dict())
 
 
 def skipped(scene: Scene, out_dir: Path) -> SceneResult:
     """A finished scene kept from an earlier run: its committed report."""
+    return SceneResult(scene, "skipped", out_dir, report=_committed_report(out_dir))
+
+
+def _committed_report(out_dir: Path) -> dict[str, Any] | None:
     try:
-        report = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
+        return json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
-        report = None
-    return SceneResult(scene, "skipped", out_dir, report=report)
+        return None
 
 
 def exit_code(results: Sequence[SceneResult]) -> int:
