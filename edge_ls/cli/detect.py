@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from edge_ls.errors import ConfigError
+from edge_ls.errors import ConfigError, EdgeLSError
 
 
 def _bands(text: str) -> tuple[int, ...]:
@@ -236,7 +236,9 @@ class _Printer:
             exc = results[0].extra.get("exception")
             if isinstance(exc, BaseException):
                 raise exc
-            raise ConfigError(results[0].error or "the scene failed")  # pragma: no cover - Ray, no exception
+            error = EdgeLSError(results[0].error or "the scene failed")  # from Ray: no exception object
+            error.exit_code = results[0].exit_code or 1
+            raise error
         if self.args.jsonl:
             print(json.dumps({"counts": counts(results), "exit_code": code, "summary": summary}))
         elif self.args.json and self.several:
