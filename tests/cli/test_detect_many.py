@@ -223,3 +223,11 @@ def test_a_stop_signal_mid_scene_cleans_up_and_says_so(tmp_path: Path, sig: int,
         rerun = detect(*scenes, "--out", str(out), "--jsonl")
         assert rerun.returncode == 0, rerun.stderr
         assert [json.loads(x)["status"] for x in rerun.stdout.splitlines()[:2]] == ["done", "done"]
+
+
+@pytest.mark.skipif(
+    __import__("importlib").util.find_spec("edge_ls.cluster") is not None, reason="the Ray backend is there"
+)
+def test_ray_without_the_backend_is_one_line(tmp_path: Path) -> None:
+    proc = detect(str(crop(tmp_path / "a.tif", 0, 0)), "--out", str(tmp_path / "o"), "--ray")
+    assert_one_line_error(proc, 2, "--ray is not available")
