@@ -112,9 +112,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Stop signals are turned into a clean stop from the first moment (see :mod:`edge_ls.runs`)."""
+    from edge_ls.runs import Stopped, stop_on_signals
+
+    with stop_on_signals():
+        try:
+            return _run(args)
+        except Stopped as stop:
+            print(
+                f"edge-ls: {stop}: temporary files removed, finished scenes kept; rerun the same command "
+                "to resume",
+                file=sys.stderr,
+            )
+            return stop.exit_code
+
+
+def _run(args: argparse.Namespace) -> int:
     from edge_ls.deployment import deploy
     from edge_ls.journal import Journal
-    from edge_ls.runs import Stopped, keyed, stop_on_signals
+    from edge_ls.runs import keyed
     from edge_ls.scenes import plan_scenes
 
     if args.threshold is not None and not 0.0 < args.threshold < 1.0:
@@ -125,43 +141,32 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--actors must be at least 1")
     use_ray = args.ray or args.ray_address is not None or args.actors is not None
     scenes = plan_scenes(args.inputs, stac_asset=args.stac_asset)
-    deploy_kwargs = deploy_arguments(
-        args, progress=len(scenes) == 1 and not args.quiet and sys.stderr.isatty()
-    )
+    progress = len(scenes) == 1 and not args.quiet and sys.stderr.isatty()
+    deploy_kwargs = deploy_arguments(args, progress=progress)
     deployment = deploy(**deploy_kwargs)
     for note in deployment.notes:
         print(f"edge-ls: {note}", file=sys.stderr)
     scenes = keyed(scenes, deployment)
     journal = Journal(args.out)
-    several = len(scenes) > 1
-    printer = _Printer(args, deployment, several)
-    with stop_on_signals():
-        try:
-            if use_ray:
-                run_ray = _ray_backend()
-                results = run_ray(
-                    scenes,
-                    deploy_kwargs,
-                    args.out,
-                    address=args.ray_address,
-                    actors=args.actors,
-                    journal=journal,
-                    on_result=printer.scene,
-                )
-            else:
-                from edge_ls.runs import run_local
+    printer = _Printer(args, deployment, several=len(scenes) > 1)
+    if use_ray:
+        run_ray = _ray_backend()
+        results = run_ray(
+            scenes,
+            deploy_kwargs,
+            args.out,
+            address=args.ray_address,
+            actors=args.actors,
+            journal=journal,
+            on_result=printer.scene,
+        )
+    else:
+        from edge_ls.runs import run_local
 
-                results = run_local(
-                    scenes, deployment, args.out, journal=journal, on_result=printer.scene, force=args.force
-                )
-        except Stopped as stop:
-            print(
-                f"edge-ls: {stop}: temporary files removed, finished scenes kept; rerun the same command "
-                "to resume",
-                file=sys.stderr,
-            )
-            return stop.exit_code
-        return printer.finish(results)
+        results = run_local(
+            scenes, deployment, args.out, journal=journal, on_result=printer.scene, force=args.force
+        )
+    return printer.finish(results)
 
 
 def deploy_arguments(args: argparse.Namespace, *, progress: bool) -> dict:

@@ -47,6 +47,8 @@ then): a kill at any moment leaves the folder showing either the whole old set o
 never a mix, and ``report.json`` never disappears once there. The old version folder is removed after
 the switch. GDAL, QGIS and rasterio open ``probability.tif`` through the link. A folder written by an
 older edge-ls (plain files) is migrated once: its ``report.json`` goes first and comes back last.
+Where symbolic links cannot be made (Windows without the privilege, some network shares), the files
+are renamed into place one by one instead, report.json removed first and back last.
 Any failure (disk full included) removes the temporary folder and raises ``OutputError``; outputs of
 an earlier run stay untouched until a commit replaces them. Version folders of killed runs (their pid
 gone, not pointed to) are removed by the next run.
@@ -731,6 +733,8 @@ class OutputSet:
         assert self._tmp is not None
         files = self.files
         final = {name: self.out_dir / file for name, file in files.items()}
+        if not _symlinks_work(self.out_dir):
+            return self._move_files_into_place(final)
         version = self.out_dir / self._tmp.name.replace(".partial-", ".v-")
         os.rename(self._tmp, version)
         self._tmp = version  # an abort before the switch removes it
@@ -759,6 +763,39 @@ class OutputSet:
             shutil.rmtree(old, ignore_errors=True)
         remove_stale_partials(self.out_dir)
         return final
+
+    def _move_files_into_place(self, final: dict[str, Path]) -> dict[str, Path]:
+        """Where symbolic links cannot be made (Windows without the privilege, some network shares):
+        plain files, renamed one by one, report.json removed first and back last (its presence
+        means the set is complete, but a kill mid-way leaves a mix without it)."""
+        assert self._tmp is not None
+        with contextlib.suppress(FileNotFoundError):
+            final["report"].unlink()
+        for name, file in self.files.items():
+            os.replace(self._tmp / file, final[name])
+        _fsync_dir(self.out_dir)
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._tmp = None
+        return final
+
+
+def _symlinks_work(folder: Path) -> bool:
+    """Whether relative symbolic links can be made in ``folder`` (tried once per folder and process)."""
+    key = str(folder.resolve())
+    if key not in _SYMLINKS:
+        probe = folder / f".edge_ls.symlink-probe-{os.getpid()}"
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                probe.unlink()
+            os.symlink(CURRENT, probe)
+            probe.unlink()
+            _SYMLINKS[key] = True
+        except (OSError, NotImplementedError):
+            _SYMLINKS[key] = False
+    return _SYMLINKS[key]
+
+
+_SYMLINKS: dict[str, bool] = {}
 
 
 def _write_json(path: Path, doc: dict) -> None:

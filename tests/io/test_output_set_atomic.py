@@ -14,6 +14,7 @@ import rasterio
 from affine import Affine
 
 from edge_ls.errors import OutputError
+from edge_ls.io import outputs as outputs_mod
 from edge_ls.io.outputs import OutputOptions, OutputSet
 
 SIZE = 64
@@ -155,3 +156,16 @@ def test_a_folder_named_like_an_output_is_refused_before_anything_is_written(tmp
     with pytest.raises(OutputError, match=r"^cannot write outputs to .*: mask.tif is a folder there"):
         _set(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.tif"]
+
+
+def test_where_links_cannot_be_made_the_files_are_renamed_into_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(*_args, **_kwargs):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "symlink", no_links)
+    monkeypatch.setattr(outputs_mod, "_SYMLINKS", {})
+    seen = _commit(tmp_path, 1)
+    assert seen == _commit(tmp_path / "again", 1) and "report.json" in seen
+    assert not any(p.is_symlink() or p.name.startswith(".") for p in tmp_path.iterdir() if p.name != "again")
