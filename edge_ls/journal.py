@@ -36,8 +36,10 @@ JOURNAL = ".edge-ls-journal.jsonl"
 class Journal:
     """Append-only journal of one output folder (see the module docstring)."""
 
-    def __init__(self, out_root: str | Path) -> None:
+    def __init__(self, out_root: str | Path, *, keep_finished: bool = True) -> None:
+        """``keep_finished=False`` (``--force``): no scene counts as finished, whichever backend asks."""
         self.path = Path(out_root) / JOURNAL
+        self.keep_finished = keep_finished
         self._last: dict[str, dict[str, Any]] = {}
         for entry in self._read():
             self._last[entry["name"]] = entry
@@ -63,7 +65,9 @@ class Journal:
     def finished(self, scene: Scene, out_dir: Path) -> bool:
         """True when the scene's committed set from an earlier run can be kept (key and checksums match)."""
         entry = self._last.get(scene.name)
-        if entry is None or entry.get("event") != "done" or entry.get("key") != scene.key:
+        if not self.keep_finished or entry is None:
+            return False
+        if entry.get("event") != "done" or entry.get("key") != scene.key:
             return False
         files = entry.get("files")
         if not isinstance(files, dict) or not files:

@@ -32,6 +32,7 @@ def test_a_done_scene_with_the_same_key_and_intact_files_is_finished(tmp_path: P
     again = Journal(tmp_path)  # as a rerun reads it
     assert again.finished(_scene(), tmp_path / "a")
     assert not again.finished(_scene("k2"), tmp_path / "a")  # another model, options or input file
+    assert not Journal(tmp_path, keep_finished=False).finished(_scene(), tmp_path / "a")  # --force
     (tmp_path / "a" / "mask.tif").write_bytes(b"edited")
     assert not Journal(tmp_path).finished(_scene(), tmp_path / "a")  # checksum differs
     (tmp_path / "a" / "mask.tif").unlink()

@@ -147,7 +147,7 @@ def _run(args: argparse.Namespace) -> int:
     for note in deployment.notes:
         print(f"edge-ls: {note}", file=sys.stderr)
     scenes = keyed(scenes, deployment)
-    journal = Journal(args.out)
+    journal = Journal(args.out, keep_finished=not args.force)
     printer = _Printer(args, deployment, several=len(scenes) > 1)
     if use_ray:
         run_ray = _ray_backend()
@@ -163,9 +163,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         from edge_ls.runs import run_local
 
-        results = run_local(
-            scenes, deployment, args.out, journal=journal, on_result=printer.scene, force=args.force
-        )
+        results = run_local(scenes, deployment, args.out, journal=journal, on_result=printer.scene)
     return printer.finish(results)
 
 
