@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from edge_ls.io import resample
 from edge_ls.io.outputs import OutputOptions, OutputSet
 from edge_ls.io.quicklook import CellMeans
 from edge_ls.io.source import RasterSource
+from edge_ls.io.stac import item_builder
 from edge_ls.report import Report, build_report
 from edge_ls.stream import StreamSetup, run_stream
 from edge_ls.tiling import Tile, TilePlan, plan_tiles
@@ -46,10 +47,16 @@ def detect(
     out_dir: str | Path,
     options: DetectOptions | None = None,
     runner_factory: Callable[[LoadedModel, DetectOptions], Runner] | None = None,
+    *,
+    protect: Sequence[str | Path] = (),
+    scene_id: str | None = None,
 ) -> Report:
     """Run a deployment (or a model, with ``options``) over one raster and write every output into
     ``out_dir``; return the report. ``options.profile`` set: the profile's settings fill what the
-    options leave unset, so a library caller gets the profile's tile and batch too."""
+    options leave unset, so a library caller gets the profile's tile and batch too.
+
+    ``protect``: files a commit must never replace (the input itself always is; a multi-scene run
+    adds every input); ``scene_id``: the STAC Item's id (default: the input's stem)."""
     deployment = _as_deployment(model, options)
     options = deployment.options
     loaded = deployment.model
@@ -93,48 +100,53 @@ def detect(
             georeferenced=source.georeferenced,
             pixel_area_m2=source.pixel_area_m2,
             options=_output_options(source, options, threshold, tags),
+            protect=(Path(input_path), *protect),
+            item=item_builder(loaded.path, scene_id or Path(input_path).stem),
         )
-        imagery = _ImageryCells(source, spec, outputs.quicklook_shape, scale)
-        runner = runner_factory(loaded, options) if runner_factory is not None else make_runner(deployment)
-        setup = StreamSetup(
-            plan=plan,
-            spec=spec,
-            batch_size=options.batch_size,
-            readers=options.readers,
-            queue_depth=options.queue_depth,
-            scale=scale,
-            extra_layers=("uncertainty",) if options.uncertainty_tta else (),
-            on_read=imagery.add,
-            progress=options.progress,
-        )
-        with outputs, runner:
-            stats = run_stream(source, runner, outputs, setup)
-            flagged = flagged_warning(outputs.stats)
-            if flagged:
-                log.warning("%s", flagged)
-                warnings.append(flagged)
-            _release_freed_heap()
-            with stats.stage("finalize"):
-                outputs.finalize(background=imagery.render)
-            stats.wall_s = time.perf_counter() - t0  # everything but writing report.json itself
-            report = build_report(
-                stats=stats,
+        # Entered at once: a stop signal from here on removes the temporary folder on its way out.
+        with outputs:
+            imagery = _ImageryCells(source, spec, outputs.quicklook_shape, scale)
+            factory = runner_factory or (lambda _loaded, _options: make_runner(deployment))
+            runner = factory(loaded, options)
+            setup = StreamSetup(
                 plan=plan,
-                source=source,
                 spec=spec,
-                model_path=loaded.path,
-                model_name=loaded.name,
-                runner=runner,
-                threshold=threshold,
-                profile=deployment.profile.name if deployment.profile is not None else None,
-                overlap_requested=overlap,
-                read_gsd_m=target_gsd,
-                warnings=warnings,
-                min_area_m2=outputs.options.min_area_m2,
-                simplify_tolerance=outputs.options.simplify_tolerance,
-                outputs=list(outputs.files.values()),
+                batch_size=options.batch_size,
+                readers=options.readers,
+                queue_depth=options.queue_depth,
+                scale=scale,
+                extra_layers=("uncertainty",) if options.uncertainty_tta else (),
+                on_read=imagery.add,
+                progress=options.progress,
             )
-            outputs.commit(report.as_dict())
+            with runner:
+                stats = run_stream(source, runner, outputs, setup)
+                flagged = flagged_warning(outputs.stats)
+                if flagged:
+                    log.warning("%s", flagged)
+                    warnings.append(flagged)
+                _release_freed_heap()
+                with stats.stage("finalize"):
+                    outputs.finalize(background=imagery.render)
+                stats.wall_s = time.perf_counter() - t0  # everything but writing report.json itself
+                report = build_report(
+                    stats=stats,
+                    plan=plan,
+                    source=source,
+                    spec=spec,
+                    model_path=loaded.path,
+                    model_name=loaded.name,
+                    runner=runner,
+                    threshold=threshold,
+                    profile=deployment.profile.name if deployment.profile is not None else None,
+                    overlap_requested=overlap,
+                    read_gsd_m=target_gsd,
+                    warnings=warnings,
+                    min_area_m2=outputs.options.min_area_m2,
+                    simplify_tolerance=outputs.options.simplify_tolerance,
+                    outputs=list(outputs.files.values()),
+                )
+                outputs.commit(report.as_dict())
     return report
 
 

@@ -103,11 +103,15 @@ class CascadeRunner(Runner):
         return probs[:, None]
 
     def bind(self, plan: TilePlan) -> None:
+        """A new scene: its own tile state and counters (a shared runner serves many scenes, and each
+        scene's report must count its own tiles)."""
         with self._lock:
             self._plan = plan
             self._known.clear()
             self._hot.clear()
             self._held.clear()
+            self.tiles_triaged = self.tiles_refined = self.peak_held = 0
+            self.triage_s = self.refine_s = 0.0
 
     def infer_tiles(self, batch: np.ndarray, tiles: Sequence[Tile]) -> list[TileOutput]:
         probs = self._triage(batch)

@@ -37,11 +37,21 @@ Files (all in the input's CRS and transform; pixel space when the input has no g
 Pixels with ``valid == False`` (or a non-finite probability) are nodata in every raster and never
 part of a polygon.
 
-Atomicity: everything is written into a hidden temporary folder inside ``out_dir`` (same file system,
-so ``os.replace`` is atomic). ``commit`` removes an older ``report.json`` first, moves the other files
-into place, and ``report.json`` last: its presence means the set is complete. Any failure (disk full
-included) removes the temporary folder and raises ``OutputError``; outputs of an earlier run stay
-untouched until a commit replaces them.
+Atomicity, as a set: everything is written into a hidden temporary folder inside ``out_dir`` (same
+file system, so renames are atomic). ``commit`` writes ``report.json`` (and ``item.json``) there,
+renames the folder to a version folder ``.edge_ls.<id>.v-<pid>``, then switches one pointer: the
+relative symlink ``.current`` -> that folder, created under a temporary name and ``os.replace``-d
+over the old one. The plain names (``probability.tif``, ..., ``report.json``) are relative symlinks
+``NAME -> .current/NAME``, created once (before the switch, so a name new to this set dangles until
+then): a kill at any moment leaves the folder showing either the whole old set or the whole new set,
+never a mix, and ``report.json`` never disappears once there. The old version folder is removed after
+the switch. GDAL, QGIS and rasterio open ``probability.tif`` through the link. A folder written by an
+older edge-ls (plain files) is migrated once: its ``report.json`` goes first and comes back last.
+Where symbolic links cannot be made (Windows without the privilege, some network shares), the files
+are renamed into place one by one instead, report.json removed first and back last.
+Any failure (disk full included) removes the temporary folder and raises ``OutputError``; outputs of
+an earlier run stay untouched until a commit replaces them. Version folders of killed runs (their pid
+gone, not pointed to) are removed by the next run.
 """
 
 from __future__ import annotations
@@ -54,7 +64,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -113,6 +123,10 @@ DETECTIONS_PIXEL = "detections_pixel.gpkg"
 PROBABILITY_STYLE = "probability.qml"
 QUICKLOOK = "quicklook.png"
 REPORT = "report.json"
+#: The scene's STAC Item (:mod:`edge_ls.io.stac`), when the set is given an item builder.
+ITEM = "item.json"
+#: The pointer to the committed version folder (see the module docstring).
+CURRENT = ".current"
 #: Logical name -> file name, in the order they are moved into place (report.json last).
 FILES = {
     "probability": PROBABILITY,
@@ -147,6 +161,8 @@ _WRITE_ERRORS: tuple[type[BaseException], ...] = (OSError, RasterioError, CPLE_B
 #: Free space under which a GDAL write failure is reported as a full disk.
 _FULL_DISK_BYTES = 1 << 20
 Background = Callable[[int, int], "np.ndarray | None"]
+#: Builds the STAC Item of a committed set from the set and its full report.
+ItemBuilder = Callable[["OutputSet", dict], dict]
 
 
 #: Rows processed at once by write_rows (bounds its scratch memory independently of the band height).
@@ -345,7 +361,12 @@ class OutputSet:
         georeferenced: bool,
         pixel_area_m2: float | None,
         options: OutputOptions,
+        protect: Sequence[str | Path] = (),
+        item: ItemBuilder | None = None,
     ) -> None:
+        """``protect``: files (the run's inputs) a commit must never replace: a set that would is
+        refused here, before anything is written. ``item(outputs, report) -> dict``: the STAC Item
+        written as item.json at commit (:func:`edge_ls.io.stac.scene_item`)."""
         if width <= 0 or height <= 0:
             raise ValueError(f"raster size must be positive, got {width}x{height}")
         if not 0.0 < options.threshold < 1.0:
@@ -367,6 +388,8 @@ class OutputSet:
         self._sinks: dict[str, _RawSink] = {}
         self._detections: DetectionWriter | None = None
         self._tmp: Path | None = None
+        self._item = item
+        self._check_targets([Path(p) for p in protect])
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             remove_stale_partials(self.out_dir)
@@ -402,6 +425,9 @@ class OutputSet:
             self._detections = DetectionWriter(self._vector_layers(), polygonizer, options.threshold)
         except _WRITE_ERRORS as exc:
             raise self._failed(exc) from exc
+        except BaseException:  # a stop signal mid-construction: no temporary folder left behind
+            self.abort()
+            raise
         #: Probability and detected share per quicklook cell, accumulated by write_rows.
         self._cells = CellMeans(height, width, *self.quicklook_shape, channels=2)
 
@@ -409,11 +435,34 @@ class OutputSet:
     def files(self) -> dict[str, str]:
         """Logical name -> file name of this set, in commit order (report.json last)."""
         files = dict(FILES if self.georeferenced else PIXEL_FILES)
+        report = files.pop("report")
         if self.options.uncertainty:
-            report = files.pop("report")
             files["uncertainty"] = UNCERTAINTY
-            files["report"] = report
+        if self._item is not None:
+            files["item"] = ITEM
+        files["report"] = report
         return files
+
+    def _check_targets(self, protect: list[Path]) -> None:
+        """Refuse, before writing anything, a set that would replace a folder or one of the inputs."""
+        for name in (*self.files.values(), CURRENT):
+            target = self.out_dir / name
+            if not os.path.lexists(target):
+                continue
+            if name == CURRENT and not target.is_symlink():
+                raise OutputError(f"cannot write outputs to {self.out_dir}: {name} is not edge-ls' pointer")
+            if target.is_dir() and not target.is_symlink():
+                raise OutputError(
+                    f"cannot write outputs to {self.out_dir}: {name} is a folder there (move it, or "
+                    "choose another --out)"
+                )
+            for path in protect:
+                with contextlib.suppress(OSError):
+                    if os.path.samefile(target, path):
+                        raise OutputError(
+                            f"cannot write outputs to {self.out_dir}: {name} there is an input of this "
+                            "run and would be replaced (choose another --out)"
+                        )
 
     @property
     def vectors(self) -> dict[str, str]:
@@ -606,11 +655,10 @@ class OutputSet:
                 "output_stats": self.stats,
                 "vectors": self.vectors,
             }
-            with (self._tmp / REPORT).open("w", encoding="utf-8") as f:
-                json.dump(full_report, f, indent=2, default=_json_default)
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
+            if self._item is not None:
+                item = self._item(self, json.loads(json.dumps(full_report, default=_json_default)))
+                _write_json(self._tmp / ITEM, item)
+            _write_json(self._tmp / REPORT, full_report)
             final = self._move_into_place()
         except _WRITE_ERRORS as exc:
             raise self._failed(exc) from exc
@@ -681,32 +729,138 @@ class OutputSet:
         (self._tmp / QUICKLOOK).write_bytes(encode_png(annotate(rgb, note)))
 
     def _move_into_place(self) -> dict[str, Path]:
-        """Atomic renames within one file system; report.json disappears first and comes back last."""
+        """Switch the whole set at once: version folder, links, one pointer rename (module docstring)."""
         assert self._tmp is not None
         files = self.files
         final = {name: self.out_dir / file for name, file in files.items()}
+        if not _symlinks_work(self.out_dir):
+            return self._move_files_into_place(final)
+        version = self.out_dir / self._tmp.name.replace(".partial-", ".v-")
+        os.rename(self._tmp, version)
+        self._tmp = version  # an abort before the switch removes it
+        _fsync_dir(self.out_dir)
+        old = _current_version(self.out_dir)
+        flat = [f for f in files.values() if _is_plain_file(self.out_dir / f)]
+        if flat:  # an older edge-ls' plain files: report.json goes first, comes back last
+            with contextlib.suppress(FileNotFoundError):
+                (self.out_dir / REPORT).unlink()
+        for file in files.values():
+            if file != REPORT or flat:
+                _link(self.out_dir / file, f"{CURRENT}/{file}")
+        _link(self.out_dir / CURRENT, version.name)  # the switch
+        self._tmp = None  # committed: nothing to abort any more
+        if flat or not _points_to(self.out_dir / REPORT, f"{CURRENT}/{REPORT}"):
+            _link(self.out_dir / REPORT, f"{CURRENT}/{REPORT}")
+        _fsync_dir(self.out_dir)
+        # Names of the old set this one lacks (uncertainty.tif, the pixel-space vectors) would dangle.
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(self.out_dir):
+                link = Path(entry.path)
+                target = os.readlink(link) if entry.is_symlink() else ""
+                if target.startswith(f"{CURRENT}/") and entry.name not in files.values():
+                    link.unlink()
+        if old is not None and old != version:
+            shutil.rmtree(old, ignore_errors=True)
+        remove_stale_partials(self.out_dir)
+        return final
+
+    def _move_files_into_place(self, final: dict[str, Path]) -> dict[str, Path]:
+        """Where symbolic links cannot be made (Windows without the privilege, some network shares):
+        plain files, renamed one by one, report.json removed first and back last (its presence
+        means the set is complete, but a kill mid-way leaves a mix without it)."""
+        assert self._tmp is not None
         with contextlib.suppress(FileNotFoundError):
             final["report"].unlink()
-        for name, file in files.items():
+        for name, file in self.files.items():
             os.replace(self._tmp / file, final[name])
         _fsync_dir(self.out_dir)
         shutil.rmtree(self._tmp, ignore_errors=True)
+        self._tmp = None
         return final
+
+
+def _symlinks_work(folder: Path) -> bool:
+    """Whether relative symbolic links can be made in ``folder`` (tried once per folder and process)."""
+    key = str(folder.resolve())
+    if key not in _SYMLINKS:
+        probe = folder / f".edge_ls.symlink-probe-{os.getpid()}"
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                probe.unlink()
+            os.symlink(CURRENT, probe)
+            probe.unlink()
+            _SYMLINKS[key] = True
+        except (OSError, NotImplementedError):
+            _SYMLINKS[key] = False
+    return _SYMLINKS[key]
+
+
+_SYMLINKS: dict[str, bool] = {}
+
+
+def _write_json(path: Path, doc: dict) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=2, default=_json_default)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _is_plain_file(path: Path) -> bool:
+    return path.is_file() and not path.is_symlink()
+
+
+def _points_to(link: Path, target: str) -> bool:
+    try:
+        return os.readlink(link) == target
+    except OSError:
+        return False
+
+
+def _link(path: Path, target: str) -> None:
+    """Make ``path`` a relative symlink to ``target`` in one atomic rename (unless it already is)."""
+    if _points_to(path, target):
+        return
+    tmp = path.with_name(f".{path.name}.link-{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    os.symlink(target, tmp)
+    os.replace(tmp, path)
+
+
+def _current_version(out_dir: Path) -> Path | None:
+    """The version folder ``.current`` points to, if any."""
+    try:
+        return out_dir / os.readlink(out_dir / CURRENT)
+    except OSError:
+        return None
 
 
 def remove_stale_partials(out_dir: Path) -> list[Path]:
     """Remove the temporary folders of runs killed before they could clean up (their pid is gone).
 
-    A run's folder is ``.edge_ls.<random>.partial-<pid>``; a folder whose process still exists is left
-    alone (another run may be writing it). Returns what was removed.
+    A run's folder is ``.edge_ls.<random>.partial-<pid>``, a committed one ``.edge_ls.<random>.v-<pid>``;
+    a folder whose process still exists is left alone (another run may be writing it), and so is the
+    version ``.current`` points to. Returns what was removed.
     """
     removed = []
-    for folder in out_dir.glob(".edge_ls.*.partial-*"):
+    current = _current_version(out_dir)
+    stale = [*out_dir.glob(".edge_ls.*.partial-*"), *out_dir.glob(".edge_ls.*.v-*")]
+    for folder in stale:
         pid_text = folder.name.rsplit("-", 1)[-1]
-        if not folder.is_dir() or not pid_text.isdigit() or _pid_alive(int(pid_text)):
+        if not folder.is_dir() or folder.is_symlink() or not pid_text.isdigit() or folder == current:
             continue
+        if int(pid_text) != os.getpid() and _pid_alive(int(pid_text)):
+            continue
+        if int(pid_text) == os.getpid() and ".partial-" in folder.name:
+            continue  # this process' own set in progress
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(folder)
+    for link in out_dir.glob(".*.link-*"):  # a link made but not renamed into place
+        pid_text = link.name.rsplit("-", 1)[-1]
+        if link.is_symlink() and pid_text.isdigit() and not _pid_alive(int(pid_text)):
+            link.unlink(missing_ok=True)
+            removed.append(link)
     return removed
 
 

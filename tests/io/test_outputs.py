@@ -86,7 +86,15 @@ def whole_mask_components(prob: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def leftovers(out_dir: Path) -> list[str]:
-    return sorted(p.name for p in out_dir.iterdir())
+    """Every entry but the committed set's pointer and the version folder it names."""
+    pointer = out_dir / ".current"
+    current = os.readlink(pointer) if pointer.is_symlink() else None
+    return sorted(p.name for p in out_dir.iterdir() if p.name not in (".current", current))
+
+
+def contents(out_dir: Path) -> dict[str, bytes]:
+    """What a reader sees: each name's bytes (through the links), and any leftover folder."""
+    return {n: b"" if (out_dir / n).is_dir() else (out_dir / n).read_bytes() for n in leftovers(out_dir)}
 
 
 @pytest.fixture(scope="module")
@@ -460,13 +468,13 @@ def test_not_georeferenced_input_writes_pixel_space(real_data: Path, tmp_path: P
 
 def test_abort_leaves_nothing_and_keeps_an_earlier_run(committed: dict, scene: dict, tmp_path: Path):
     out_dir = tmp_path / "out"
-    shutil.copytree(committed["dir"], out_dir)
-    before = {p.name: p.read_bytes() for p in out_dir.iterdir()}
+    shutil.copytree(committed["dir"], out_dir, symlinks=True)
+    before = contents(out_dir)
     out = open_set(out_dir, scene)
     write_all(out, scene["prob"], scene["valid"], BANDS[:3])
     assert len(leftovers(out_dir)) == len(before) + 1  # the partial folder
     out.abort()
-    assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == before
+    assert contents(out_dir) == before
 
     fresh = tmp_path / "fresh"
     with pytest.raises(RuntimeError), open_set(fresh, scene) as out:
@@ -512,8 +520,8 @@ def test_disk_full_mid_write_leaves_the_earlier_run(
     committed: dict, scene: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out_dir = tmp_path / "out"
-    shutil.copytree(committed["dir"], out_dir)
-    before = {p.name: p.read_bytes() for p in out_dir.iterdir()}
+    shutil.copytree(committed["dir"], out_dir, symlinks=True)
+    before = contents(out_dir)
     real_write = outputs_mod._RawSink.write
     calls = {"n": 0}
 
@@ -531,7 +539,7 @@ def test_disk_full_mid_write_leaves_the_earlier_run(
         assert "\n" not in str(info.value)
         with pytest.raises(ValueError, match="after commit or abort"):
             out.write_rows(0, scene["prob"][:1], scene["valid"][:1])
-    assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == before  # no temp folder either
+    assert contents(out_dir) == before  # no temp folder either
 
 
 _FULL_DISK_SCRIPT = textwrap.dedent(
