@@ -121,9 +121,11 @@ class GeoPackageStream:
                 f'CREATE TABLE "{layer}" (fid INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, '
                 f"geom MULTIPOLYGON{columns})"
             )
+            # last_change at day precision (the COGs' EDGE_LS_DATE): a rerun of the same scene the same
+            # day writes a byte-identical file, which is what a resumed run is checked against.
             self._db.execute(
-                "INSERT INTO gpkg_contents (table_name, data_type, identifier, description, srs_id) "
-                "VALUES (?, 'features', ?, ?, ?)",
+                "INSERT INTO gpkg_contents (table_name, data_type, identifier, description, last_change, "
+                "srs_id) VALUES (?, 'features', ?, ?, strftime('%Y-%m-%dT00:00:00.000Z', 'now'), ?)",
                 (layer, layer, description, self.srs_id),
             )
             self._db.execute(
