@@ -211,14 +211,30 @@ def run_ray(
             ray.shutdown()
 
 
+def start_local(ray: Any, num_cpus: int | None = None) -> None:
+    """Start a local cluster on this machine's CPUs, quiet, its workers at the caller's priority.
+
+    Ray runs its workers at ``worker_niceness`` 15 by default, so on a machine shared with anything
+    else an actor gets a fraction of the cores the local run gets: on this project's shared 2-core
+    machine the same two scenes took 6x longer on one 2-CPU actor than in the local loop
+    (``bench/cluster.py``). A local run of edge-ls should compete for the cores as the local loop does.
+    """
+    ray.init(
+        num_cpus=num_cpus or os.cpu_count() or 1,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+        _system_config={"worker_niceness": 0},
+    )
+
+
 def _connect(ray: Any, address: str | None) -> bool:
     """Join or start a cluster; True when this call started (and so must stop) it."""
     if ray.is_initialized():
         return False
-    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
     try:
         if address is None:
-            ray.init(num_cpus=os.cpu_count() or 1, **quiet)
+            start_local(ray)
         else:
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as exc:
