@@ -80,7 +80,11 @@ class SceneWorker:
     :func:`edge_ls.deployment.deploy`), so only plain values cross the process boundary.
     """
 
-    def __init__(self, deploy_kwargs: dict[str, Any], kill_hook: str | None = None) -> None:
+    def __init__(
+        self, deploy_kwargs: dict[str, Any], kill_hook: str | None = None, cwd: str | None = None
+    ) -> None:
+        if cwd and Path(cwd).is_dir():
+            os.chdir(cwd)  # relative scene and output paths mean what they meant to the driver
         self.deploy_kwargs = dict(deploy_kwargs)
         self.kill_hook = kill_hook
         self._deployment: Any = None
@@ -202,7 +206,11 @@ def run_ray(
 
     if not scenes:
         return []
-    deploy(**deploy_kwargs)  # fail fast, on the driver, with the same one-line errors as a local run
+    # Fail fast, on the driver, with the same one-line errors as a local run.
+    deployment = deploy(**deploy_kwargs)
+    if str(deploy_kwargs.get("profile")) == "auto" and deployment.profile is not None:
+        # One tier for the whole run: what the driver picked, not what each node would pick.
+        deploy_kwargs = {**deploy_kwargs, "profile": deployment.profile.name}
     started = _connect(ray, address)
     try:
         return _schedule(ray, list(scenes), deploy_kwargs, Path(out_root), actors, on_result)
@@ -262,7 +270,7 @@ def _schedule(
     )
 
     def fresh() -> Any:
-        return remote.remote(kwargs, kill_hook)
+        return remote.remote(kwargs, kill_hook, os.getcwd())
 
     pool = [fresh() for _ in range(count)]
     pending: deque[int] = deque(range(len(scenes)))
