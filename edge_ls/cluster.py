@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import signal
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -89,9 +90,6 @@ class SceneWorker:
         self.kill_hook = kill_hook
         self._deployment: Any = None
         self._shared: Any = None
-
-    def pid(self) -> int:
-        return os.getpid()
 
     def _load(self) -> None:
         """Deploy and build the runner on the first scene (an error then fails that scene, not the actor)."""
@@ -211,6 +209,10 @@ def run_ray(
     if str(deploy_kwargs.get("profile")) == "auto" and deployment.profile is not None:
         # One tier for the whole run: what the driver picked, not what each node would pick.
         deploy_kwargs = {**deploy_kwargs, "profile": deployment.profile.name}
+    try:
+        pickle.dumps(deploy_kwargs)
+    except Exception as exc:  # a caller's bug, not the user's: say what must be plain
+        raise TypeError(f"run_ray: deploy_kwargs must be picklable ({first_line(exc)})") from None
     started = _connect(ray, address)
     try:
         return _schedule(ray, list(scenes), deploy_kwargs, Path(out_root), actors, on_result)
