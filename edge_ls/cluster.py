@@ -27,10 +27,12 @@ and runs without the ``cluster`` extra.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pickle
 import signal
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -45,6 +47,8 @@ CPUS_PER_ACTOR = 2
 MAX_ATTEMPTS = 3
 #: Restarts Ray itself gives an actor that dies between scenes.
 MAX_RESTARTS = 3
+#: How long an interrupted run waits for its killed actors' temporary folders to be removable.
+PARTIALS_WAIT_S = 5.0
 #: Test-only hook, read on the driver and handed to the actors: ``<scene>:<marker file>[,...]`` makes
 #: the actor running that scene SIGKILL itself after its first batch, once (the marker file records
 #: that it did, so the retry runs normally); ``<scene>:`` (no marker) kills it on every try.
@@ -62,10 +66,18 @@ def import_ray() -> Any:
     return ray
 
 
-def scene_out_dir(scenes: Sequence[Scene], scene: Scene, out_root: Path) -> Path:
-    """Where a scene's set goes: ``out_root/<name>``, or ``out_root`` itself for a single scene (as the
-    local path does)."""
-    return Path(out_root) if len(scenes) == 1 else Path(out_root) / scene.name
+def scene_out_dir(out_root: Path, scene: Scene) -> Path:
+    """Where a scene's set goes: ``out_root/<name>``, or ``out_root`` itself for the single scene of a
+    run (its name is empty), as the local loop does."""
+    return Path(out_root) / scene.name if scene.name else Path(out_root)
+
+
+def committed_report(out_dir: Path) -> dict[str, Any] | None:
+    """The committed ``report.json`` (with ``outputs`` and ``output_stats``), as the local loop gives it."""
+    try:
+        return json.loads((Path(out_dir) / "report.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def failed(scene: Scene, out_dir: Path, exc: BaseException) -> SceneResult:
@@ -103,6 +115,7 @@ class SceneWorker:
 
     def run(self, scene: Scene, out_dir: str) -> SceneResult:
         """Run one scene into ``out_dir``; never raises (a failure is a ``failed`` result)."""
+        from edge_ls.manifest import sha256_file
         from edge_ls.pipeline import detect
 
         target = Path(out_dir)
@@ -114,9 +127,12 @@ class SceneWorker:
             if dies:
                 factory = _die_after_first_batch(self._shared, marker)
             report = detect(scene.path, self._deployment, target, runner_factory=factory)
+            committed = committed_report(target) or report.as_dict()
+            files = {name: sha256_file(target / name) for name in committed.get("outputs", [])}
         except Exception as exc:  # every failure becomes this scene's result
             return failed(scene, target, exc)
-        return SceneResult(scene, "done", target, report=report.as_dict())
+        # ``files``: the sha256 of each committed file, read here (beside the disk), for the journal.
+        return SceneResult(scene, "done", target, report=committed, extra={"files": files})
 
     def close(self) -> None:
         """Release the model (after the last scene)."""
@@ -128,7 +144,7 @@ class SceneWorker:
         """Whether the test hook kills this try of ``scene``, and the marker file that records it."""
         for entry in (self.kill_hook or "").split(","):
             name, _, marker = entry.partition(":")
-            if name == scene.name:
+            if name and name == scene.name:
                 return (not marker or not Path(marker).exists()), Path(marker) if marker else None
         return False, None
 
@@ -188,17 +204,18 @@ def run_ray(
     actors: int | None = None,
     journal: object | None = None,
     on_result: Callable[[SceneResult], None] | None = None,
+    force: bool = False,
 ) -> list[SceneResult]:
     """Run ``scenes`` on Ray actors; return one result per scene, in input order.
 
     ``address`` None: a local cluster on this machine's CPUs (a running one, e.g. started by the
     caller, is used as it is); else the cluster to connect to (``auto``, ``ray://host:10001``). Ray is
     shut down at the end only if this call started it. ``on_result`` is called on the driver as each
-    scene ends, in completion order: that is where the run journal records finished scenes
-    (``journal`` is accepted for the CLI's signature; a scene interrupted on an actor is rerun whole,
-    so no row-band progress is journalled from actors).
+    scene ends, in completion order. ``journal`` (:class:`edge_ls.journal.Journal`, used through its
+    ``finished / started / done / failed / interrupted`` methods) is written on the driver only: a
+    scene it says is finished is skipped without starting Ray (unless ``force``), and a scene
+    interrupted on an actor runs again whole.
     """
-    del journal  # recorded through on_result on the driver (see the docstring)
     ray = import_ray()
     from edge_ls.deployment import deploy
 
@@ -213,12 +230,66 @@ def run_ray(
         pickle.dumps(deploy_kwargs)
     except Exception as exc:  # a caller's bug, not the user's: say what must be plain
         raise TypeError(f"run_ray: deploy_kwargs must be picklable ({first_line(exc)})") from None
+    run = _Run(list(scenes), Path(out_root), journal, on_result)
+    todo = [i for i, scene in enumerate(run.scenes) if force or not run.skip(i)]
+    if not todo:
+        return run.results()
     started = _connect(ray, address)
     try:
-        return _schedule(ray, list(scenes), deploy_kwargs, Path(out_root), actors, on_result)
+        _schedule(ray, run, todo, deploy_kwargs, actors)
     finally:
         if started:
             ray.shutdown()
+    return run.results()
+
+
+class _Run:
+    """The driver's side of a run: results by input position, the journal, the callback."""
+
+    def __init__(
+        self,
+        scenes: list[Scene],
+        out_root: Path,
+        journal: Any,
+        on_result: Callable[[SceneResult], None] | None,
+    ) -> None:
+        self.scenes, self.out_root, self.journal, self.on_result = scenes, out_root, journal, on_result
+        self._results: list[SceneResult | None] = [None] * len(scenes)
+
+    def out_dir(self, i: int) -> Path:
+        return scene_out_dir(self.out_root, self.scenes[i])
+
+    def skip(self, i: int) -> bool:
+        """Record scene ``i`` as skipped when the journal says its committed set can be kept."""
+        scene, out_dir = self.scenes[i], self.out_dir(i)
+        if self.journal is None or not self.journal.finished(scene, out_dir):
+            return False
+        self.end(i, SceneResult(scene, "skipped", out_dir, report=committed_report(out_dir)))
+        return True
+
+    def start(self, i: int) -> None:
+        if self.journal is not None:
+            self.journal.started(self.scenes[i])
+
+    def end(self, i: int, result: SceneResult) -> None:
+        if self.journal is not None and result.status == "done":
+            self.journal.done(result.scene, result.out_dir, result.extra.get("files", {}))
+        elif self.journal is not None and result.status == "failed":
+            self.journal.failed(result.scene, result.error or "", result.exit_code)
+        self._results[i] = result
+        if self.on_result is not None:
+            self.on_result(result)
+
+    def interrupted(self, indexes: list[int], exc: BaseException) -> None:
+        """A stop signal (``Stopped``, with its ``signal_name``) while these scenes ran on actors."""
+        name = getattr(exc, "signal_name", None)
+        if self.journal is not None and name:
+            for i in indexes:
+                self.journal.interrupted(self.scenes[i], name)
+
+    def results(self) -> list[SceneResult]:
+        assert all(r is not None for r in self._results)
+        return [r for r in self._results if r is not None]
 
 
 def start_local(ray: Any, num_cpus: int | None = None) -> None:
@@ -254,17 +325,12 @@ def _connect(ray: Any, address: str | None) -> bool:
 
 
 def _schedule(
-    ray: Any,
-    scenes: list[Scene],
-    deploy_kwargs: dict[str, Any],
-    out_root: Path,
-    actors: int | None,
-    on_result: Callable[[SceneResult], None] | None,
-) -> list[SceneResult]:
-    """One scene in flight per actor; results handed to ``on_result`` as they come."""
+    ray: Any, run: _Run, todo: list[int], deploy_kwargs: dict[str, Any], actors: int | None
+) -> None:
+    """One scene in flight per actor; each result handed to ``run.end`` as it comes."""
     from ray.exceptions import RayActorError
 
-    count, cpus, gpus = plan_actors(ray.cluster_resources(), len(scenes), actors)
+    count, cpus, gpus = plan_actors(ray.cluster_resources(), len(todo), actors)
     kwargs = thread_settings(deploy_kwargs, cpus, gpus)
     kill_hook = os.environ.get(KILL_HOOK_ENV)
     remote = ray.remote(SceneWorker).options(
@@ -275,26 +341,25 @@ def _schedule(
         return remote.remote(kwargs, kill_hook, os.getcwd())
 
     pool = [fresh() for _ in range(count)]
-    pending: deque[int] = deque(range(len(scenes)))
-    attempts = [0] * len(scenes)
-    results: list[SceneResult | None] = [None] * len(scenes)
+    pending: deque[int] = deque(todo)
+    attempts = dict.fromkeys(todo, 0)
     in_flight: dict[Any, tuple[int, int]] = {}
 
     def submit(slot: int) -> None:
         if pending:
             i = pending.popleft()
+            if attempts[i] == 0:
+                run.start(i)
             attempts[i] += 1
-            out_dir = scene_out_dir(scenes, scenes[i], out_root)
-            in_flight[pool[slot].run.remote(scenes[i], str(out_dir))] = (slot, i)
+            in_flight[pool[slot].run.remote(run.scenes[i], str(run.out_dir(i)))] = (slot, i)
 
-    for slot in range(count):
-        submit(slot)
     try:
+        for slot in range(count):
+            submit(slot)
         while in_flight:
             (ref,), _ = ray.wait(list(in_flight), num_returns=1)
             slot, i = in_flight.pop(ref)
-            scene = scenes[i]
-            out_dir = scene_out_dir(scenes, scene, out_root)
+            scene, out_dir = run.scenes[i], run.out_dir(i)
             try:
                 result = ray.get(ref)
             except RayActorError as exc:
@@ -303,7 +368,8 @@ def _schedule(
                 pool[slot] = fresh()
                 if attempts[i] < MAX_ATTEMPTS:
                     why = first_line(exc)
-                    log.warning("%s: its Ray actor died (%s); retrying on a fresh actor", scene.name, why)
+                    what = scene.name or scene.path.name
+                    log.warning("%s: its Ray actor died (%s); retrying on a fresh actor", what, why)
                     pending.appendleft(i)
                     submit(slot)
                     continue
@@ -311,18 +377,33 @@ def _schedule(
                     scene,
                     "failed",
                     out_dir,
-                    error=f"{scene.name}: the Ray actor running it died on each of {attempts[i]} tries "
+                    error=f"{scene.name or scene.path.name}: the Ray actor running it died on each of "
+                    f"{attempts[i]} tries "
                     f"(last: {first_line(exc)})",
                     exit_code=1,
                 )
             except Exception as exc:  # e.g. a result that did not unpickle
                 result = failed(scene, out_dir, exc)
-            results[i] = result
-            if on_result is not None:
-                on_result(result)
+            run.end(i, result)
             submit(slot)
+    except BaseException as exc:  # a stop signal or an error on the driver: the scenes in flight end here
+        run.interrupted([i for _, i in in_flight.values()], exc)
+        raise
     finally:
         for actor in pool:
             ray.kill(actor, no_restart=True)
-    assert all(r is not None for r in results)
-    return [r for r in results if r is not None]
+        _remove_partials(run, [i for _, i in in_flight.values()])
+
+
+def _remove_partials(run: _Run, indexes: list[int]) -> None:
+    """The temporary folders of scenes whose actors were just killed (a few seconds for them to go)."""
+    from edge_ls.io.outputs import remove_stale_partials
+
+    deadline = time.monotonic() + PARTIALS_WAIT_S
+    for i in indexes:
+        out_dir = run.out_dir(i)
+        while out_dir.is_dir():
+            remove_stale_partials(out_dir)
+            if not any(out_dir.glob(".edge_ls.*.partial-*")) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)

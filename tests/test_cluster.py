@@ -102,13 +102,38 @@ def ray_run(
     marker = out.parent / "middle-killed"
     order = [scenes[n] for n in ("north", "middle", "bad", "south", "doomed")]
     arrived: list[str] = []
+    journal = RecordingJournal()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(cluster.KILL_HOOK_ENV, f"middle:{marker},doomed:")
         mp.setattr(cluster, "MAX_ATTEMPTS", 2)  # read on the driver
         results = cluster.run_ray(
-            order, DEPLOY, out, actors=2, on_result=lambda r: arrived.append(r.scene.name)
+            order, DEPLOY, out, actors=2, journal=journal, on_result=lambda r: arrived.append(r.scene.name)
         )
-    return out, results, arrived, marker
+    return out, results, arrived, marker, journal
+
+
+class RecordingJournal:
+    """Records the calls of the journal protocol ``run_ray`` uses (``edge_ls.journal.Journal``'s methods;
+    that class is helper B's, merged separately): what the driver wrote, in order."""
+
+    def __init__(self, finished: tuple[str, ...] = ()) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self._finished = finished
+
+    def finished(self, scene: Scene, out_dir: Path) -> bool:
+        return scene.name in self._finished
+
+    def started(self, scene: Scene) -> None:
+        self.calls.append(("started", scene.name))
+
+    def done(self, scene: Scene, out_dir: Path, files: dict[str, str]) -> None:
+        self.calls.append(("done", scene.name, out_dir, dict(files)))
+
+    def failed(self, scene: Scene, error: str, exit_code: int) -> None:
+        self.calls.append(("failed", scene.name, error, exit_code))
+
+    def interrupted(self, scene: Scene, signal_name: str) -> None:
+        self.calls.append(("interrupted", scene.name, signal_name))
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +152,7 @@ def local_run(scenes: dict[str, Scene], tmp_path_factory: pytest.TempPathFactory
 
 @pytest.mark.ray
 def test_ray_outputs_are_byte_identical_to_the_local_run(ray_run, local_run: Path) -> None:
-    out, results, _, _ = ray_run
+    out, results, *_ = ray_run
     by_name = {r.scene.name: r for r in results}
     for name in ("north", "middle", "south"):
         assert by_name[name].status == "done", by_name[name].error
@@ -142,7 +167,7 @@ def test_ray_outputs_are_byte_identical_to_the_local_run(ray_run, local_run: Pat
 
 @pytest.mark.ray
 def test_a_bad_input_fails_alone_with_its_one_line(ray_run) -> None:
-    out, results, _, _ = ray_run
+    out, results, *_ = ray_run
     bad = next(r for r in results if r.scene.name == "bad")
     assert bad.status == "failed" and bad.exit_code == 2 and bad.report is None
     assert bad.error and "\n" not in bad.error and "bad.tif" in bad.error
@@ -152,7 +177,7 @@ def test_a_bad_input_fails_alone_with_its_one_line(ray_run) -> None:
 
 @pytest.mark.ray
 def test_a_killed_actors_scene_is_retried_on_a_fresh_actor(ray_run, local_run: Path) -> None:
-    out, results, _, marker = ray_run
+    out, results, _, marker, _ = ray_run
     assert marker.read_text().startswith("killed pid")  # the first try really died mid-scene
     middle = next(r for r in results if r.scene.name == "middle")
     assert middle.status == "done"
@@ -161,7 +186,7 @@ def test_a_killed_actors_scene_is_retried_on_a_fresh_actor(ray_run, local_run: P
 
 @pytest.mark.ray
 def test_a_scene_whose_actor_always_dies_fails_after_the_retry_limit(ray_run) -> None:
-    out, results, _, _ = ray_run
+    out, results, *_ = ray_run
     doomed = next(r for r in results if r.scene.name == "doomed")
     assert doomed.status == "failed" and doomed.exit_code == 1
     assert doomed.error is not None
@@ -171,7 +196,7 @@ def test_a_scene_whose_actor_always_dies_fails_after_the_retry_limit(ray_run) ->
 
 @pytest.mark.ray
 def test_results_in_input_order_callbacks_in_completion_order(ray_run, ray_cluster) -> None:
-    _, results, arrived, _ = ray_run
+    _, results, arrived, *_ = ray_run
     assert [r.scene.name for r in results] == ["north", "middle", "bad", "south", "doomed"]
     assert sorted(arrived) == sorted(r.scene.name for r in results)  # each once, as it ended
     assert arrived[-1] in ("middle", "doomed")  # the retried scenes end last, whatever their order
@@ -184,9 +209,10 @@ def test_a_single_scene_writes_into_the_output_folder_itself_relative_to_the_dri
 ) -> None:
     shutil.copy(scenes["north"].path, tmp_path / "one.tif")
     monkeypatch.chdir(tmp_path)  # after the cluster started elsewhere: the actor must follow the driver
-    (result,) = cluster.run_ray([Scene(Path("one.tif"), "one", "key")], DEPLOY, Path("out"))
+    # The single scene of a run has no name (edge_ls.scenes): its set goes into --out itself.
+    (result,) = cluster.run_ray([Scene(Path("one.tif"), "", "key")], DEPLOY, Path("out"))
     assert result.status == "done", result.error
-    assert (tmp_path / "out" / "report.json").is_file() and not (tmp_path / "out" / "one").exists()
+    assert (tmp_path / "out" / "report.json").is_file() and result.out_dir == Path("out")
     assert result.report is not None and result.report["input"] == "one.tif"  # as the local run says it
 
 
@@ -197,6 +223,57 @@ def test_a_local_clusters_workers_run_at_the_drivers_priority(ray_cluster) -> No
 
     niceness = ray_cluster.get(ray_cluster.remote(lambda: os.nice(0)).remote())
     assert niceness == os.nice(0)
+
+
+@pytest.mark.ray
+def test_the_journal_is_written_on_the_driver_once_per_scene(ray_run) -> None:
+    out, _, _, _, journal = ray_run
+    started = [c[1] for c in journal.calls if c[0] == "started"]
+    assert sorted(started) == ["bad", "doomed", "middle", "north", "south"]  # retries start nothing new
+    done = {c[1]: c for c in journal.calls if c[0] == "done"}
+    assert sorted(done) == ["middle", "north", "south"]
+    for name, (_, _, out_dir, files) in done.items():
+        assert out_dir == out / name and "report.json" in files and len(files) >= 8
+        assert files == {f: hashlib.sha256((out_dir / f).read_bytes()).hexdigest() for f in files}
+    failed = {c[1]: c[3] for c in journal.calls if c[0] == "failed"}
+    assert failed == {"bad": 2, "doomed": 1}
+    for name in ("north", "bad"):  # each scene's entries in order: started, then its end
+        mine = [c[0] for c in journal.calls if c[1] == name]
+        assert mine[0] == "started" and len(mine) == 2
+
+
+class FakeStop(Exception):
+    """What ``edge_ls.runs.Stopped`` carries that ``run_ray`` reads: the signal's name."""
+
+    signal_name = "SIGTERM"
+
+
+@pytest.mark.ray
+def test_a_stop_on_the_driver_kills_the_actors_journals_and_leaves_no_partial(
+    ray_cluster, scenes, tmp_path: Path
+) -> None:
+    journal = RecordingJournal()
+
+    def stop(_: SceneResult) -> None:
+        raise FakeStop("stopped by SIGTERM")
+
+    order = [scenes[n] for n in ("north", "middle", "south")]
+    with pytest.raises(FakeStop):
+        cluster.run_ray(order, DEPLOY, tmp_path, actors=2, journal=journal, on_result=stop)
+    interrupted = [c[1] for c in journal.calls if c[0] == "interrupted"]
+    assert interrupted and all(c[2] == "SIGTERM" for c in journal.calls if c[0] == "interrupted")
+    assert not list(tmp_path.rglob(".edge_ls.*"))  # the killed actors' temporary folders are gone
+    for name in interrupted:
+        assert not (tmp_path / name / "report.json").exists()
+
+
+def test_finished_scenes_are_skipped_without_starting_ray(monkeypatch, scenes, tmp_path: Path) -> None:
+    (tmp_path / "north").mkdir()
+    (tmp_path / "north" / "report.json").write_text('{"tiles": 9}')
+    monkeypatch.setattr(cluster, "_connect", lambda *a: pytest.fail("Ray was started for nothing"))
+    journal = RecordingJournal(finished=("north",))
+    (result,) = cluster.run_ray([scenes["north"]], DEPLOY, tmp_path, journal=journal)
+    assert result.status == "skipped" and result.report == {"tiles": 9} and journal.calls == []
 
 
 def test_missing_ray_is_one_line_naming_the_extra(monkeypatch, scenes, tmp_path: Path) -> None:
