@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_ls.errors import ConfigError, EdgeLSError, MissingExtraError, first_line
-from edge_ls.scenes import Scene, SceneResult
+from edge_ls.scenes import Scene, SceneResult, scene_out_dir
 
 #: CPUs each actor reserves by default: two single-threaded inference streams, the local run on 2 cores.
 CPUS_PER_ACTOR = 2
@@ -64,12 +64,6 @@ def import_ray() -> Any:
     except ImportError:
         raise MissingExtraError("ray", "cluster", "--ray") from None
     return ray
-
-
-def scene_out_dir(out_root: Path, scene: Scene) -> Path:
-    """Where a scene's set goes: ``out_root/<name>``, or ``out_root`` itself for the single scene of a
-    run (its name is empty), as the local loop does."""
-    return Path(out_root) / scene.name if scene.name else Path(out_root)
 
 
 def committed_report(out_dir: Path) -> dict[str, Any] | None:
@@ -113,8 +107,9 @@ class SceneWorker:
         self._shared = SharedRunner(make_runner(deployment))
         self._deployment = deployment
 
-    def run(self, scene: Scene, out_dir: str) -> SceneResult:
-        """Run one scene into ``out_dir``; never raises (a failure is a ``failed`` result)."""
+    def run(self, scene: Scene, out_dir: str, protect: Sequence[str] = ()) -> SceneResult:
+        """Run one scene into ``out_dir``; never raises (a failure is a ``failed`` result).
+        ``protect``: every input of the run (a commit must never replace one), as the local loop."""
         from edge_ls.manifest import sha256_file
         from edge_ls.pipeline import detect
 
@@ -126,7 +121,14 @@ class SceneWorker:
             dies, marker = self._dies_on(scene)
             if dies:
                 factory = _die_after_first_batch(self._shared, marker)
-            report = detect(scene.path, self._deployment, target, runner_factory=factory)
+            report = detect(
+                scene.path,
+                self._deployment,
+                target,
+                runner_factory=factory,
+                protect=[Path(p) for p in protect],
+                scene_id=scene.name or scene.path.stem,
+            )
             committed = committed_report(target) or report.as_dict()
             files = {name: sha256_file(target / name) for name in committed.get("outputs", [])}
         except Exception as exc:  # every failure becomes this scene's result
@@ -341,6 +343,7 @@ def _schedule(
         return remote.remote(kwargs, kill_hook, os.getcwd())
 
     pool = [fresh() for _ in range(count)]
+    protect = [str(scene.path) for scene in run.scenes]
     pending: deque[int] = deque(todo)
     attempts = dict.fromkeys(todo, 0)
     in_flight: dict[Any, tuple[int, int]] = {}
@@ -351,7 +354,7 @@ def _schedule(
             if attempts[i] == 0:
                 run.start(i)
             attempts[i] += 1
-            in_flight[pool[slot].run.remote(run.scenes[i], str(run.out_dir(i)))] = (slot, i)
+            in_flight[pool[slot].run.remote(run.scenes[i], str(run.out_dir(i)), protect)] = (slot, i)
 
     try:
         for slot in range(count):

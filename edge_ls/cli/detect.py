@@ -102,7 +102,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--jsonl", action="store_true", help="print one JSON line per scene as it ends, then a counts line"
     )
     p.add_argument("--force", action="store_true", help="run every scene again, even those already done")
-    p.add_argument("--ray", action="store_true", help="run the scenes on a Ray cluster (extra [ray])")
+    p.add_argument("--ray", action="store_true", help="run the scenes on a Ray cluster (extra [cluster])")
     p.add_argument(
         "--ray-address", metavar="ADDR", help="Ray cluster to join (implies --ray; default: local)"
     )
@@ -159,6 +159,7 @@ def _run(args: argparse.Namespace) -> int:
             actors=args.actors,
             journal=journal,
             on_result=printer.scene,
+            force=args.force,
         )
     else:
         from edge_ls.runs import run_local
