@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import pickle
 import signal
 import time
 from collections import deque
@@ -72,6 +71,27 @@ def committed_report(out_dir: Path) -> dict[str, Any] | None:
         return json.loads((Path(out_dir) / "report.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
+
+
+_PLAIN = (str, int, float, bool, type(None), Path)
+
+
+def _not_plain(value: Any, where: str = "deploy_kwargs") -> str | None:
+    """Where ``value`` holds something other than plain data (str, numbers, paths, and lists, tuples
+    and str-keyed dicts of them), which is all an actor needs to rebuild its deployment."""
+    if isinstance(value, _PLAIN):
+        return None
+    if isinstance(value, (list, tuple)):
+        return next((e for i, v in enumerate(value) if (e := _not_plain(v, f"{where}[{i}]"))), None)
+    if isinstance(value, dict):
+        for key, v in value.items():
+            if not isinstance(key, str):
+                return f"{where} has a non-string key {key!r}"
+            found = _not_plain(v, f"{where}[{key!r}]")
+            if found:
+                return found
+        return None
+    return f"{where} is a {type(value).__name__}"
 
 
 def failed(scene: Scene, out_dir: Path, exc: BaseException) -> SceneResult:
@@ -228,10 +248,9 @@ def run_ray(
     if str(deploy_kwargs.get("profile")) == "auto" and deployment.profile is not None:
         # One tier for the whole run: what the driver picked, not what each node would pick.
         deploy_kwargs = {**deploy_kwargs, "profile": deployment.profile.name}
-    try:
-        pickle.dumps(deploy_kwargs)
-    except Exception as exc:  # a caller's bug, not the user's: say what must be plain
-        raise TypeError(f"run_ray: deploy_kwargs must be picklable ({first_line(exc)})") from None
+    odd = _not_plain(deploy_kwargs)
+    if odd:  # a caller's bug, not the user's: only plain values may cross to the actors
+        raise TypeError(f"run_ray: deploy_kwargs must hold plain values; {odd}")
     run = _Run(list(scenes), Path(out_root), journal, on_result)
     todo = [i for i, scene in enumerate(run.scenes) if force or not run.skip(i)]
     if not todo:

@@ -317,3 +317,14 @@ def test_each_actor_runs_its_cpus_as_streams_and_threads_unless_set() -> None:
         "streams": 3,
         "intra_op_threads": 5,
     }
+
+
+def test_deploy_kwargs_that_are_not_plain_data_are_a_callers_bug_named_before_any_cluster(
+    monkeypatch, scenes, tmp_path: Path
+) -> None:
+    from edge_ls.deployment import DetectOptions
+
+    monkeypatch.setattr(cluster, "_connect", lambda *a: pytest.fail("Ray was started for a bad call"))
+    bad = {**DEPLOY, "options": DetectOptions(tile_size=128)}
+    with pytest.raises(TypeError, match=r"deploy_kwargs\['options'\] is a DetectOptions"):
+        cluster.run_ray([scenes["north"]], bad, tmp_path)
