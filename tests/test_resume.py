@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 
 from edge_ls import pipeline
+from edge_ls.backends.base import Runner
+from edge_ls.backends.select import make_runner
 from edge_ls.errors import EdgeLSError
 from edge_ls.io import progress
 from edge_ls.io.outputs import OutputSet
-from edge_ls.pipeline import DetectOptions, detect
-from tests.test_pipeline import _FailingRunner, blur_model
+from edge_ls.pipeline import DetectOptions, _as_deployment, detect
+from tests.test_pipeline import blur_model
 
 #: Differ between two runs of the same scene whatever happens (timings, creation time).
 VOLATILE = {"report.json", "item.json"}
@@ -54,17 +56,23 @@ def _die_mid_scene(scene: Path, model: Path, out: Path, options: DetectOptions, 
         if self._detections is not None:
             self._detections.discard()
 
+    def failing(_model: object, _options: DetectOptions) -> Runner:
+        """The runner this deployment uses, dying at its 13th batch."""
+        runner = make_runner(_as_deployment(model, options))
+        infer_tiles, calls = runner.infer_tiles, iter(range(12))
+
+        def infer_or_die(batch, tiles):  # type: ignore[no-untyped-def]
+            if next(calls, None) is None:
+                raise EdgeLSError("runner died")
+            return infer_tiles(batch, tiles)
+
+        runner.infer_tiles = infer_or_die  # type: ignore[method-assign]
+        return runner
+
     with monkeypatch.context() as m:
         m.setattr(OutputSet, "abort", keep)
         with pytest.raises(EdgeLSError, match="runner died"):
-            detect(
-                scene,
-                model,
-                out,
-                options,
-                runner_factory=lambda mo, o: _FailingRunner(mo.path, fail_after=12),
-                resume_key=KEY,
-            )
+            detect(scene, model, out, options, runner_factory=failing, resume_key=KEY)
     [partial] = _partials(out)
     dead = partial.with_name(f"{partial.name.rpartition('-')[0]}-{_dead_pid()}")
     partial.rename(dead)
@@ -76,12 +84,19 @@ def _checkpoint_every_band(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pipeline, "CHECKPOINT_S", 0.0)
 
 
-@pytest.mark.parametrize("layers", ["percent", "float32"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        DetectOptions(batch_size=4),
+        DetectOptions(batch_size=4, layers="float32"),
+        DetectOptions(batch_size=4, uncertainty_tta=2),  # a second blender and raw layer resumed too
+    ],
+    ids=["percent", "float32", "uncertainty"],
+)
 def test_a_dead_runs_rows_are_resumed_and_the_outputs_are_identical(
-    tmp_path: Path, geotiffs: Path, monkeypatch: pytest.MonkeyPatch, layers: str
+    tmp_path: Path, geotiffs: Path, monkeypatch: pytest.MonkeyPatch, options: DetectOptions
 ) -> None:
     scene, model = geotiffs / "rasterio" / "RGB.byte.tif", blur_model(tmp_path / "blur.onnx")
-    options = DetectOptions(layers=layers, batch_size=4)
     reference = tmp_path / "reference"
     detect(scene, model, reference, options)
     out = tmp_path / "out"
