@@ -15,10 +15,13 @@ import pytest
 from edge_ls import pipeline
 from edge_ls.backends.base import Runner
 from edge_ls.backends.select import make_runner
+from edge_ls.blend import RowBandBlender
 from edge_ls.errors import EdgeLSError
 from edge_ls.io import progress
 from edge_ls.io.outputs import OutputSet
 from edge_ls.pipeline import DetectOptions, _as_deployment, detect
+from edge_ls.stream import resume_tile_row
+from edge_ls.tiling import plan_tiles
 from tests.test_pipeline import blur_model
 
 #: Differ between two runs of the same scene whatever happens (timings, creation time).
@@ -163,3 +166,13 @@ def test_progress_record_round_trip_and_refusals(tmp_path: Path) -> None:
         assert progress.read(tmp_path) is None
     (tmp_path / progress.PROGRESS).write_text("{not json")
     assert progress.read(tmp_path) is None
+
+
+def test_the_blender_refuses_a_resume_that_would_miss_a_tile_rows_share() -> None:
+    plan = plan_tiles(500, 1000, 128, 0.25)  # stride 96: tile row j covers rows 96j .. 96j + 127
+    assert resume_tile_row(plan, 192) == 1  # tile row 0 ends at 128 <= 192, tile row 1 reaches it
+    assert resume_tile_row(plan, 96) == 0
+    with pytest.raises(ValueError, match="reaches row"):
+        RowBandBlender(plan).resume_at(192, 2)  # tile row 1 adds to rows 192..223 too
+    with pytest.raises(ValueError, match="cannot resume"):
+        RowBandBlender(plan).resume_at(100, 0)  # not a band's first row
