@@ -32,7 +32,7 @@ from edge_ls.io.quicklook import CellMeans
 from edge_ls.io.source import RasterSource
 from edge_ls.io.stac import item_builder
 from edge_ls.report import Report, build_report
-from edge_ls.stream import StreamSetup, replay_reads, run_stream
+from edge_ls.stream import StreamSetup, run_stream
 from edge_ls.tiling import Tile, TilePlan, plan_tiles
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,6 @@ def detect(
             )
             if outputs.resumed_rows:
                 log.info("%s: resuming at row %d", Path(input_path).name, outputs.resumed_rows)
-                replay_reads(source, setup)
             with runner:
                 stats = run_stream(source, runner, outputs, setup)
                 flagged = flagged_warning(outputs.stats)

@@ -176,19 +176,24 @@ def read_stage(s: _Stream) -> None:
     s.ch.put(s.read_q, _Done())
 
 
-def replay_reads(source: RasterSource, setup: StreamSetup) -> None:
-    """A resumed scene: read the tiles before its first tile row again, for ``setup.on_read`` only (the
-    quicklook's imagery; no inference), so what it accumulates covers the whole scene."""
-    if not setup.start_row or setup.on_read is None:
+def replay_stage(s: _Stream) -> None:
+    """Replay thread (a resumed scene only): read the tiles before its first tile row again, for
+    ``setup.on_read`` alone (the quicklook's imagery; no inference), so what it accumulates covers the
+    whole scene; beside the stream, as the readers' own calls are."""
+    setup = s.setup
+    if setup.on_read is None:
         return
     plan, scale = setup.plan, setup.scale
-    with source.open_handle() as handle:
+    with s.source.open_handle() as handle:
         for index in range(resume_tile_row(plan, setup.start_row) * plan.cols):
+            if s.ch.stop.is_set():
+                raise Stop
             tile = plan.tile(index)
             window = Window(tile.x0, tile.y0, tile.width, tile.height)
             shape = None if scale == 1.0 else resample.model_shape(tile.height, tile.width, scale)
-            data, valid = source.read(handle, window, shape)
-            setup.on_read(plan, tile, data, valid)
+            with s.stats.stage("read"):
+                data, valid = s.source.read(handle, window, shape)
+                setup.on_read(plan, tile, data, valid)
 
 
 def batch_stage(s: _Stream) -> None:
@@ -315,6 +320,8 @@ def run_stream(source: RasterSource, runner: Runner, outputs: OutputSet, setup: 
     ]
     writer = threading.Thread(target=guarded(write_stage), name="writer", daemon=True)
     threads = [*readers, *workers]
+    if setup.start_row:
+        threads.append(threading.Thread(target=guarded(replay_stage), name="replay", daemon=True))
     for thread in [*threads, writer]:
         thread.start()
     try:

@@ -466,8 +466,11 @@ class OutputSet:
             raise
         #: Probability and detected share per quicklook cell, accumulated by write_rows.
         self._cells = CellMeans(height, width, *self.quicklook_shape, channels=2)
+        #: A resumed set's durable rows, re-fed by the first write_rows (on the writer's thread, so
+        #: the stream's first tiles are inferred meanwhile rather than after).
+        self._to_refeed = resumed
         if resumed is not None:
-            self._refeed(resumed)
+            self._next_row = self.resumed_rows = resumed.rows
 
     # -- resuming a killed run's rows -------------------------------------------------------------
 
@@ -530,7 +533,6 @@ class OutputSet:
         except BaseException:
             self.abort()
             raise
-        self._next_row = self.resumed_rows = record.rows
 
     def checkpoint(self, rows: int, band_rows: int) -> bool:
         """Record that rows ``[0, rows)`` are durable (raw files fsync-ed first), cut in blender bands
@@ -668,6 +670,9 @@ class OutputSet:
         """
         if self._done:
             raise ValueError("write_rows after commit or abort")
+        if self._to_refeed is not None:
+            record, self._to_refeed = self._to_refeed, None
+            self._refeed(record)
         if row_off != self._next_row:
             raise ValueError(f"row bands must be contiguous: expected row {self._next_row}, got {row_off}")
         if prob.ndim != 2 or prob.shape[1] != self.width or prob.shape[0] == 0:
