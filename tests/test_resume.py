@@ -8,6 +8,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -60,13 +61,23 @@ def _die_mid_scene(scene: Path, model: Path, out: Path, options: DetectOptions, 
             self._detections.discard()
 
     def failing(_model: object, _options: DetectOptions) -> Runner:
-        """The runner this deployment uses, dying at its 13th batch."""
+        """The runner this deployment uses, dying at its first batch after 40 tiles (of 58; batches
+        hold what is waiting, so their count says little), once the writer has recorded two bands
+        (on its own thread: waited for, so the test does not depend on timing)."""
         runner = make_runner(_as_deployment(model, options))
-        infer_tiles, calls = runner.infer_tiles, iter(range(12))
+        infer_tiles, inferred = runner.infer_tiles, [0]
+
+        def two_bands_recorded() -> bool:
+            records = [r for p in _partials(out) if (r := progress.read(p))]
+            return bool(records) and records[0].rows >= 2 * records[0].band_rows
 
         def infer_or_die(batch, tiles):  # type: ignore[no-untyped-def]
-            if next(calls, None) is None:
+            if inferred[0] >= 40:
+                end = time.monotonic() + 20.0
+                while not two_bands_recorded() and time.monotonic() < end:
+                    time.sleep(0.01)
                 raise EdgeLSError("runner died")
+            inferred[0] += len(tiles)
             return infer_tiles(batch, tiles)
 
         runner.infer_tiles = infer_or_die  # type: ignore[method-assign]
