@@ -51,7 +51,10 @@ Where symbolic links cannot be made (Windows without the privilege, some network
 are renamed into place one by one instead, report.json removed first and back last.
 Any failure (disk full included) removes the temporary folder and raises ``OutputError``; outputs of
 an earlier run stay untouched until a commit replaces them. Version folders of killed runs (their pid
-gone, not pointed to) are removed by the next run.
+gone, not pointed to) are removed by the next run, except a temporary folder whose progress record
+(:mod:`edge_ls.io.progress`) has the new set's ``resume_key``: that one is reopened and its durable
+rows kept (:meth:`OutputSet.checkpoint` records them; a resumed set also keeps ``stream.resume.raw``,
+the float probability, until :meth:`OutputSet.finalize`).
 """
 
 from __future__ import annotations
