@@ -94,6 +94,20 @@ class RowBandBlender:
         self._next_band = 0
         self.peak_bands = 0
         self._marked_any = False  # has any pixel been marked nodata (skipped tile or invalid pixels)?
+        self._first_band = 0  # bands before it were written by an earlier run (resume_at)
+
+    def resume_at(self, row: int, tile_row: int) -> None:
+        """Start clean at ``tile_row`` with rows ``[0, row)`` already written (a resumed scene):
+        ``row`` must start a band and no tile row before ``tile_row`` may reach row ``row``. The
+        tiles of ``tile_row`` on are then all a band from ``row`` on receives, so it blends exactly
+        as in a run from the start; what they add above ``row`` is dropped."""
+        if row % self.band_rows or not 0 <= tile_row <= self.plan.rows:
+            raise ValueError(f"cannot resume at row {row}, tile row {tile_row}")
+        if tile_row and (tile_row - 1) * self.plan.stride + self.plan.tile_size > row:
+            raise ValueError(f"tile row {tile_row - 1} reaches row {row}: resume from an earlier tile row")
+        self._tiles_left[:tile_row] = 0
+        self._rows_done = tile_row
+        self._next_band = self._first_band = row // self.band_rows
 
     def _band_rows(self, k: int) -> tuple[int, int]:
         start = k * self.band_rows
@@ -115,7 +129,7 @@ class RowBandBlender:
         """Add a tile's coded shares into the bands it overlaps and mark its ``nodata`` pixels
         (``values=None``: the whole tile is nodata)."""
         y_end = tile.y0 + tile.height
-        k = tile.y0 // self.band_rows
+        k = max(tile.y0 // self.band_rows, self._first_band)
         while k < self.n_bands:
             start, end = self._band_rows(k)
             if start >= y_end:

@@ -10,8 +10,9 @@ any moment loses at most the line being written (a torn last line is ignored whe
 
 A scene is skipped only when its last entry is ``done`` with the same key (input path, size, mtime,
 model sha256, output options: :func:`edge_ls.scenes.full_key`) **and** every file it lists is there
-with the same checksum; anything else runs again from its first tile (no resume inside a scene: a
-killed scene restarts whole). The set itself is switched atomically (:mod:`edge_ls.io.outputs`), so
+with the same checksum; anything else runs again, from the rows a killed run left durable in its
+temporary folder when its progress record has the same key (:mod:`edge_ls.io.progress`), else from
+its first tile. The set itself is switched atomically (:mod:`edge_ls.io.outputs`), so
 the journal may only lag behind the files, never claim a set that is not there.
 """
 

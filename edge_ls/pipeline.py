@@ -37,6 +37,8 @@ from edge_ls.tiling import Tile, TilePlan, plan_tiles
 
 log = logging.getLogger(__name__)
 
+#: A resumable scene records its durable rows at most this often (an fsync of each raw file).
+CHECKPOINT_S = 2.0
 #: GDAL block cache for one run: enough for the writer's partial blocks, small enough to bound RSS.
 GDAL_CACHE_MB = 128
 
@@ -50,13 +52,17 @@ def detect(
     *,
     protect: Sequence[str | Path] = (),
     scene_id: str | None = None,
+    resume_key: str | None = None,
 ) -> Report:
     """Run a deployment (or a model, with ``options``) over one raster and write every output into
     ``out_dir``; return the report. ``options.profile`` set: the profile's settings fill what the
     options leave unset, so a library caller gets the profile's tile and batch too.
 
     ``protect``: files a commit must never replace (the input itself always is; a multi-scene run
-    adds every input); ``scene_id``: the STAC Item's id (default: the input's stem)."""
+    adds every input); ``scene_id``: the STAC Item's id (default: the input's stem); ``resume_key``:
+    the scene's full key (:func:`edge_ls.runs.keyed`): the writer records its durable rows under it
+    and a killed run's rows with the same key are kept (:mod:`edge_ls.io.progress`). Not for a
+    cascade, whose triage of a tile row depends on the rows before it."""
     deployment = _as_deployment(model, options)
     options = deployment.options
     loaded = deployment.model
@@ -102,6 +108,7 @@ def detect(
             options=_output_options(source, options, threshold, tags),
             protect=(Path(input_path), *protect),
             item=item_builder(loaded.path, scene_id or Path(input_path).stem),
+            resume_key=None if deployment.is_cascade else resume_key,
         )
         # Entered at once: a stop signal from here on removes the temporary folder on its way out.
         with outputs:
@@ -118,7 +125,11 @@ def detect(
                 extra_layers=("uncertainty",) if options.uncertainty_tta else (),
                 on_read=imagery.add,
                 progress=options.progress,
+                start_row=outputs.resumed_rows,
+                checkpoint_s=CHECKPOINT_S if resume_key is not None else None,
             )
+            if outputs.resumed_rows:
+                log.info("%s: resuming at row %d", Path(input_path).name, outputs.resumed_rows)
             with runner:
                 stats = run_stream(source, runner, outputs, setup)
                 flagged = flagged_warning(outputs.stats)
@@ -146,7 +157,10 @@ def detect(
                     simplify_tolerance=outputs.options.simplify_tolerance,
                     outputs=list(outputs.files.values()),
                 )
-                outputs.commit(report.as_dict())
+                committed = report.as_dict()
+                if outputs.resumed_rows:
+                    committed["resumed_from_row"] = outputs.resumed_rows
+                outputs.commit(committed)
     return report
 
 

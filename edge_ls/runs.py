@@ -157,6 +157,7 @@ def run_scene(
             runner_factory=shared.lend,
             protect=protect,
             scene_id=scene.name or scene.path.stem,
+            resume_key=scene.key,
         )
     except EdgeLSError as exc:
         error = first_line(exc)

@@ -73,6 +73,20 @@ class StreamSetup:
     #: Called with each tile's model-ready bands as it is read (the quicklook's imagery).
     on_read: Callable[[TilePlan, Tile, np.ndarray, np.ndarray], None] | None = None
     progress: bool = False
+    #: Rows ``[0, start_row)`` are already written (a resumed scene, ``OutputSet.resumed_rows``):
+    #: the stream starts at the first tile row reaching ``start_row`` (:func:`resume_tile_row`).
+    start_row: int = 0
+    #: Every this many seconds at most, the writer records its durable rows at a band's end
+    #: (``OutputSet.checkpoint``); None: never.
+    checkpoint_s: float | None = None
+
+
+def resume_tile_row(plan: TilePlan, row: int) -> int:
+    """The first tile row whose tiles reach row ``row``: no earlier one touches a row >= ``row``."""
+    first = 0
+    while first < plan.rows and first * plan.stride + plan.tile_size <= row:
+        first += 1
+    return first
 
 
 class _Channel:
@@ -120,14 +134,21 @@ class _Stream:
         self.write_q: queue.Queue[tuple[FinishedBand, dict[str, FinishedBand]] | None] = queue.Queue(1)
         self.blender = RowBandBlender(self.plan)
         self.extra_blenders = {name: RowBandBlender(self.plan) for name in setup.extra_layers}
+        first_tile = 0
+        if setup.start_row:
+            tile_row = resume_tile_row(self.plan, setup.start_row)
+            for blender in [self.blender, *self.extra_blenders.values()]:
+                blender.resume_at(setup.start_row, tile_row)
+            first_tile = tile_row * self.plan.cols
         self.blend_lock = threading.Lock()
-        self.next_index = iter(range(self.plan.count))
+        self.next_index = iter(range(first_tile, self.plan.count))
+        self.tiles_left = self.plan.count - first_tile
         self.index_lock = threading.Lock()
         #: Tiles handed to the runner and not yet returned (a runner may hold tiles back).
         self.in_runner: dict[int, ReadTile] = {}
         scale = setup.scale
         self.model_tile = self.plan.tile_size if scale == 1.0 else round(self.plan.tile_size / scale)
-        self.progress = _progress_bar(self.plan.count, setup.progress)
+        self.progress = _progress_bar(self.tiles_left, setup.progress)
 
 
 def read_stage(s: _Stream) -> None:
@@ -153,6 +174,26 @@ def read_stage(s: _Stream) -> None:
                     item = ReadTile(tile, None, None, started)
             s.ch.put(s.read_q, item)
     s.ch.put(s.read_q, _Done())
+
+
+def replay_stage(s: _Stream) -> None:
+    """Replay thread (a resumed scene only): read the tiles before its first tile row again, for
+    ``setup.on_read`` alone (the quicklook's imagery; no inference), so what it accumulates covers the
+    whole scene; beside the stream, as the readers' own calls are."""
+    setup = s.setup
+    if setup.on_read is None:
+        return
+    plan, scale = setup.plan, setup.scale
+    with s.source.open_handle() as handle:
+        for index in range(resume_tile_row(plan, setup.start_row) * plan.cols):
+            if s.ch.stop.is_set():
+                raise Stop
+            tile = plan.tile(index)
+            window = Window(tile.x0, tile.y0, tile.width, tile.height)
+            shape = None if scale == 1.0 else resample.model_shape(tile.height, tile.width, scale)
+            with s.stats.stage("read"):
+                data, valid = s.source.read(handle, window, shape)
+                setup.on_read(plan, tile, data, valid)
 
 
 def batch_stage(s: _Stream) -> None:
@@ -239,6 +280,8 @@ def _emit(s: _Stream, bands: list[FinishedBand], extra: dict[str, list[FinishedB
 
 def write_stage(s: _Stream) -> None:
     """Writer thread: every finished band to every output (nodata is NaN in the band)."""
+    every = s.setup.checkpoint_s
+    last = time.monotonic()
     while True:
         item = s.ch.get(s.write_q)
         if item is None:
@@ -246,6 +289,11 @@ def write_stage(s: _Stream) -> None:
         band, extra = item
         with s.stats.stage("write"):
             s.outputs.write_rows(band.row_off, band.prob, **{n: b.prob for n, b in extra.items()})
+            end = band.row_off + band.prob.shape[0]
+            band_rows = s.blender.band_rows
+            if every is not None and end % band_rows == 0 and time.monotonic() - last >= every:
+                s.outputs.checkpoint(end, band_rows)
+                last = time.monotonic()
 
 
 def run_stream(source: RasterSource, runner: Runner, outputs: OutputSet, setup: StreamSetup) -> RunStats:
@@ -272,6 +320,8 @@ def run_stream(source: RasterSource, runner: Runner, outputs: OutputSet, setup: 
     ]
     writer = threading.Thread(target=guarded(write_stage), name="writer", daemon=True)
     threads = [*readers, *workers]
+    if setup.start_row:
+        threads.append(threading.Thread(target=guarded(replay_stage), name="replay", daemon=True))
     for thread in [*threads, writer]:
         thread.start()
     try:
@@ -297,7 +347,7 @@ def run_stream(source: RasterSource, runner: Runner, outputs: OutputSet, setup: 
         raise Stop  # pragma: no cover - a stage stopped without recording why
     if not s.blender.complete or s.in_runner:
         raise EdgeLSError("internal error: not every row band was written")  # never leave a silent hole
-    if s.stats.inferred == 0:
+    if s.stats.inferred == 0 and (not setup.start_row or outputs.stats["valid_pixels"] == 0):
         raise InputError(f"{source.path.name} has no valid pixels (all nodata)")
     s.stats.peak_bands = s.blender.peak_bands
     return s.stats

@@ -51,7 +51,10 @@ Where symbolic links cannot be made (Windows without the privilege, some network
 are renamed into place one by one instead, report.json removed first and back last.
 Any failure (disk full included) removes the temporary folder and raises ``OutputError``; outputs of
 an earlier run stay untouched until a commit replaces them. Version folders of killed runs (their pid
-gone, not pointed to) are removed by the next run.
+gone, not pointed to) are removed by the next run, except a temporary folder whose progress record
+(:mod:`edge_ls.io.progress`) has the new set's ``resume_key``: that one is reopened and its durable
+rows kept (:meth:`OutputSet.checkpoint` records them; a resumed set also keeps ``stream.resume.raw``,
+the float probability, until :meth:`OutputSet.finalize`).
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ from rasterio.crs import CRS
 from rasterio.errors import RasterioError
 
 from edge_ls.errors import OutputError
+from edge_ls.io import progress
 from edge_ls.io.detections import (
     DetectionWriter,
     GeoJSONStream,
@@ -125,6 +129,8 @@ QUICKLOOK = "quicklook.png"
 REPORT = "report.json"
 #: The scene's STAC Item (:mod:`edge_ls.io.stac`), when the set is given an item builder.
 ITEM = "item.json"
+#: The float probability a resumable set keeps beside its layers (never committed).
+RESUME = "resume.tif"
 #: The pointer to the committed version folder (see the module docstring).
 CURRENT = ".current"
 #: Logical name -> file name, in the order they are moved into place (report.json last).
@@ -240,12 +246,15 @@ class _RawSink:
         transform,
         scale: float | None = None,
         look: _BandLook | None = None,
+        keep: bool = False,
     ):
+        """``keep``: reopen the file as it is (a resumed scene's durable rows), not truncated."""
         self.path = path
         self.vrt = path.with_suffix(".vrt")
         self._dtype = np.dtype(dtype).newbyteorder("<")
         self._row_bytes = width * self._dtype.itemsize
-        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        flags = os.O_RDWR | os.O_CREAT | (0 if keep else os.O_TRUNC)
+        self._fd: int | None = os.open(path, flags, 0o644)
         _reserve(self._fd, self._row_bytes * height)
         xml = _raw_vrt(
             path.name, self._dtype, nodata, width, height, crs, transform, scale, look or _BandLook()
@@ -259,6 +268,16 @@ class _RawSink:
         while data:
             written = os.pwrite(self._fd, data, offset)
             data, offset = data[written:], offset + written
+
+    def sync(self) -> None:
+        """Make the rows written so far durable (before a progress record vouches for them)."""
+        assert self._fd is not None
+        os.fsync(self._fd)
+
+    def read(self, row_off: int, rows: int) -> np.ndarray:
+        """Rows ``[row_off, row_off + rows)`` as written (a resumed scene re-reads its durable rows)."""
+        count = rows * (self._row_bytes // self._dtype.itemsize)
+        return np.fromfile(self.path, dtype=self._dtype, count=count, offset=row_off * self._row_bytes)
 
     def close(self) -> None:
         if self._fd is not None:
@@ -363,10 +382,14 @@ class OutputSet:
         options: OutputOptions,
         protect: Sequence[str | Path] = (),
         item: ItemBuilder | None = None,
+        resume_key: str | None = None,
     ) -> None:
         """``protect``: files (the run's inputs) a commit must never replace: a set that would is
         refused here, before anything is written. ``item(outputs, report) -> dict``: the STAC Item
-        written as item.json at commit (:func:`edge_ls.io.stac.scene_item`)."""
+        written as item.json at commit (:func:`edge_ls.io.stac.scene_item`). ``resume_key``: the
+        scene's full key; given, :meth:`checkpoint` records durable rows under it and a killed run's
+        temporary folder with the same key is reopened (:attr:`resumed_rows`), see
+        :mod:`edge_ls.io.progress`."""
         if width <= 0 or height <= 0:
             raise ValueError(f"raster size must be positive, got {width}x{height}")
         if not 0.0 < options.threshold < 1.0:
@@ -389,12 +412,22 @@ class OutputSet:
         self._detections: DetectionWriter | None = None
         self._tmp: Path | None = None
         self._item = item
+        self._resume_key = resume_key
+        self._resume_sink: _RawSink | None = None
+        #: Rows ``[0, resumed_rows)`` came from a killed run's durable rows (0: a fresh set).
+        self.resumed_rows = 0
         self._check_targets([Path(p) for p in protect])
+        resumed: progress.Progress | None = None
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            claimed = self._claim_partial() if resume_key is not None else None
             remove_stale_partials(self.out_dir)
-            suffix = f".partial-{os.getpid()}"
-            self._tmp = Path(tempfile.mkdtemp(prefix=".edge_ls.", suffix=suffix, dir=self.out_dir))
+            if claimed is not None:
+                self._tmp, resumed = claimed
+            else:
+                suffix = f".partial-{os.getpid()}"
+                self._tmp = Path(tempfile.mkdtemp(prefix=".edge_ls.", suffix=suffix, dir=self.out_dir))
+            keep = resumed is not None
             geo = {"crs": self.crs, "transform": self.transform, "width": width, "height": height}
             layer = {
                 "dtype": options.layer_dtype,
@@ -403,18 +436,24 @@ class OutputSet:
             }
             tags = dict(options.tags)
             self._sinks = {
-                PROBABILITY: _RawSink(self._stream_path(PROBABILITY), **layer, **geo,
+                PROBABILITY: _RawSink(self._stream_path(PROBABILITY), **layer, **geo, keep=keep,
                                       look=_BandLook(BAND_DESCRIPTIONS[PROBABILITY], tags)),
-                MASK: _RawSink(self._stream_path(MASK), dtype="uint8", nodata=MASK_NODATA, **geo,
+                MASK: _RawSink(self._stream_path(MASK), dtype="uint8", nodata=MASK_NODATA, **geo, keep=keep,
                                look=_BandLook(BAND_DESCRIPTIONS[MASK], tags, MASK_COLORS)),
-                CONFIDENCE: _RawSink(self._stream_path(CONFIDENCE), **layer, **geo,
+                CONFIDENCE: _RawSink(self._stream_path(CONFIDENCE), **layer, **geo, keep=keep,
                                      look=_BandLook(BAND_DESCRIPTIONS[CONFIDENCE], tags)),
             }  # fmt: skip
             if options.uncertainty:
                 self._sinks[UNCERTAINTY] = _RawSink(
-                    self._stream_path(UNCERTAINTY), **layer, **geo,
+                    self._stream_path(UNCERTAINTY), **layer, **geo, keep=keep,
                     look=_BandLook(BAND_DESCRIPTIONS[UNCERTAINTY], tags),
                 )  # fmt: skip
+            if resume_key is not None:
+                # The exact float probability (0 where nodata) the vectorizer and the quicklook were
+                # fed: the percent layer alone would not give back the polygons' mean_prob.
+                self._resume_sink = _RawSink(
+                    self._stream_path(RESUME), dtype="float32", nodata=0.0, **geo, keep=keep
+                )
             polygonizer = StreamingPolygonizer(
                 width,
                 transform=self.transform,
@@ -430,6 +469,90 @@ class OutputSet:
             raise
         #: Probability and detected share per quicklook cell, accumulated by write_rows.
         self._cells = CellMeans(height, width, *self.quicklook_shape, channels=2)
+        #: A resumed set's durable rows, re-fed by the first write_rows (on the writer's thread, so
+        #: the stream's first tiles are inferred meanwhile rather than after).
+        self._to_refeed = resumed
+        if resumed is not None:
+            self._next_row = self.resumed_rows = resumed.rows
+
+    # -- resuming a killed run's rows -------------------------------------------------------------
+
+    def _expected_raw(self) -> dict[str, int]:
+        """Each raw intermediate of this set and its size in bytes."""
+        layer = np.dtype(self.options.layer_dtype).itemsize
+        sizes = {PROBABILITY: layer, MASK: 1, CONFIDENCE: layer, RESUME: 4}
+        if self.options.uncertainty:
+            sizes[UNCERTAINTY] = layer
+        pixels = self.width * self.height
+        return {self._stream_name(name): size * pixels for name, size in sizes.items()}
+
+    def _claim_partial(self) -> tuple[Path, progress.Progress] | None:
+        """A dead run's temporary folder whose progress record has this set's key and size and whose
+        raw files are all there, renamed to this process (so no one else claims or removes it) and
+        emptied of everything but those files; None when there is none."""
+        expected = self._expected_raw()
+        for folder in sorted(self.out_dir.glob(".edge_ls.*.partial-*")):
+            stem, _, pid_text = folder.name.rpartition("-")
+            if folder.is_symlink() or not folder.is_dir() or not pid_text.isdigit():
+                continue
+            if int(pid_text) == os.getpid() or _pid_alive(int(pid_text)):
+                continue
+            record = progress.read(folder)
+            if record is None or record.key != self._resume_key:
+                continue
+            if (record.width, record.height) != (self.width, self.height):
+                continue
+            try:
+                if any((folder / n).stat().st_size != size for n, size in expected.items()):
+                    continue
+                mine = folder.with_name(f"{stem}-{os.getpid()}")
+                os.rename(folder, mine)
+            except OSError:
+                continue  # gone meanwhile (another run claimed or removed it)
+            for entry in mine.iterdir():
+                if entry.name not in expected and entry.name != progress.PROGRESS:
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry, ignore_errors=True)
+                    else:
+                        entry.unlink(missing_ok=True)
+            return mine, record
+        return None
+
+    def _refeed(self, record: progress.Progress) -> None:
+        """Give the vectorizer, the quicklook cells and the counts the durable rows ``[0, R)``, in the
+        very pieces the killed run's writer cut them in (so every sum adds up in the same order)."""
+        assert self._resume_sink is not None
+        threshold = np.float32(self.options.threshold)
+        try:
+            for band in range(0, record.rows, record.band_rows):
+                end = min(band + record.band_rows, record.rows)
+                for r0 in range(band, end, CHUNK_ROWS):
+                    h = min(CHUNK_ROWS, end - r0)
+                    ok = self._sinks[MASK].read(r0, h).reshape(h, self.width) != MASK_NODATA
+                    clean = self._resume_sink.read(r0, h).reshape(h, self.width).astype(np.float32)
+                    self._accumulate(r0, clean, ok, ok & (clean >= threshold))
+        except _WRITE_ERRORS as exc:
+            raise self._failed(exc) from exc
+        except BaseException:
+            self.abort()
+            raise
+
+    def checkpoint(self, rows: int, band_rows: int) -> bool:
+        """Record that rows ``[0, rows)`` are durable (raw files fsync-ed first), cut in blender bands
+        of ``band_rows``; False (nothing recorded) without a resume key or at the last row."""
+        if self._resume_key is None or self._done or self._finalized or not 0 < rows < self.height:
+            return False
+        if rows > self._next_row:
+            raise ValueError(f"checkpoint at row {rows}, only {self._next_row} written")
+        assert self._tmp is not None and self._resume_sink is not None
+        try:
+            for sink in [*self._sinks.values(), self._resume_sink]:
+                sink.sync()
+            record = progress.Progress(self._resume_key, rows, self.width, self.height, band_rows)
+            progress.write(self._tmp, record)
+        except _WRITE_ERRORS as exc:
+            raise self._failed(exc) from exc
+        return True
 
     @property
     def files(self) -> dict[str, str]:
@@ -550,6 +673,9 @@ class OutputSet:
         """
         if self._done:
             raise ValueError("write_rows after commit or abort")
+        if self._to_refeed is not None:
+            record, self._to_refeed = self._to_refeed, None
+            self._refeed(record)
         if row_off != self._next_row:
             raise ValueError(f"row bands must be contiguous: expected row {self._next_row}, got {row_off}")
         if prob.ndim != 2 or prob.shape[1] != self.width or prob.shape[0] == 0:
@@ -584,15 +710,23 @@ class OutputSet:
                     u = uncertainty[rows].astype(np.float32, copy=False)
                     u_ok = ok & np.isfinite(u)
                     self._sinks[UNCERTAINTY].write(r0, self._encode(np.where(u_ok, u, np.float32(0)), u_ok))
-                self._detections.add(r0, clean)  # vectorized on its own thread (0 where nodata)
-                self._cells.add(r0, 0, np.stack([clean, detected.astype(np.float32)]), ok)
-                self._valid_pixels += int(ok.sum())
-                self._detected_pixels += int(detected.sum())
+                if self._resume_sink is not None:
+                    self._resume_sink.write(r0, clean)
+                self._accumulate(r0, clean, ok, detected)
             if row_off + h == self.height:
                 self._detections.end()
         except _WRITE_ERRORS as exc:
             raise self._failed(exc) from exc
         self._next_row += h
+
+    def _accumulate(self, r0: int, clean: np.ndarray, ok: np.ndarray, detected: np.ndarray) -> None:
+        """What later stages take from written rows: the vectorizer (on its own thread; 0 where
+        nodata), the quicklook cells and the counts (also re-fed by a resumed set)."""
+        assert self._detections is not None
+        self._detections.add(r0, clean)
+        self._cells.add(r0, 0, np.stack([clean, detected.astype(np.float32)]), ok)
+        self._valid_pixels += int(ok.sum())
+        self._detected_pixels += int(detected.sum())
 
     def _encode(self, values: np.ndarray, ok: np.ndarray) -> np.ndarray:
         """[0, 1] floats -> the stored layer (uint8 percent, rounded half up, or float32); nodata off ok."""
@@ -618,6 +752,11 @@ class OutputSet:
         try:
             for sink in self._sinks.values():
                 sink.close()
+            if self._resume_sink is not None:  # no resuming from here on: the raw files go one by one
+                (self._tmp / progress.PROGRESS).unlink(missing_ok=True)
+                self._resume_sink.close()
+                self._resume_sink.path.unlink()
+                self._resume_sink.vrt.unlink()
             # The vectorizer first: its last regions (often the largest, closing at the last row) are its
             # memory peak, which must not add to a COG copy's.
             self._detections.close()
@@ -673,6 +812,8 @@ class OutputSet:
         self._done = True
         for sink in self._sinks.values():
             sink.discard()
+        if self._resume_sink is not None:
+            self._resume_sink.discard()
         if self._detections is not None:
             self._detections.discard()
         if self._tmp is not None:
@@ -691,7 +832,11 @@ class OutputSet:
 
     def _stream_path(self, name: str) -> Path:
         assert self._tmp is not None
-        return (self._tmp / f"stream.{name}").with_suffix(".raw")
+        return self._tmp / self._stream_name(name)
+
+    @staticmethod
+    def _stream_name(name: str) -> str:
+        return str(Path(f"stream.{name}").with_suffix(".raw"))
 
     @staticmethod
     def _to_cog(src: Path, dst: Path, resampling: str) -> None:
