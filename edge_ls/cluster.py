@@ -27,7 +27,6 @@ and runs without the ``cluster`` extra.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_ls.errors import ConfigError, EdgeLSError, MissingExtraError, first_line
+from edge_ls.runs import committed_report
 from edge_ls.scenes import Scene, SceneResult, scene_out_dir
 
 #: CPUs each actor reserves by default: two single-threaded inference streams, the local run on 2 cores.
@@ -63,14 +63,6 @@ def import_ray() -> Any:
     except ImportError:
         raise MissingExtraError("ray", "cluster", "--ray") from None
     return ray
-
-
-def committed_report(out_dir: Path) -> dict[str, Any] | None:
-    """The committed ``report.json`` (with ``outputs`` and ``output_stats``), as the local loop gives it."""
-    try:
-        return json.loads((Path(out_dir) / "report.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 _PLAIN = (str, int, float, bool, type(None), Path)
@@ -148,6 +140,7 @@ class SceneWorker:
                 runner_factory=factory,
                 protect=[Path(p) for p in protect],
                 scene_id=scene.name or scene.path.stem,
+                resume_key=scene.key,
             )
             committed = committed_report(target) or report.as_dict()
             files = {name: sha256_file(target / name) for name in committed.get("outputs", [])}

@@ -171,15 +171,16 @@ def run_scene(
     files = checksums(out_dir, report["outputs"])
     journal.done(scene, out_dir, files)
     # The committed report.json (with output_stats), as a skipped scene gives it too.
-    return SceneResult(scene, "done", out_dir, report=_committed_report(out_dir) or report.as_dict())
+    return SceneResult(scene, "done", out_dir, report=committed_report(out_dir) or report.as_dict())
 
 
 def skipped(scene: Scene, out_dir: Path) -> SceneResult:
     """A finished scene kept from an earlier run: its committed report."""
-    return SceneResult(scene, "skipped", out_dir, report=_committed_report(out_dir))
+    return SceneResult(scene, "skipped", out_dir, report=committed_report(out_dir))
 
 
-def _committed_report(out_dir: Path) -> dict[str, Any] | None:
+def committed_report(out_dir: Path) -> dict[str, Any] | None:
+    """The committed ``report.json`` (with ``outputs`` and ``output_stats``), or None when absent."""
     try:
         return json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
