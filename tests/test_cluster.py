@@ -21,6 +21,7 @@ from edge_ls.deployment import deploy
 from edge_ls.errors import MissingExtraError, ModelError
 from edge_ls.pipeline import detect
 from edge_ls.scenes import Scene, SceneResult
+from tests.cli.test_detect_many import digests
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "examples" / "chattogram_s2.tif"
@@ -52,20 +53,6 @@ def crop(src_path: Path, dst: Path, x: int, y: int, size: int = 320) -> Path:
             out.colorinterp = src.colorinterp
             out.update_tags(**src.tags())
     return dst
-
-
-#: Written by every run but not byte-identical between two runs of a scene (timings, creation time).
-VOLATILE = {"report.json", "item.json"}
-
-
-def checksums(folder: Path) -> dict[str, str]:
-    """sha256 of every output a reader sees in ``folder`` (through the set's links), timing-bearing
-    files aside; the hidden version folder's name differs from run to run by design."""
-    return {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.iterdir())
-        if p.is_file() and not p.name.startswith(".") and p.name not in VOLATILE
-    }
 
 
 def report_result(folder: Path) -> dict[str, Any]:
@@ -162,7 +149,7 @@ def test_ray_outputs_are_byte_identical_to_the_local_run(ray_run, local_run: Pat
     for name in ("north", "middle", "south"):
         assert by_name[name].status == "done", by_name[name].error
         assert by_name[name].out_dir == out / name
-        ours, theirs = checksums(out / name), checksums(local_run / name)
+        ours, theirs = digests(out / name), digests(local_run / name)
         assert len(ours) >= 7 and ours == theirs, name
         assert report_result(out / name) == report_result(local_run / name)
         committed = json.loads((out / name / "report.json").read_text())
@@ -186,7 +173,7 @@ def test_a_killed_actors_scene_is_retried_on_a_fresh_actor(ray_run, local_run: P
     assert marker.read_text().startswith("killed pid")  # the first try really died mid-scene
     middle = next(r for r in results if r.scene.name == "middle")
     assert middle.status == "done"
-    assert checksums(out / "middle") == checksums(local_run / "middle")
+    assert digests(out / "middle") == digests(local_run / "middle")
     assert not list((out / "middle").glob(".edge_ls.*partial*"))  # the killed try's partial folder is gone
 
 

@@ -4,7 +4,6 @@ commits outputs byte-identical to an uninterrupted run's. Anything doubtful mean
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
@@ -23,19 +22,10 @@ from edge_ls.io.outputs import OutputSet
 from edge_ls.pipeline import DetectOptions, _as_deployment, detect
 from edge_ls.stream import resume_tile_row
 from edge_ls.tiling import plan_tiles
+from tests.cli.test_detect_many import digests
 from tests.test_pipeline import blur_model
 
-#: Differ between two runs of the same scene whatever happens (timings, creation time).
-VOLATILE = {"report.json", "item.json"}
 KEY = "k" * 64
-
-
-def _digests(out: Path) -> dict[str, str]:
-    return {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(out.iterdir())
-        if p.is_file() and not p.name.startswith(".") and p.name not in VOLATILE
-    }
 
 
 def _partials(out: Path) -> list[Path]:
@@ -121,7 +111,7 @@ def test_a_dead_runs_rows_are_resumed_and_the_outputs_are_identical(
 
     report = detect(scene, model, out, options, resume_key=KEY)
 
-    assert _digests(out) == _digests(reference) and len(_digests(out)) >= 7
+    assert digests(out) == digests(reference) and len(digests(out)) >= 7
     committed = json.loads((out / "report.json").read_text())
     assert committed["resumed_from_row"] == record.rows
     assert report["tiles_inferred"] < json.loads((reference / "report.json").read_text())["tiles_inferred"]
@@ -140,7 +130,7 @@ def test_a_partial_with_another_key_is_discarded(
     _die_mid_scene(scene, model, out, DetectOptions(), monkeypatch)
     detect(scene, model, out, resume_key="another" + KEY)  # e.g. another threshold: another key
     assert "resumed_from_row" not in json.loads((out / "report.json").read_text())
-    assert _digests(out) == _digests(reference)
+    assert digests(out) == digests(reference)
     assert not _partials(out)
 
 
@@ -163,7 +153,7 @@ def test_a_doubtful_progress_record_means_a_full_restart(
         (partial / "stream.mask.raw").unlink()
     detect(scene, model, out, resume_key=KEY)
     assert "resumed_from_row" not in json.loads((out / "report.json").read_text())
-    assert _digests(out) == _digests(reference)
+    assert digests(out) == digests(reference)
     assert not _partials(out)
 
 

@@ -99,3 +99,38 @@ class Runner(ABC):
         if self.is_active:
             self.deactivate()
             self.is_active = False
+
+
+class WrappingRunner(Runner):
+    """A runner around another (views averaged, the uncertainty layer, a model shared by many
+    scenes): it takes the inner runner's name and limits and passes loading, inference, the tile
+    plan, the report and the device figures through; a subclass overrides only what it changes."""
+
+    def __init__(self, inner: Runner) -> None:
+        super().__init__()
+        self.inner = inner
+        self.backend = inner.backend
+        self.concurrency = inner.concurrency
+        self.selection_notes = inner.selection_notes
+
+    def activate(self) -> None:
+        self.inner.__enter__()
+
+    def deactivate(self) -> None:
+        self.inner.__exit__(None, None, None)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return self.inner.infer(batch)
+
+    def bind(self, plan: TilePlan) -> None:
+        self.inner.bind(plan)
+
+    def report(self) -> dict[str, Any]:
+        return self.inner.report()
+
+    @property
+    def device(self) -> str:
+        return self.inner.device
+
+    def peak_vram_mb(self) -> float | None:
+        return self.inner.peak_vram_mb()

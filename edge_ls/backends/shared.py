@@ -10,33 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
 
 import numpy as np
 
-from edge_ls.backends.base import Runner, TileOutput
-from edge_ls.tiling import Tile, TilePlan
+from edge_ls.backends.base import Runner, TileOutput, WrappingRunner
+from edge_ls.tiling import Tile
 
 
-class SharedRunner(Runner):
+class SharedRunner(WrappingRunner):
     """Delegates to ``inner``; entering activates it once, exiting a scene leaves it loaded."""
 
     def __init__(self, inner: Runner) -> None:
-        super().__init__()
-        self.inner = inner
-        self.backend = inner.backend
-        self.concurrency = inner.concurrency
-        self.selection_notes = inner.selection_notes
+        super().__init__(inner)
         self.returns_probability = inner.returns_probability
 
     def lend(self, *_: object) -> SharedRunner:
         """``runner_factory`` for :func:`edge_ls.pipeline.detect` (its arguments are not needed)."""
         return self
-
-    def activate(self) -> None:
-        if not self.inner.is_active:
-            self.inner.activate()
-            self.inner.is_active = True
 
     def deactivate(self) -> None:
         """Kept loaded: the owner calls :meth:`close` after the last scene."""
@@ -54,12 +44,6 @@ class SharedRunner(Runner):
     ) -> None:
         return None  # the next scene reuses the loaded model
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        return self.inner.infer(batch)
-
-    def bind(self, plan: TilePlan) -> None:
-        self.inner.bind(plan)
-
     def infer_tiles(self, batch: np.ndarray, tiles: Sequence[Tile]) -> list[TileOutput]:
         return self.inner.infer_tiles(batch, tiles)
 
@@ -68,13 +52,3 @@ class SharedRunner(Runner):
 
     def flush(self) -> list[TileOutput]:
         return self.inner.flush()
-
-    def report(self) -> dict[str, Any]:
-        return self.inner.report()
-
-    @property
-    def device(self) -> str:
-        return self.inner.device
-
-    def peak_vram_mb(self) -> float | None:
-        return self.inner.peak_vram_mb()

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from edge_ls.artifact import ModelSpec
-from edge_ls.backends.base import Runner, TileOutput
+from edge_ls.backends.base import Runner, TileOutput, WrappingRunner
 from edge_ls.profiles.profile import D4_SIZE
-from edge_ls.tiling import Tile, TilePlan
+from edge_ls.tiling import Tile
 
 Transform = Callable[[np.ndarray], np.ndarray]
 
@@ -63,7 +63,7 @@ def mean_probability(runner: Runner, spec: ModelSpec, batch: np.ndarray, views: 
     return total / views if views > 1 else total
 
 
-class AveragingRunner(Runner):
+class AveragingRunner(WrappingRunner):
     """Wraps a runner: its probability averaged over ``views`` D4 transforms (the ``views`` setting).
 
     Averaging over flips and quarter turns removes the orientation bias of a model trained with
@@ -74,29 +74,10 @@ class AveragingRunner(Runner):
     returns_probability = True
 
     def __init__(self, inner: Runner, spec: ModelSpec, views: int) -> None:
-        super().__init__()
         if not 2 <= views <= D4_SIZE:
             raise ValueError(f"views must be 2..{D4_SIZE}, got {views}")
-        self.inner, self.spec, self.views = inner, spec, views
-        self.backend = inner.backend
-        self.concurrency = inner.concurrency
-        self.selection_notes = inner.selection_notes
-
-    def activate(self) -> None:
-        self.inner.__enter__()
-
-    def deactivate(self) -> None:
-        self.inner.__exit__(None, None, None)
-
-    @property
-    def device(self) -> str:
-        return self.inner.device
-
-    def peak_vram_mb(self) -> float | None:
-        return self.inner.peak_vram_mb()
-
-    def bind(self, plan: TilePlan) -> None:
-        self.inner.bind(plan)
+        super().__init__(inner)
+        self.spec, self.views = spec, views
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return mean_probability(self.inner, self.spec, batch, self.views)[:, None]
@@ -109,35 +90,16 @@ class AveragingRunner(Runner):
         return {**self.inner.report(), "views": {"count": self.views, "group": "D4"}}
 
 
-class TTARunner(Runner):
+class TTARunner(WrappingRunner):
     """Wraps a runner: probability from the identity, ``uncertainty`` = std over ``count`` D4 transforms."""
 
     returns_probability = True
 
     def __init__(self, inner: Runner, spec: ModelSpec, count: int) -> None:
-        super().__init__()
         if not 2 <= count <= D4_SIZE:
             raise ValueError(f"test-time augmentations must be 2..{D4_SIZE}, got {count}")
-        self.inner, self.spec, self.count = inner, spec, count
-        self.backend = inner.backend
-        self.concurrency = inner.concurrency
-        self.selection_notes = inner.selection_notes
-
-    def activate(self) -> None:
-        self.inner.__enter__()
-
-    def deactivate(self) -> None:
-        self.inner.__exit__(None, None, None)
-
-    @property
-    def device(self) -> str:
-        return self.inner.device
-
-    def peak_vram_mb(self) -> float | None:
-        return self.inner.peak_vram_mb()
-
-    def bind(self, plan: TilePlan) -> None:
-        self.inner.bind(plan)
+        super().__init__(inner)
+        self.spec, self.count = spec, count
 
     def probabilities(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(identity probability, std over the transforms), each N x H x W."""

@@ -17,22 +17,13 @@ import rasterio
 from edge_ls.io import progress
 from tests.cli.test_detect_cli import SAMPLE
 from tests.cli.test_detect_many import _wait_for, digests
+from tests.test_cluster import MEASURED
 
 #: What differs between two runs of one scene whatever happens (timings, memory, the host), and what a
 #: resumed run reports differently by design (fewer tiles inferred, where it resumed).
-REPORT_VOLATILE = {
-    "wall_s",
-    "tiles_per_s",
-    "tile_latency_ms_p50",
-    "tile_latency_ms_p95",
-    "peak_rss_mb",
-    "peak_vram_mb",
-    "latency_min_per_km2",
-    "latency_min_per_km2_at_0p1m",
-    "stages",
+REPORT_VOLATILE = MEASURED | {
     "host",
     "hardware",
-    "inference_s",
     "tiles_inferred",
     "tiles_skipped_nodata",
     "runner",
