@@ -25,7 +25,6 @@ from edge_ls.artifact import ModelSpec
 from edge_ls.backends.base import Runner
 from edge_ls.backends.select import default_streams, make_runner
 from edge_ls.deployment import Deployment, DetectOptions, LoadedModel, deploy
-from edge_ls.errors import InputError
 from edge_ls.io import resample
 from edge_ls.io.outputs import OutputOptions, OutputSet
 from edge_ls.io.quicklook import CellMeans
@@ -67,13 +66,6 @@ def detect(
     options = deployment.options
     loaded = deployment.model
     spec = loaded.spec
-    if (
-        options.batch_size < 1
-        or options.readers < 1
-        or options.queue_depth < 1
-        or (options.streams is not None and options.streams < 1)
-    ):
-        raise InputError("batch size, readers, streams and queue depth must be at least 1")
     _pin_malloc_mmap_threshold()
     t0 = time.perf_counter()
     with (

@@ -883,7 +883,7 @@ class OutputSet:
         version = self.out_dir / self._tmp.name.replace(".partial-", ".v-")
         os.rename(self._tmp, version)
         self._tmp = version  # an abort before the switch removes it
-        _fsync_dir(self.out_dir)
+        progress.fsync_dir(self.out_dir)
         old = _current_version(self.out_dir)
         flat = [f for f in files.values() if _is_plain_file(self.out_dir / f)]
         if flat:  # an older edge-ls' plain files: report.json goes first, comes back last
@@ -896,7 +896,7 @@ class OutputSet:
         self._tmp = None  # committed: nothing to abort any more
         if flat or not _points_to(self.out_dir / REPORT, f"{CURRENT}/{REPORT}"):
             _link(self.out_dir / REPORT, f"{CURRENT}/{REPORT}")
-        _fsync_dir(self.out_dir)
+        progress.fsync_dir(self.out_dir)
         # Names of the old set this one lacks (uncertainty.tif, the pixel-space vectors) would dangle.
         with contextlib.suppress(OSError):
             for entry in os.scandir(self.out_dir):
@@ -918,7 +918,7 @@ class OutputSet:
             final["report"].unlink()
         for name, file in self.files.items():
             os.replace(self._tmp / file, final[name])
-        _fsync_dir(self.out_dir)
+        progress.fsync_dir(self.out_dir)
         shutil.rmtree(self._tmp, ignore_errors=True)
         self._tmp = None
         return final
@@ -1017,16 +1017,6 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:  # exists, owned by someone else
         return True
     return True
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make the renames durable (best effort: not every platform can fsync a folder)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _json_default(value: object) -> object:

@@ -48,8 +48,14 @@ def write(folder: Path, progress: Progress) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, folder / PROGRESS)
+    fsync_dir(folder)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make renames in ``path`` durable (best effort: not every platform can fsync a folder); the
+    output set's commit uses it too."""
     with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
