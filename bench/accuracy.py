@@ -65,20 +65,25 @@ def aligned(prob: np.ndarray, threshold: float) -> np.ndarray:
 
 
 class Cascade:
-    """Edge-Cascade's rule on whole tiles: a tile whose triage probability reaches ``roi`` anywhere is
-    decided by the refiner (its probabilities and threshold), every other tile by the triage."""
+    """Edge-Cascade's rule on whole tiles (``CascadeRunner``'s): a tile whose triage probability reaches
+    ``roi`` anywhere (``area`` 0) or on at least ``area`` of its pixels is decided by the refiner (its
+    probabilities and threshold); every other tile keeps the triage probability, capped just below
+    the refiner's threshold (the triage ruled it out)."""
 
-    def __init__(self, triage, refiner, roi: float) -> None:
-        self.triage, self.refiner, self.roi = triage, refiner, roi
+    def __init__(self, triage, refiner, roi: float, area: float = 0.0, threshold: float = 0.5) -> None:
+        self.triage, self.refiner, self.roi, self.area = triage, refiner, roi, area
+        self.threshold = threshold
+        self.cap = float(np.nextafter(np.float32(threshold), np.float32(0.0)))
         self.tiles = self.refined = 0
 
     def probability(self, unit: np.ndarray) -> tuple[np.ndarray, float]:
-        p, threshold = self.triage.probability(unit)
+        p, _ = self.triage.probability(unit)
         self.tiles += 1
-        if float(p.max()) >= self.roi:
+        reached = p >= self.roi
+        if (reached.mean() >= self.area) if self.area > 0 else bool(reached.any()):
             self.refined += 1
             return self.refiner.probability(unit)
-        return p, threshold
+        return np.minimum(p, np.float32(self.cap)), self.threshold
 
 
 def score_model(model, tiles: dict[str, list[tuple]]) -> dict[str, Any]:
@@ -200,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--tta", action="append", help="LABEL=NAME|PATH averaged over D4 (8 passes)")
     parser.add_argument("--roi", type=float, default=0.3, help="cascade ROI threshold (the profile's: 0.3)")
+    parser.add_argument(
+        "--roi-area", type=float, default=0.0, help="share of a tile that must reach --roi (0: any pixel)"
+    )
     parser.add_argument("--split", default="test")
     parser.add_argument("--split-file", type=Path, default=SPLIT_FILE)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
@@ -231,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         triage = Single(Path(resolve(triage_ref)), args.threads)
         refiner = Single(Path(resolve(refiner_ref)), args.threads)
         tta = extra == ["tta"]
-        cascade = Cascade(triage, TTA(refiner) if tta else refiner, args.roi)
+        cascade = Cascade(
+            triage, TTA(refiner) if tta else refiner, args.roi, args.roi_area, refiner.spec.threshold
+        )
         t, r = triage.describe(), refiner.describe()
         scores = score_model(cascade, tiles)
         share = cascade.refined / max(1, cascade.tiles)
@@ -241,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             "tier": "edge-cascade",
             "precision": f"{t['precision']}/{r['precision']}",
             "roi": args.roi,
+            "roi_area": args.roi_area,
             "refined_share": round(share, 4),
             # cost per tile: triage always, refiner on the refined share
             "params": t["params"] + r["params"],

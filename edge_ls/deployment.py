@@ -150,6 +150,10 @@ class Deployment:
     profile: Profile | None = None
     #: Triage probability that sends a tile (and its neighbours) to the refiner; cascades only.
     roi_threshold: float | None = None
+    #: Share of a tile's pixels that must reach ``roi_threshold`` (0: any pixel); cascades only.
+    roi_area: float = 0.0
+    #: Whether a refined tile's eight grid neighbours are refined too; cascades only.
+    roi_neighbours: bool = True
     #: User-facing lines about how the deployment was chosen (``auto``'s reason, the settings).
     notes: tuple[str, ...] = ()
     #: Backend skips that are expected and not worth a line on stderr (``auto`` without a GPU).
@@ -179,7 +183,11 @@ class Deployment:
         o = self.options
         tile = o.tile_size or self.model.spec.tile_size
         overlap = self.model.spec.overlap if o.overlap is None else o.overlap
-        extra = f", ROI {self.roi_threshold:g}" if self.roi_threshold is not None else ""
+        extra = ""
+        if self.roi_threshold is not None:
+            area = f" on {self.roi_area:.1%} of a tile" if self.roi_area else " anywhere"
+            near = " + neighbours" if self.roi_neighbours else ""
+            extra = f", ROI {self.roi_threshold:g}{area}{near}"
         unc = f", uncertainty from {o.uncertainty_tta} D4 transforms" if o.uncertainty_tta else ""
         who = "refiner" if self.is_cascade else "model"
         views = f", {who} averaged over {o.views} D4 views" if o.views > 1 else ""
@@ -253,6 +261,8 @@ def deploy(
         backends=chosen.backends,
         profile=chosen,
         roi_threshold=chosen.roi_threshold if "triage" in models else None,
+        roi_area=chosen.roi_area if "triage" in models else 0.0,
+        roi_neighbours=chosen.roi_neighbours if "triage" in models else True,
         notes=tuple(notes),
         expected_skips=expected,
     )

@@ -93,6 +93,12 @@ def key_parts(deployment: Deployment) -> dict[str, Any]:
         "roi_threshold": deployment.roi_threshold,
         "options": options,
         "edge_ls": __version__,
+        # cascades only, so single-model keys (and the journals holding them) stay as they were
+        **(
+            {"roi_area": deployment.roi_area, "roi_neighbours": deployment.roi_neighbours}
+            if deployment.is_cascade
+            else {}
+        ),
     }
 
 

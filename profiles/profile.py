@@ -91,6 +91,10 @@ class Profile:
     tensorrt: TensorRTOptions
     decision_threshold: float | None = None
     roi_threshold: float | None = None
+    #: Share of a tile's pixels that must reach the ROI for the tile to be refined; 0: any pixel.
+    roi_area: float = 0.0
+    #: Whether a refined tile's eight grid neighbours are refined too.
+    roi_neighbours: bool = True
     #: D4 views (flips, quarter turns) the deciding model's probability is averaged over; a cascade
     #: averages its refiner only, so the extra cost falls on the ROI tiles. 1: none.
     views: int = 1
@@ -233,7 +237,7 @@ _TOP_KEYS = (
     "install",
 )
 _REQUIRED = ("tier", "models", "tile", "batch", "overlap", "precision", "backends")
-_THRESHOLD_KEYS = ("decision", "roi")
+_THRESHOLD_KEYS = ("decision", "roi", "roi_area", "roi_neighbours")
 _OUTPUT_KEYS = ("uncertainty", "tta")
 _INSTALL_KEYS = ("command", "took")
 _TRT_KEYS = ("batch", "tile", "workspace_mb", "version_compatible", "hardware_compatibility", "timing_cache")
@@ -357,6 +361,15 @@ def parse_profile(data: Mapping[str, Any], source: str | Path = "profile") -> Pr
     thresholds = c.table(top.get("thresholds", {}), "thresholds", _THRESHOLD_KEYS)
     decision = c.value(thresholds, "decision", "thresholds.decision", float, _unit_open)
     roi = c.value(thresholds, "roi", "thresholds.roi", float, _unit_open)
+    roi_area = c.value(
+        thresholds,
+        "roi_area",
+        "thresholds.roi_area",
+        float,
+        lambda v: "" if 0.0 <= v < 1.0 else "must be a share of the tile in [0, 1)",
+        0.0,
+    )
+    roi_neighbours = c.value(thresholds, "roi_neighbours", "thresholds.roi_neighbours", bool, default=True)
     outputs = c.table(top.get("outputs", {}), "outputs", _OUTPUT_KEYS)
     uncertainty = c.value(outputs, "uncertainty", "outputs.uncertainty", bool, default=False)
     tta = c.value(
@@ -390,8 +403,9 @@ def parse_profile(data: Mapping[str, Any], source: str | Path = "profile") -> Pr
                 "thresholds.roi",
                 "is required for a cascade (the triage probability that sends a tile to the refiner)",
             )
-        if not cascade and "roi" in thresholds:
-            c.fail("thresholds.roi", "only applies to a cascade (models.triage + models.refiner)")
+        for key in ("roi", "roi_area", "roi_neighbours"):
+            if not cascade and key in thresholds:
+                c.fail(f"thresholds.{key}", "only applies to a cascade (models.triage + models.refiner)")
 
     trt = _tensorrt(c, top.get("tensorrt"), tile, batch, tile_multiple)
     c.raise_if_any()
@@ -407,6 +421,8 @@ def parse_profile(data: Mapping[str, Any], source: str | Path = "profile") -> Pr
         tensorrt=trt,
         decision_threshold=decision,
         roi_threshold=roi,
+        roi_area=roi_area,
+        roi_neighbours=roi_neighbours,
         views=views,
         uncertainty=uncertainty,
         tta=tta,

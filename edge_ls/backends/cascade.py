@@ -1,9 +1,18 @@
 """The Edge-Cascade runner: a light triage model scores every tile; a tile whose triage probability
-reaches the ROI threshold anywhere, and its eight grid neighbours, go to the refiner in the same pass
-over the file; every other tile keeps the triage output.
+reaches the ROI threshold (anywhere, or on at least ``roi_area`` of its pixels), and optionally its eight
+grid neighbours, go to the refiner in the same pass over the file; every other tile keeps the triage
+output, capped just below the decision threshold.
 
-Neighbours are refined too because a landslide cut by a tile border may show in one tile only at its
-edge, where the triage sees too little of it. A tile can be decided only once the neighbours after it
+Why an area rule and the cap: on scenes of low landslide cover a triage model's scattered false
+alarms reach the ROI somewhere in nearly every tile, so "anywhere" refined every tile and the cascade
+ran slower than its refiner (bench/README.md). Asking for a share of the tile ignores those specks;
+the cap makes the triage's verdict final, so a tile it ruled out never holds a detection the refiner
+did not confirm (without it, the specks below the area would stay as false alarms).
+
+Neighbours (``neighbours=True``) are refined too because a landslide cut by a tile border may show in
+one tile only at its edge, where the triage sees too little of it. With overlapping tiles that part is
+also inside the neighbour's own window, and on a scattered low-cover scene every hot tile then costs
+nine refinements, so the bundled profile turns it off. A tile can be decided only once the neighbours after it
 in raster order (the rest of its row and the row below) are triaged, so the runner holds each
 undecided tile back until then: about one row of tiles (the blender accepts tiles that late). Tiles
 already known to need the refiner go through at once. Held tiles keep their input as it came (3 MB
@@ -11,10 +20,11 @@ per 512-px RGB tile: float16 would halve that, but moved edge-nano's output by u
 points, so a refined tile would no longer equal the refiner's own output), and all-nodata neighbours
 count as triaged-negative.
 
-A tile kept on the triage output has triage probability below the ROI everywhere, and the ROI is at
-most the decision threshold (checked by :func:`edge_ls.deployment.deploy`), so it never decides a
-detection the refiner did not see. Outputs are calibrated probabilities (``returns_probability``):
-the two models' activations and temperatures differ.
+A tile kept on the triage output was ruled out by the triage: with the "anywhere" rule its probability
+is below the ROI everywhere, and the ROI is at most the decision threshold (checked by
+:func:`edge_ls.deployment.deploy`); with an area rule the cap keeps it below the decision threshold.
+Either way it never decides a detection the refiner did not see. Outputs are calibrated probabilities
+(``returns_probability``): the two models' activations and temperatures differ.
 
 The refiner may average its calibrated probability over the first ``refiner_views`` D4 transforms
 (flips and quarter turns, :data:`edge_ls.backends.tta.D4`): eight views of Edge-Lite gained 1.7 F1
@@ -56,10 +66,23 @@ class CascadeRunner(Runner):
         roi_threshold: float,
         batch_size: int = 1,
         refiner_views: int = 1,
+        roi_area: float = 0.0,
+        neighbours: bool = True,
+        decision_threshold: float | None = None,
     ) -> None:
         super().__init__()
         if not 1 <= refiner_views <= len(D4):
             raise ValueError(f"refiner views must be 1..{len(D4)}, got {refiner_views}")
+        if not 0.0 <= roi_area < 1.0:
+            raise ValueError(f"roi_area must be in [0, 1), got {roi_area}")
+        self.roi_area = roi_area
+        self.neighbours = neighbours
+        # Largest float32 below the decision threshold: a ruled-out tile's cap (mask = prob >= threshold).
+        self._cap = (
+            None
+            if decision_threshold is None
+            else float(np.nextafter(np.float32(decision_threshold), np.float32(0.0)))
+        )
         self.refiner_views = refiner_views
         self.triage, self.refiner = triage, refiner
         self.triage_spec, self.refiner_spec = triage_spec, refiner_spec
@@ -97,7 +120,9 @@ class CascadeRunner(Runner):
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Without tile positions: triage, then the refiner on every tile whose triage reached the ROI."""
         probs = self._triage(batch)
-        hit = probs.reshape(len(batch), -1).max(axis=1) >= self.roi_threshold
+        hit = self._hits(probs)
+        if not hit.all():
+            probs[~hit] = self._ruled_out(probs[~hit])
         if hit.any():
             probs[hit] = self._refine(batch[hit])
         return probs[:, None]
@@ -115,7 +140,7 @@ class CascadeRunner(Runner):
 
     def infer_tiles(self, batch: np.ndarray, tiles: Sequence[Tile]) -> list[TileOutput]:
         probs = self._triage(batch)
-        hits = probs.reshape(len(tiles), -1).max(axis=1) >= self.roi_threshold
+        hits = self._hits(probs)
         with self._lock:
             for i, tile in enumerate(tiles):
                 self._held[tile.index] = (tile, batch[i], probs[i])
@@ -140,6 +165,8 @@ class CascadeRunner(Runner):
         return {
             "cascade": {
                 "roi_threshold": self.roi_threshold,
+                "roi_area": self.roi_area,
+                "neighbours": self.neighbours,
                 "refiner_views": self.refiner_views,
                 "tiles_triaged": triaged,
                 "tiles_refined": self.tiles_refined,
@@ -162,6 +189,17 @@ class CascadeRunner(Runner):
             self.tiles_triaged += len(batch)
         return probs
 
+    def _hits(self, probs: np.ndarray) -> np.ndarray:
+        """Per tile: does the triage send it to the refiner (any pixel, or ``roi_area`` of them, at ROI)?"""
+        reached = probs.reshape(len(probs), -1) >= self.roi_threshold
+        if self.roi_area <= 0.0:
+            return reached.any(axis=1)
+        return reached.mean(axis=1) >= self.roi_area
+
+    def _ruled_out(self, probs: np.ndarray) -> np.ndarray:
+        """A tile the triage ruled out keeps its probability, capped below the decision threshold."""
+        return probs if self._cap is None else np.minimum(probs, np.float32(self._cap))
+
     def _refine(self, x: np.ndarray) -> np.ndarray:
         out = []
         t0 = time.perf_counter()
@@ -174,7 +212,11 @@ class CascadeRunner(Runner):
         return np.concatenate(out)
 
     def _neighbours(self, index: int) -> list[int]:
+        """The tiles whose decision ``index``'s triage can change: itself and, with neighbours on, its
+        eight grid neighbours."""
         assert self._plan is not None
+        if not self.neighbours:
+            return [index]
         row, col = divmod(index, self._plan.cols)
         return [
             r * self._plan.cols + c
@@ -207,7 +249,9 @@ class CascadeRunner(Runner):
 
     def _finish(self, ready: list[tuple[tuple[Tile, np.ndarray, np.ndarray], bool]]) -> list[TileOutput]:
         """Refine the hot tiles among ``ready`` (outside the lock), keep the triage output of the rest."""
-        out: list[TileOutput] = [(tile, probs, None) for (tile, _, probs), hot in ready if not hot]
+        out: list[TileOutput] = [
+            (tile, self._ruled_out(probs), None) for (tile, _, probs), hot in ready if not hot
+        ]
         refine = [(tile, x) for (tile, x, _), hot in ready if hot]
         if refine:
             probs = self._refine(np.stack([x for _, x in refine]))

@@ -83,6 +83,9 @@ def make_runner(deployment: Deployment) -> Runner:
             roi_threshold=deployment.roi_threshold,
             batch_size=options.batch_size,
             refiner_views=options.views,
+            roi_area=deployment.roi_area,
+            neighbours=deployment.roi_neighbours,
+            decision_threshold=deployment.threshold,
         )
     else:
         runner = one("primary")

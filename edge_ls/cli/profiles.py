@@ -79,7 +79,10 @@ def _installed(ref: str, role: str) -> bool:
 def _details(p) -> None:
     trt = p.tensorrt
     decision = "model default" if p.decision_threshold is None else f"{p.decision_threshold:g}"
-    roi = "" if p.roi_threshold is None else f", roi {p.roi_threshold:g}"
+    roi = ""
+    if p.roi_threshold is not None:
+        area = f" on {p.roi_area:.1%} of a tile" if p.roi_area else " anywhere"
+        roi = f", roi {p.roi_threshold:g}{area}{' + neighbours' if p.roi_neighbours else ''}"
     print(f"\n{p.tier}: {p.description}")
     print(f"  thresholds: decision {decision}{roi}")
     print(
@@ -106,7 +109,12 @@ def _as_dict(p) -> dict:
         "overlap": p.overlap,
         "precision": p.precision,
         "backends": list(p.backends),
-        "thresholds": {"decision": p.decision_threshold, "roi": p.roi_threshold},
+        "thresholds": {
+            "decision": p.decision_threshold,
+            "roi": p.roi_threshold,
+            "roi_area": p.roi_area,
+            "roi_neighbours": p.roi_neighbours,
+        },
         "outputs": {"uncertainty": p.uncertainty},
         "accuracy_budget_f1": p.accuracy_budget_f1,
         "tensorrt": {

@@ -115,3 +115,56 @@ def test_the_bundled_cascade_refines_with_its_refiner_averaged_over_eight_views(
         want = mean_probability(alone, refiner.spec, x, 8)
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert runner.report()["cascade"]["refiner_views"] == 8
+
+
+def test_an_area_rule_without_neighbours_refines_only_tiles_with_enough_roi_and_caps_the_rest(
+    real_data: Path,
+) -> None:
+    """roi_area: a tile goes to the refiner only when that share of its pixels reaches the ROI; with
+    neighbours off nothing waits, and a ruled-out tile never holds a pixel at the decision threshold."""
+    lite = LoadedModel.load("edge-lite")
+    lite_x = load_tiles(real_data / "bijie", lite.spec, size=128, limit=12)
+    plan = plan_tiles(4 * 128, 3 * 128, 128, 0.0)
+    with OnnxRuntimeRunner(lite.path) as r:
+        triaged = lite.spec.probabilities(r.infer(lite_x)[:, 0])
+    roi, threshold = 0.3, 0.47
+    shares = (triaged >= roi).reshape(12, -1).mean(axis=1)
+    area = float(np.sort(shares)[8]) if np.sort(shares)[8] > 0 else 1e-4  # four tiles reach it
+    expected = {i for i in range(12) if shares[i] >= area}
+    ruled_out_hot = [i for i in range(12) if i not in expected and triaged[i].max() >= threshold]
+    assert 0 < len(expected) < 12 and ruled_out_hot  # the cap has something to do
+
+    nano = LoadedModel.load("edge-nano")
+    runner = CascadeRunner(OnnxRuntimeRunner(lite.path), OnnxRuntimeRunner(nano.path), triage_spec=lite.spec,
+                           refiner_spec=nano.spec, roi_threshold=roi, batch_size=2, roi_area=area,
+                           neighbours=False, decision_threshold=threshold)  # fmt: skip
+    tiles = load_tiles(real_data / "bijie", nano.spec, size=128, limit=12)
+    with runner, OnnxRuntimeRunner(nano.path) as ref:
+        runner.bind(plan)
+        got = {}
+        for i in range(0, 12, 2):
+            out = runner.infer_tiles(tiles[i : i + 2], list(plan)[i : i + 2])
+            assert sorted(t.index for t, _, _ in out) == [i, i + 1]  # decided at once: nothing held
+            got.update({tile.index: prob for tile, prob, _ in out})
+        assert runner.flush() == [] and runner.peak_held == 2
+        refined = nano.spec.probabilities(ref.infer(tiles)[:, 0])
+    for i in range(12):
+        if i in expected:
+            np.testing.assert_allclose(got[i], refined[i], atol=1e-4, err_msg=f"tile {i}")
+        else:
+            assert got[i].max() < threshold, f"tile {i}"
+            np.testing.assert_allclose(got[i], np.minimum(triaged[i], threshold), atol=1e-4)
+    report = runner.report()["cascade"]
+    assert report["tiles_refined"] == len(expected) and report["roi_area"] == area
+    assert report["neighbours"] is False
+
+
+def test_a_cascade_rule_out_by_area_without_positions_is_capped_too(real_data: Path) -> None:
+    lite = LoadedModel.load("edge-lite")
+    runner = CascadeRunner(OnnxRuntimeRunner(lite.path), OnnxRuntimeRunner(lite.path), triage_spec=lite.spec,
+                           refiner_spec=lite.spec, roi_threshold=0.3, roi_area=0.999,
+                           decision_threshold=0.47)  # fmt: skip
+    x = load_tiles(real_data / "bijie", lite.spec, size=128, limit=3)
+    with runner:
+        out = runner.infer(x)
+    assert runner.tiles_refined == 0 and out.max() < 0.47

@@ -109,6 +109,8 @@ def test_unknown_nested_key(tmp_path):
         ({"accuracy_budget_f1": 0}, r"accuracy_budget_f1: must be F1 points in \(0, 100\]"),
         ({"thresholds": {"decision": 1.5}}, "thresholds.decision: must be between 0 and 1"),
         ({"thresholds": {"roi": 0.3}}, "thresholds.roi: only applies to a cascade"),
+        ({"thresholds": {"roi_area": 0.01}}, "thresholds.roi_area: only applies to a cascade"),
+        ({"thresholds": {"roi_neighbours": False}}, "thresholds.roi_neighbours: only applies to a cascade"),
         ({"models": {}}, "models: must name at least one model"),
         ({"models": {"primary": "a", "triage": "b", "refiner": "c"}}, "give either 'primary' or a cascade"),
         ({"models": {"triage": "b"}}, "a cascade needs both 'triage' and 'refiner'"),
@@ -126,6 +128,21 @@ def test_missing_required_keys_are_all_listed():
     data = _base()
     del data["tile"], data["backends"]
     with pytest.raises(ConfigError, match=r"tile: is required; .*backends: is required"):
+        parse_profile(data)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"roi_area": 1.0}, r"thresholds\.roi_area: must be a share of the tile in \[0, 1\), got 1.0"),
+        ({"roi_area": -0.01}, r"thresholds\.roi_area: must be a share of the tile in \[0, 1\)"),
+        ({"roi_neighbours": "no"}, r"thresholds\.roi_neighbours: must be true or false, got 'no'"),
+    ],
+)
+def test_bad_cascade_roi_rules_name_key_and_value(edit, message):
+    data = tomllib.loads((PROFILES_DIR / "edge-cascade.toml").read_text())
+    data["thresholds"].update(edit)
+    with pytest.raises(ConfigError, match=message):
         parse_profile(data)
 
 
