@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,14 +18,15 @@ REPO = Path(__file__).resolve().parents[1]
 def test_a_profile_becomes_models_options_backends_and_thresholds() -> None:
     d = deploy("edge-lite")
     assert set(d.models) == {"primary"} and d.model.name == "edge-lite:int8"
-    assert (d.options.tile_size, d.options.batch_size, d.options.overlap) == (512, 4, 0.2)
+    assert (d.options.tile_size, d.options.batch_size, d.options.overlap) == (512, 1, 0.2)
     assert d.backends == ("tensorrt", "onnxruntime-cuda", "onnxruntime-cpu")
     assert d.options.profile is d.profile and d.roi_threshold is None and d.outputs == ()
     assert d.threshold == d.model.spec.threshold  # no decision override in the profile
 
 
 def test_explicit_overrides_win_over_the_profile_and_none_means_not_given() -> None:
-    d = deploy("edge-lite", tile_size=256, batch_size=None, threshold=0.4)
+    profile = replace(load_profile("edge-lite"), batch=4)  # a batch other than DetectOptions' default
+    d = deploy(profile, tile_size=256, batch_size=None, threshold=0.4)
     assert (d.options.tile_size, d.options.batch_size, d.threshold) == (256, 4, 0.4)
     with pytest.raises(TypeError, match="no_such_field"):
         deploy("edge-lite", no_such_field=1)
@@ -44,7 +46,7 @@ def test_a_library_caller_passing_a_profile_gets_its_tile_and_batch(tmp_path: Pa
                     DetectOptions(profile=profile, tile_size=256))  # fmt: skip
     assert report["tile_size"] == 256 and report["profile"] == "edge-nano"
     d = deploy("edge-nano")
-    assert d.options.batch_size == profile.batch == 4
+    assert d.options.batch_size == profile.batch == 1
 
 
 def test_unknown_tier_is_one_line_naming_the_known_ones() -> None:

@@ -160,7 +160,7 @@ def test_cascade_without_roi_threshold_fails():
         ({"tile": {"min": 256, "opt": 2048, "max": 1024}}, "tensorrt.tile: needs min <= opt <= max"),
         ({"tile": {"min": 250, "opt": 512, "max": 1024}}, r"tensorrt\.tile\.min: must be a multiple of 32"),
         ({"tile": {"min": 640, "opt": 640, "max": 1024}}, "must include the profile's tile 512"),
-        ({"batch": {"min": 1, "opt": 2, "max": 2}}, "must include the profile's batch 4"),
+        ({"batch": {"min": 2, "opt": 2, "max": 4}}, "must include the profile's batch 1"),
         ({"batch": {"min": 1, "max": 8}}, r"tensorrt\.batch\.opt: is required"),
         ({"batch": {"min": 0, "opt": 1, "max": 8}}, r"tensorrt\.batch\.min: must be at least 1"),
         ({"hardware_compatibility": "turing+"}, "hardware_compatibility: must be one of none, ampere"),
@@ -179,7 +179,7 @@ def test_tensorrt_table_is_optional_and_defaults_to_static_shapes():
     del data["tensorrt"]
     profile = parse_profile(data)
     assert profile.tensorrt.tile == ShapeRange(512, 512, 512)
-    assert profile.tensorrt.batch == ShapeRange(1, 4, 4)
+    assert profile.tensorrt.batch == ShapeRange(1, 1, 1)
     assert not profile.tensorrt.version_compatible and profile.tensorrt.hardware_compatibility == "none"
 
 
