@@ -34,7 +34,7 @@ def test_table_lists_every_tier_and_the_auto_pick(capsys):
 def test_one_profile_in_full(capsys):
     assert main(["profiles", "edge-cascade"]) == 0
     out = capsys.readouterr().out
-    assert "roi 0.3" in out and "batch 1/4/8, tile 256/512/1024" in out
+    assert "roi 0.3" in out and "batch 1/1/8, tile 256/512/1024" in out
 
 
 def test_json(capsys):
