@@ -213,9 +213,7 @@ def run_bench(config: BenchConfig, graph_figures: GraphFigures, log: Callable[[s
         for name, row in rows.items():
             if row["status"] != "ok":
                 continue
-            if cover not in config.covers and not (
-                cover in config.cascade_covers and name in (config.cascade, refiner)
-            ):
+            if not runs_on(config, name, cover, refiner):
                 continue
             runs = []
             for i in range(config.repeats):
@@ -247,6 +245,15 @@ def run_bench(config: BenchConfig, graph_figures: GraphFigures, log: Callable[[s
         "gpu": gpu,
         "targets": targets,
     }
+
+
+def runs_on(config: BenchConfig, name: str, cover: str, refiner: str | None) -> bool:
+    """Whether row ``name`` runs on scene ``cover``: the tiers and the peer model on ``covers``; the
+    cascade and its refiner alone on ``cascade_covers`` (and on ``covers`` only when listed as tiers),
+    so ``--cascade-covers ''`` costs no cascade run."""
+    if cover in config.covers and name in (*config.tiers, config.peer_model):
+        return True
+    return cover in config.cascade_covers and name in (config.cascade, refiner)
 
 
 def _refiner_row(cascade: str) -> str | None:

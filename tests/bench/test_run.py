@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_ls.bench.run import BenchConfig, _gpu_rows, check_config, run_bench, write_results
+from edge_ls.bench.run import BenchConfig, _gpu_rows, check_config, run_bench, runs_on, write_results
 from edge_ls.errors import ConfigError
 
 
@@ -62,6 +62,25 @@ def test_cli_unknown_tier_and_peer_are_one_line(tmp_path: Path) -> None:
         errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("edge-ls: error")]
         assert proc.returncode == code and len(errors) == 1 and text in errors[0], proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_the_cascade_rows_run_on_their_own_covers_only() -> None:
+    refiner = "model:edge-lite@views=8"
+    config = BenchConfig(
+        tiers=["edge-lite"], covers=["medium"], cascade_covers=["low"], peer_model="model:edge-lite"
+    )
+    assert runs_on(config, "edge-lite", "medium", refiner) and runs_on(
+        config, "model:edge-lite", "medium", refiner
+    )
+    assert not runs_on(config, "edge-lite", "low", refiner)
+    assert runs_on(config, "edge-cascade", "low", refiner) and runs_on(config, refiner, "low", refiner)
+    assert not runs_on(config, "edge-cascade", "medium", refiner) and not runs_on(
+        config, refiner, "medium", refiner
+    )
+    listed = BenchConfig(tiers=["edge-lite", "edge-cascade"], covers=["medium"], cascade_covers=[])
+    assert runs_on(listed, "edge-cascade", "medium", refiner) and not runs_on(
+        listed, "edge-cascade", "low", refiner
+    )
 
 
 @pytest.mark.slow
