@@ -65,25 +65,47 @@ def aligned(prob: np.ndarray, threshold: float) -> np.ndarray:
 
 
 class Cascade:
-    """Edge-Cascade's rule on whole tiles (``CascadeRunner``'s): a tile whose triage probability reaches
-    ``roi`` anywhere (``area`` 0) or on at least ``area`` of its pixels is decided by the refiner (its
+    """Edge-Cascade's rule (``CascadeRunner``'s): a tile whose triage probability reaches ``roi``
+    anywhere (``area`` 0) or on at least ``area`` of its pixels is decided by the refiner (its
     probabilities and threshold); every other tile keeps the triage probability, capped just below
-    the refiner's threshold (the triage ruled it out)."""
+    the refiner's threshold (the triage ruled it out). With ``window`` > 0 the rule is applied per
+    window and the refiner runs on the hot windows' crops (``edge_ls.backends.cascade.window_crops``)."""
 
-    def __init__(self, triage, refiner, roi: float, area: float = 0.0, threshold: float = 0.5) -> None:
+    def __init__(
+        self, triage, refiner, roi: float, area: float = 0.0, threshold: float = 0.5, window: int = 0
+    ) -> None:
         self.triage, self.refiner, self.roi, self.area = triage, refiner, roi, area
-        self.threshold = threshold
+        self.threshold, self.window = threshold, window
         self.cap = float(np.nextafter(np.float32(threshold), np.float32(0.0)))
         self.tiles = self.refined = 0
+        self.pixels = self.refined_pixels = 0
 
     def probability(self, unit: np.ndarray) -> tuple[np.ndarray, float]:
+        from edge_ls.backends.cascade import hot_windows, window_crops
+
         p, _ = self.triage.probability(unit)
         self.tiles += 1
-        reached = p >= self.roi
-        if (reached.mean() >= self.area) if self.area > 0 else bool(reached.any()):
-            self.refined += 1
+        self.pixels += p.size
+        capped = np.minimum(p, np.float32(self.cap))
+        if self.window:
+            if not hot_windows(p, self.roi, self.area, self.window).any():
+                return capped, self.threshold
+            crops = window_crops(p, self.roi, self.area, self.window)
+        else:
+            reached = p >= self.roi
+            if not ((reached.mean() >= self.area) if self.area > 0 else bool(reached.any())):
+                return capped, self.threshold
+            crops = None
+        self.refined += 1
+        if crops is None:
+            self.refined_pixels += p.size
             return self.refiner.probability(unit)
-        return np.minimum(p, np.float32(self.cap)), self.threshold
+        out = capped.copy()  # capped below the refiner's threshold: decided alike with its pixels
+        for (ys, xs), (cy, cx, size) in crops:
+            q, _ = self.refiner.probability(unit[:, cy : cy + size, cx : cx + size])
+            out[ys, xs] = q[ys.start - cy : ys.stop - cy, xs.start - cx : xs.stop - cx]
+            self.refined_pixels += size * size
+        return out, self.threshold
 
 
 def score_model(model, tiles: dict[str, list[tuple]]) -> dict[str, Any]:
@@ -208,6 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--roi-area", type=float, default=0.0, help="share of a tile that must reach --roi (0: any pixel)"
     )
+    parser.add_argument(
+        "--roi-window",
+        type=int,
+        default=0,
+        help="apply the ROI rule and refine per window of this side (0: tiles)",
+    )
     parser.add_argument("--split", default="test")
     parser.add_argument("--split-file", type=Path, default=SPLIT_FILE)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
@@ -240,11 +268,17 @@ def main(argv: list[str] | None = None) -> int:
         refiner = Single(Path(resolve(refiner_ref)), args.threads)
         tta = extra == ["tta"]
         cascade = Cascade(
-            triage, TTA(refiner) if tta else refiner, args.roi, args.roi_area, refiner.spec.threshold
+            triage,
+            TTA(refiner) if tta else refiner,
+            args.roi,
+            args.roi_area,
+            refiner.spec.threshold,
+            args.roi_window,
         )
         t, r = triage.describe(), refiner.describe()
         scores = score_model(cascade, tiles)
         share = cascade.refined / max(1, cascade.tiles)
+        pixel_share = cascade.refined_pixels / max(1, cascade.pixels)
         rows[label] = {
             **scores,
             "model": f"{t['model']} -> {r['model']}",
@@ -252,10 +286,12 @@ def main(argv: list[str] | None = None) -> int:
             "precision": f"{t['precision']}/{r['precision']}",
             "roi": args.roi,
             "roi_area": args.roi_area,
+            "roi_window": args.roi_window,
             "refined_share": round(share, 4),
+            "refined_pixel_share": round(pixel_share, 4),
             # cost per tile: triage always, refiner on the refined share
             "params": t["params"] + r["params"],
-            "gflops_512": round(t["gflops_512"] + share * r["gflops_512"] * (8 if tta else 1), 2),
+            "gflops_512": round(t["gflops_512"] + pixel_share * r["gflops_512"] * (8 if tta else 1), 2),
             "parts": {"triage": t, "refiner": r},
         }
         print(f"{label}: pooled F1 {rows[label]['pooled']['f1']:.3f}", file=sys.stderr, flush=True)

@@ -154,6 +154,8 @@ class Deployment:
     roi_area: float = 0.0
     #: Whether a refined tile's eight grid neighbours are refined too; cascades only.
     roi_neighbours: bool = True
+    #: Side (px) of the windows the ROI rule and the refiner work on (0: whole tiles); cascades only.
+    roi_window: int = 0
     #: User-facing lines about how the deployment was chosen (``auto``'s reason, the settings).
     notes: tuple[str, ...] = ()
     #: Backend skips that are expected and not worth a line on stderr (``auto`` without a GPU).
@@ -187,7 +189,8 @@ class Deployment:
         if self.roi_threshold is not None:
             area = f" on {self.roi_area:.1%} of a tile" if self.roi_area else " anywhere"
             near = " + neighbours" if self.roi_neighbours else ""
-            extra = f", ROI {self.roi_threshold:g}{area}{near}"
+            win = f", refined in {self.roi_window}-px windows" if self.roi_window else ""
+            extra = f", ROI {self.roi_threshold:g}{area}{near}{win}"
         unc = f", uncertainty from {o.uncertainty_tta} D4 transforms" if o.uncertainty_tta else ""
         who = "refiner" if self.is_cascade else "model"
         views = f", {who} averaged over {o.views} D4 views" if o.views > 1 else ""
@@ -263,6 +266,7 @@ def deploy(
         roi_threshold=chosen.roi_threshold if "triage" in models else None,
         roi_area=chosen.roi_area if "triage" in models else 0.0,
         roi_neighbours=chosen.roi_neighbours if "triage" in models else True,
+        roi_window=chosen.roi_window if "triage" in models else 0,
         notes=tuple(notes),
         expected_skips=expected,
     )

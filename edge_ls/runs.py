@@ -99,6 +99,8 @@ def key_parts(deployment: Deployment) -> dict[str, Any]:
             if deployment.is_cascade
             else {}
         ),
+        # only when set, so the keys of whole-tile cascades (and their journals) stay as they were
+        **({"roi_window": deployment.roi_window} if deployment.roi_window else {}),
     }
 
 

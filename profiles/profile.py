@@ -95,6 +95,8 @@ class Profile:
     roi_area: float = 0.0
     #: Whether a refined tile's eight grid neighbours are refined too.
     roi_neighbours: bool = True
+    #: Side (px) of the windows the ROI rule is applied to and the refiner runs on; 0: whole tiles.
+    roi_window: int = 0
     #: D4 views (flips, quarter turns) the deciding model's probability is averaged over; a cascade
     #: averages its refiner only, so the extra cost falls on the ROI tiles. 1: none.
     views: int = 1
@@ -237,7 +239,7 @@ _TOP_KEYS = (
     "install",
 )
 _REQUIRED = ("tier", "models", "tile", "batch", "overlap", "precision", "backends")
-_THRESHOLD_KEYS = ("decision", "roi", "roi_area", "roi_neighbours")
+_THRESHOLD_KEYS = ("decision", "roi", "roi_area", "roi_neighbours", "roi_window")
 _OUTPUT_KEYS = ("uncertainty", "tta")
 _INSTALL_KEYS = ("command", "took")
 _TRT_KEYS = ("batch", "tile", "workspace_mb", "version_compatible", "hardware_compatibility", "timing_cache")
@@ -370,6 +372,20 @@ def parse_profile(data: Mapping[str, Any], source: str | Path = "profile") -> Pr
         0.0,
     )
     roi_neighbours = c.value(thresholds, "roi_neighbours", "thresholds.roi_neighbours", bool, default=True)
+    roi_window = c.value(
+        thresholds,
+        "roi_window",
+        "thresholds.roi_window",
+        int,
+        lambda v: (
+            ""
+            if v == 0 or (0 < v < tile and v % tile_multiple == 0)
+            else f"must be 0 (whole tiles) or a multiple of {tile_multiple} below the tile ({tile})"
+        ),
+        0,
+    )
+    if roi_window and roi_neighbours:
+        c.fail("thresholds.roi_window", "refines windows of a tile; set thresholds.roi_neighbours = false")
     outputs = c.table(top.get("outputs", {}), "outputs", _OUTPUT_KEYS)
     uncertainty = c.value(outputs, "uncertainty", "outputs.uncertainty", bool, default=False)
     tta = c.value(
@@ -403,7 +419,7 @@ def parse_profile(data: Mapping[str, Any], source: str | Path = "profile") -> Pr
                 "thresholds.roi",
                 "is required for a cascade (the triage probability that sends a tile to the refiner)",
             )
-        for key in ("roi", "roi_area", "roi_neighbours"):
+        for key in ("roi", "roi_area", "roi_neighbours", "roi_window"):
             if not cascade and key in thresholds:
                 c.fail(f"thresholds.{key}", "only applies to a cascade (models.triage + models.refiner)")
 
@@ -423,6 +439,7 @@ def parse_profile(data: Mapping[str, Any], source: str | Path = "profile") -> Pr
         roi_threshold=roi,
         roi_area=roi_area,
         roi_neighbours=roi_neighbours,
+        roi_window=roi_window,
         views=views,
         uncertainty=uncertainty,
         tta=tta,

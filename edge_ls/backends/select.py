@@ -85,6 +85,7 @@ def make_runner(deployment: Deployment) -> Runner:
             refiner_views=options.views,
             roi_area=deployment.roi_area,
             neighbours=deployment.roi_neighbours,
+            roi_window=deployment.roi_window,
             decision_threshold=deployment.threshold,
         )
     else:

@@ -82,7 +82,9 @@ def _details(p) -> None:
     roi = ""
     if p.roi_threshold is not None:
         area = f" on {p.roi_area:.1%} of a tile" if p.roi_area else " anywhere"
-        roi = f", roi {p.roi_threshold:g}{area}{' + neighbours' if p.roi_neighbours else ''}"
+        near = " + neighbours" if p.roi_neighbours else ""
+        win = f", refined in {p.roi_window}-px windows" if p.roi_window else ""
+        roi = f", roi {p.roi_threshold:g}{area}{near}{win}"
     print(f"\n{p.tier}: {p.description}")
     print(f"  thresholds: decision {decision}{roi}")
     print(
@@ -114,6 +116,7 @@ def _as_dict(p) -> dict:
             "roi": p.roi_threshold,
             "roi_area": p.roi_area,
             "roi_neighbours": p.roi_neighbours,
+            "roi_window": p.roi_window,
         },
         "outputs": {"uncertainty": p.uncertainty},
         "accuracy_budget_f1": p.accuracy_budget_f1,

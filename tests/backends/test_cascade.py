@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from edge_ls.backends.cascade import CascadeRunner
+from edge_ls.backends.cascade import WINDOW_MARGIN, CascadeRunner, hot_windows, window_crops, windows
 from edge_ls.backends.onnxrt import OnnxRuntimeRunner
 from edge_ls.deployment import LoadedModel, deploy
 from edge_ls.io.labelled import load_tiles
@@ -168,3 +168,66 @@ def test_a_cascade_rule_out_by_area_without_positions_is_capped_too(real_data: P
     with runner:
         out = runner.infer(x)
     assert runner.tiles_refined == 0 and out.max() < 0.47
+
+
+def test_window_crops_are_square_inside_the_tile_and_hold_their_window() -> None:
+    prob = np.zeros((512, 512), np.float32)
+    prob[10:40, 300:330] = 0.9  # in window (row 0, col 2) of the 128-px grid
+    prob[480:500, 0:20] = 0.9  # in window (row 3, col 0), at the tile's corner
+    assert len(windows(512, 512, 128)) == 16 and windows(300, 300, 128)[-1] == (
+        slice(256, 300),
+        slice(256, 300),
+    )
+    crops = window_crops(prob, 0.3, 0.01, 128)
+    assert crops is not None and [win for win, _ in crops] == [
+        (slice(0, 128), slice(256, 384)),
+        (slice(384, 512), slice(0, 128)),
+    ]
+    for (ys, xs), (top, left, size) in crops:
+        assert size == 128 + 2 * WINDOW_MARGIN and 0 <= top <= 512 - size and 0 <= left <= 512 - size
+        assert top <= ys.start and ys.stop <= top + size and left <= xs.start and xs.stop <= left + size
+    assert crops[0][1] == (0, 256 - WINDOW_MARGIN, 192)  # slid inward at the top border
+    assert window_crops(np.full((512, 512), 0.9, np.float32), 0.3, 0.01, 128) is None  # as dear as the tile
+    assert window_crops(prob[:128, :128], 0.3, 0.0, 128) is None  # the crop does not fit: the whole tile
+    assert not hot_windows(prob, 0.3, 0.5, 128).any()  # 30 x 30 px is under half of a window
+
+
+def test_a_window_rule_refines_only_the_hot_windows_and_caps_the_rest(real_data: Path) -> None:
+    """Real 512-px tiles: edge-nano triage, Edge-Lite refiner on 128-px windows; the hot windows hold the
+    refiner's output on their crop, every other pixel the triage's, capped below the threshold."""
+    nano, lite = LoadedModel.load("edge-nano"), LoadedModel.load("edge-lite")
+    x = load_tiles(real_data / "bijie", lite.spec, size=512, limit=2)
+    with OnnxRuntimeRunner(nano.path) as t:  # the triage reads the tiles its own way
+        triaged = nano.spec.probabilities(
+            t.infer(load_tiles(real_data / "bijie", nano.spec, size=512, limit=2))[:, 0]
+        )
+    runner = CascadeRunner(OnnxRuntimeRunner(nano.path), OnnxRuntimeRunner(lite.path), triage_spec=nano.spec,
+                           refiner_spec=lite.spec, roi_threshold=0.3, roi_area=0.0, neighbours=False,
+                           decision_threshold=0.5, roi_window=128)  # fmt: skip
+    shares = [(triaged[i] >= 0.3).reshape(4, 128, 4, 128).mean(axis=(1, 3)) for i in range(2)]
+    roi = 0.3
+    # an area that leaves a few windows hot in each tile (chosen from the triage itself)
+    area = float(np.quantile(np.concatenate([s.ravel() for s in shares]), 0.8))
+    runner.roi_area = max(area, 1e-4)
+    with runner, OnnxRuntimeRunner(lite.path) as alone:
+        got = runner.infer(x)[:, 0]
+        for i in range(2):
+            crops = window_crops(triaged[i], roi, runner.roi_area, 128)
+            assert crops  # a few windows, cheaper than the tile
+            covered = np.zeros((512, 512), bool)
+            for (ys, xs), (top, left, size) in crops:
+                want = lite.spec.probabilities(
+                    alone.infer(x[i : i + 1, :, top : top + size, left : left + size])[:, 0]
+                )[0]
+                np.testing.assert_allclose(
+                    got[i, ys, xs],
+                    want[ys.start - top : ys.stop - top, xs.start - left : xs.stop - left],
+                    atol=1e-5,
+                )
+                covered[ys, xs] = True
+            np.testing.assert_allclose(
+                got[i][~covered], np.minimum(triaged[i][~covered], runner._cap), atol=1e-5
+            )
+    report = runner.report()["cascade"]
+    assert report["roi_window"] == 128 and report["windows_refined"] > 0
+    assert 0 < report["refined_pixel_share"] < 1 and report["tiles_refined"] == 2

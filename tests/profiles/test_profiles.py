@@ -111,6 +111,7 @@ def test_unknown_nested_key(tmp_path):
         ({"thresholds": {"roi": 0.3}}, "thresholds.roi: only applies to a cascade"),
         ({"thresholds": {"roi_area": 0.01}}, "thresholds.roi_area: only applies to a cascade"),
         ({"thresholds": {"roi_neighbours": False}}, "thresholds.roi_neighbours: only applies to a cascade"),
+        ({"thresholds": {"roi_window": 128}}, "thresholds.roi_window: only applies to a cascade"),
         ({"models": {}}, "models: must name at least one model"),
         ({"models": {"primary": "a", "triage": "b", "refiner": "c"}}, "give either 'primary' or a cascade"),
         ({"models": {"triage": "b"}}, "a cascade needs both 'triage' and 'refiner'"),
@@ -137,6 +138,12 @@ def test_missing_required_keys_are_all_listed():
         ({"roi_area": 1.0}, r"thresholds\.roi_area: must be a share of the tile in \[0, 1\), got 1.0"),
         ({"roi_area": -0.01}, r"thresholds\.roi_area: must be a share of the tile in \[0, 1\)"),
         ({"roi_neighbours": "no"}, r"thresholds\.roi_neighbours: must be true or false, got 'no'"),
+        ({"roi_window": 100}, r"thresholds\.roi_window: must be 0 \(whole tiles\) or a multiple of 32 below"),
+        ({"roi_window": 512}, r"thresholds\.roi_window: must be 0 \(whole tiles\) or a multiple of 32 below"),
+        (
+            {"roi_window": 128, "roi_neighbours": True},
+            r"thresholds\.roi_window: refines windows of a tile; set",
+        ),
     ],
 )
 def test_bad_cascade_roi_rules_name_key_and_value(edit, message):
@@ -144,6 +151,17 @@ def test_bad_cascade_roi_rules_name_key_and_value(edit, message):
     data["thresholds"].update(edit)
     with pytest.raises(ConfigError, match=message):
         parse_profile(data)
+
+
+def test_a_window_rule_reaches_the_deployment_and_the_run_key():
+    from edge_ls.deployment import deploy
+    from edge_ls.runs import key_parts
+
+    data = tomllib.loads((PROFILES_DIR / "edge-cascade.toml").read_text())
+    data["thresholds"].update(roi_window=128, roi_neighbours=False)
+    d = deploy(parse_profile(data))
+    assert d.roi_window == 128 and "refined in 128-px windows" in d.describe()
+    assert key_parts(d)["roi_window"] == 128 and "roi_window" not in key_parts(deploy("edge-cascade"))
 
 
 def test_cascade_without_roi_threshold_fails():
