@@ -80,6 +80,9 @@ class Cascade:
         self.tiles = self.refined = 0
         self.pixels = self.refined_pixels = 0
 
+    def bind_dataset(self, name: str) -> None:
+        getattr(self.refiner, "bind_dataset", lambda _: None)(name)
+
     def probability(self, unit: np.ndarray) -> tuple[np.ndarray, float]:
         from edge_ls.backends.cascade import hot_windows, window_crops
 
@@ -120,6 +123,7 @@ def score_model(model, tiles: dict[str, list[tuple]]) -> dict[str, Any]:
     pooled, pooled_cal = PixelMetrics(0.5), PixelMetrics(0.5)
     started = time.monotonic()
     for name, pairs in tiles.items():
+        getattr(model, "bind_dataset", lambda _: None)(name)  # the dataset's GSD, as a scene's
         acc, cal = PixelMetrics(0.5), PixelMetrics(0.5)
         sampled_p, sampled_y = [], []
         for unit, mask, valid in pairs:
@@ -150,21 +154,38 @@ def score_model(model, tiles: dict[str, list[tuple]]) -> dict[str, Any]:
 
 
 class TTA:
-    """A model averaged over the 8 flips and quarter turns of each tile (D4 test-time augmentation)."""
+    """A model averaged over the 8 flips and quarter turns of each tile (D4 test-time augmentation),
+    and over ``scales`` as the runtime's ``mean_probability`` does (same resizing functions)."""
 
-    def __init__(self, model: Single) -> None:
-        self.model, self.spec = model, model.spec
+    def __init__(self, model: Single, scales: tuple[float, ...] = (1.0,)) -> None:
+        self.model, self.spec, self.scales = model, model.spec, scales
+        self.used_scales = scales
+
+    def bind_dataset(self, name: str) -> None:
+        """The runtime's rule per scene: only scales that keep the dataset's GSD in the trained range."""
+        from edge_ls.backends.tta import usable_scales
+        from edge_ls.training.datasets.base import KNOWN_GSD_M
+
+        self.used_scales = usable_scales(self.scales, KNOWN_GSD_M.get(name), self.spec.gsd_range_m)
 
     def probability(self, unit: np.ndarray) -> tuple[np.ndarray, float]:
-        total = np.zeros(unit.shape[1:], np.float64)
-        for k in range(4):
-            for flip in (False, True):
-                x = np.rot90(unit, k, axes=(1, 2))
-                x = x[:, :, ::-1] if flip else x
-                p, _ = self.model.probability(np.ascontiguousarray(x))
-                p = p[:, ::-1] if flip else p
-                total += np.rot90(p, -k)
-        return (total / 8).astype(np.float32), self.spec.threshold
+        from edge_ls.backends.tta import resize_planes, scaled_size
+
+        h, w = unit.shape[1:]
+        per_scale = []
+        for scale in self.used_scales:
+            sh, sw = scaled_size(h, w, scale) if scale != 1.0 else (h, w)
+            scaled = resize_planes(unit, sh, sw)
+            total = np.zeros((sh, sw), np.float64)
+            for k in range(4):
+                for flip in (False, True):
+                    x = np.rot90(scaled, k, axes=(1, 2))
+                    x = x[:, :, ::-1] if flip else x
+                    p, _ = self.model.probability(np.ascontiguousarray(x))
+                    p = p[:, ::-1] if flip else p
+                    total += np.rot90(p, -k)
+            per_scale.append(resize_planes((total / 8).astype(np.float32), h, w))
+        return np.mean(per_scale, axis=0).astype(np.float32), self.spec.threshold
 
 
 class Single:
@@ -231,6 +252,11 @@ def main(argv: list[str] | None = None) -> int:
         "--roi-area", type=float, default=0.0, help="share of a tile that must reach --roi (0: any pixel)"
     )
     parser.add_argument(
+        "--scales",
+        default="1",
+        help="comma-separated scales the --tta rows and a cascade's tta refiner also run at (e.g. 1,0.5)",
+    )
+    parser.add_argument(
         "--roi-window",
         type=int,
         default=0,
@@ -249,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     roots = [SHARED / "data" / "real" / d for d in args.datasets]
     tiles = load_split(args.split, args.split_file, roots)
     rows: dict[str, dict[str, Any]] = {}
+    scales = tuple(float(v) for v in args.scales.split(","))
+    # the cost of one view at every scale, in units of one view at scale 1
+    scale_cost = sum(v * v for v in scales)
     for item in args.model:
         label, _, target = item.partition("=")
         single = Single(Path(resolve(target or label)), args.threads)
@@ -258,8 +287,9 @@ def main(argv: list[str] | None = None) -> int:
         label, _, target = item.partition("=")
         single = Single(Path(resolve(target or label)), args.threads)
         info = single.describe()
-        rows[label] = {**info, **score_model(TTA(single), tiles), "gflops_512": 8 * info["gflops_512"]}
-        rows[label]["tta"] = 8
+        cost = 8 * scale_cost * info["gflops_512"]
+        rows[label] = {**info, **score_model(TTA(single, scales), tiles), "gflops_512": round(cost, 2)}
+        rows[label].update(tta=8, scales=list(scales))
         print(f"{label}: pooled F1 {rows[label]['pooled']['f1']:.3f}", file=sys.stderr, flush=True)
     for item in args.cascade or []:
         label, _, target = item.partition("=")
@@ -269,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         tta = extra == ["tta"]
         cascade = Cascade(
             triage,
-            TTA(refiner) if tta else refiner,
+            TTA(refiner, scales) if tta else refiner,
             args.roi,
             args.roi_area,
             refiner.spec.threshold,
@@ -287,11 +317,14 @@ def main(argv: list[str] | None = None) -> int:
             "roi": args.roi,
             "roi_area": args.roi_area,
             "roi_window": args.roi_window,
+            "scales": list(scales) if tta else [1.0],
             "refined_share": round(share, 4),
             "refined_pixel_share": round(pixel_share, 4),
             # cost per tile: triage always, refiner on the refined share
             "params": t["params"] + r["params"],
-            "gflops_512": round(t["gflops_512"] + pixel_share * r["gflops_512"] * (8 if tta else 1), 2),
+            "gflops_512": round(
+                t["gflops_512"] + pixel_share * r["gflops_512"] * (8 * scale_cost if tta else 1), 2
+            ),
             "parts": {"triage": t, "refiner": r},
         }
         print(f"{label}: pooled F1 {rows[label]['pooled']['f1']:.3f}", file=sys.stderr, flush=True)

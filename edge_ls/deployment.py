@@ -62,6 +62,9 @@ class DetectOptions:
     #: D4 views the deciding model's calibrated probability is averaged over (a cascade: its refiner
     #: only); 1: the model as it is. Costs ``views`` times that model's inference.
     views: int = 1
+    #: Scales the same model (and views) is also run at, averaged with equal weight (a cascade: its
+    #: refiner only); (1.0,): the scene's own pixels. Scale s costs s² of one run.
+    scales: tuple[float, ...] = (1.0,)
 
     def __post_init__(self) -> None:
         """Refuse values a run would otherwise replace or trip over later (``--tile-size 0`` became
@@ -105,6 +108,13 @@ def _option_problems(o: DetectOptions) -> list[str]:
         out.append(f"layers (--layers) must be 'percent' or 'float32', got {o.layers!r}")
     if isinstance(o.views, bool) or not isinstance(o.views, int) or not 1 <= o.views <= 8:
         out.append(f"views must be 1..8 (D4 transforms averaged), got {o.views!r}")
+    if (
+        not isinstance(o.scales, tuple)
+        or not o.scales
+        or len(set(o.scales)) != len(o.scales)
+        or not all(isinstance(s, float) and 0.25 <= s <= 2.0 for s in o.scales)
+    ):
+        out.append(f"scales must be distinct numbers in [0.25, 2], at least one, got {o.scales!r}")
     if o.uncertainty_tta != 0 and not 2 <= o.uncertainty_tta <= 8:
         out.append(f"uncertainty_tta must be 0 or 2..8, got {o.uncertainty_tta}")
     return out
@@ -193,7 +203,10 @@ class Deployment:
             extra = f", ROI {self.roi_threshold:g}{area}{near}{win}"
         unc = f", uncertainty from {o.uncertainty_tta} D4 transforms" if o.uncertainty_tta else ""
         who = "refiner" if self.is_cascade else "model"
-        views = f", {who} averaged over {o.views} D4 views" if o.views > 1 else ""
+        parts = [f"over {o.views} D4 views"] if o.views > 1 else []
+        if o.scales != (1.0,):
+            parts.append(f"at scales {', '.join(f'{s:g}' for s in o.scales)}")
+        views = f", {who} averaged {' '.join(parts)}" if parts else ""
         run = f"tile {tile}, batch {o.batch_size}, overlap {overlap:g}"
         return f"{self.name}: {models}; {run}{extra}{unc}{views}"
 
@@ -254,6 +267,7 @@ def deploy(
         "batch_size": chosen.batch,
         "uncertainty_tta": chosen.tta if chosen.uncertainty else 0,
         "views": chosen.views if chosen.views > 1 else None,
+        "scales": chosen.scales if chosen.scales != (1.0,) else None,
     }
     from_profile = {k: v for k, v in from_profile.items() if v is not None}
     opts = replace(base, **{**from_profile, **given, "profile": chosen})
@@ -277,10 +291,10 @@ def deploy(
 def _check(d: Deployment) -> None:
     """A cascade's two models must read the same input, and the ROI must not exceed the decision
     threshold (a tile left to triage must not be able to decide a detection the refiner never saw)."""
-    if d.options.views > 1 and d.options.uncertainty_tta:
+    if (d.options.views > 1 or d.options.scales != (1.0,)) and d.options.uncertainty_tta:
         raise ConfigError(
-            f"'{d.name}': views (averaged D4 views) and the uncertainty layer cannot be combined yet "
-            "(set views = 1 or [outputs] uncertainty = false)"
+            f"'{d.name}': views or scales (averaged) and the uncertainty layer cannot be combined yet "
+            "(set views = 1 and scales = [1.0], or [outputs] uncertainty = false)"
         )
     if not d.is_cascade:
         return

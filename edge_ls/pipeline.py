@@ -114,6 +114,7 @@ def detect(
                 readers=options.readers,
                 queue_depth=options.queue_depth,
                 scale=scale,
+                gsd_m=target_gsd if target_gsd is not None else source.gsd_m,
                 extra_layers=("uncertainty",) if options.uncertainty_tta else (),
                 on_read=imagery.add,
                 progress=options.progress,
@@ -168,7 +169,7 @@ def _as_deployment(
     unset = DetectOptions()
     given = {
         name: getattr(options, name)
-        for name in ("tile_size", "overlap", "threshold", "batch_size", "uncertainty_tta", "views")
+        for name in ("tile_size", "overlap", "threshold", "batch_size", "uncertainty_tta", "views", "scales")
         if getattr(options, name) != getattr(unset, name)
     }
     return deploy(options.profile, model=model, options=options, **given)

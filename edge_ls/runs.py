@@ -37,7 +37,10 @@ from edge_ls.scenes import Scene, SceneResult, full_key, scene_out_dir
 #: The signals that stop a run cleanly.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 #: Options that do not change a scene's outputs (they are left out of its key).
-_NOT_IN_KEY = frozenset({"readers", "queue_depth", "streams", "intra_op_threads", "progress", "profile"})
+# ``scales`` joins the key only when set (below), so earlier runs' keys and journals stay as they were.
+_NOT_IN_KEY = frozenset(
+    {"readers", "queue_depth", "streams", "intra_op_threads", "progress", "profile", "scales"}
+)
 
 OnResult = Callable[[SceneResult], None]
 
@@ -101,6 +104,7 @@ def key_parts(deployment: Deployment) -> dict[str, Any]:
         ),
         # only when set, so the keys of whole-tile cascades (and their journals) stay as they were
         **({"roi_window": deployment.roi_window} if deployment.roi_window else {}),
+        **({"scales": list(deployment.options.scales)} if deployment.options.scales != (1.0,) else {}),
     }
 
 

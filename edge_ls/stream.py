@@ -68,6 +68,8 @@ class StreamSetup:
     queue_depth: int
     #: Tiles read at another GSD arrive this many times smaller (``edge_ls.io.resample``).
     scale: float = 1.0
+    #: Ground size (m) of the pixels the runner is sent (the read GSD); None: unknown.
+    gsd_m: float | None = None
     #: Extra per-pixel layers the runner returns beside the probability (``uncertainty``).
     extra_layers: tuple[str, ...] = ()
     #: Called with each tile's model-ready bands as it is read (the quicklook's imagery).
@@ -299,7 +301,7 @@ def write_stage(s: _Stream) -> None:
 def run_stream(source: RasterSource, runner: Runner, outputs: OutputSet, setup: StreamSetup) -> RunStats:
     """Drive the stages; return the run's statistics. Any stage's failure stops all and re-raises."""
     s = _Stream(source, runner, outputs, setup)
-    runner.bind(s.plan)
+    runner.bind(s.plan, setup.gsd_m)
 
     def guarded(stage: Callable[[_Stream], None]) -> Callable[[], None]:
         def body() -> None:

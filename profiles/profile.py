@@ -100,6 +100,8 @@ class Profile:
     #: D4 views (flips, quarter turns) the deciding model's probability is averaged over; a cascade
     #: averages its refiner only, so the extra cost falls on the ROI tiles. 1: none.
     views: int = 1
+    #: Scales the deciding model (with its views) also runs at, averaged with equal weight; (1.0,): none.
+    scales: tuple[float, ...] = (1.0,)
     uncertainty: bool = False
     #: How many D4 transforms (identity first) the uncertainty layer averages over, 2..8.
     tta: int = DEFAULT_TTA
@@ -235,6 +237,7 @@ _TOP_KEYS = (
     "accuracy_budget_f1",
     "tile_multiple",
     "views",
+    "scales",
     "tensorrt",
     "install",
 )
@@ -404,6 +407,20 @@ def parse_profile(data: Mapping[str, Any], source: str | Path = "profile") -> Pr
         lambda v: "" if 1 <= v <= D4_SIZE else f"must be 1..{D4_SIZE} (the D4 flips and rotations)",
         1,
     )
+    scales = c.value(
+        top,
+        "scales",
+        "scales",
+        list,
+        lambda v: (
+            ""
+            if v
+            and all(isinstance(s, (int, float)) and not isinstance(s, bool) and 0.25 <= s <= 2.0 for s in v)
+            and len(set(v)) == len(v)
+            else "must list distinct scales in [0.25, 2], e.g. [1.0, 0.5]"
+        ),
+        [1.0],
+    )
     install = c.table(top.get("install", {}), "install", _INSTALL_KEYS)
     install_command = c.value(install, "command", "install.command", str, default="")
     install_took = c.value(install, "took", "install.took", str, default="")
@@ -441,6 +458,7 @@ def parse_profile(data: Mapping[str, Any], source: str | Path = "profile") -> Pr
         roi_neighbours=roi_neighbours,
         roi_window=roi_window,
         views=views,
+        scales=tuple(float(s) for s in scales),
         uncertainty=uncertainty,
         tta=tta,
         accuracy_budget_f1=budget,

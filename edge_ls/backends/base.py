@@ -54,8 +54,9 @@ class Runner(ABC):
     def deactivate(self) -> None:
         """Release the model and its buffers."""
 
-    def bind(self, plan: TilePlan) -> None:
-        """Told the tile grid before the stream starts (a plain runner does not need it)."""
+    def bind(self, plan: TilePlan, gsd_m: float | None = None) -> None:
+        """Told the tile grid, and the ground size of the pixels it will be sent (None: unknown),
+        before the stream starts (a plain runner needs neither)."""
         return None
 
     def infer_tiles(self, batch: np.ndarray, tiles: Sequence[Tile]) -> list[TileOutput]:
@@ -122,8 +123,8 @@ class WrappingRunner(Runner):
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return self.inner.infer(batch)
 
-    def bind(self, plan: TilePlan) -> None:
-        self.inner.bind(plan)
+    def bind(self, plan: TilePlan, gsd_m: float | None = None) -> None:
+        self.inner.bind(plan, gsd_m)
 
     def report(self) -> dict[str, Any]:
         return self.inner.report()

@@ -37,6 +37,10 @@ the bundled triage and the tile's area share the windows were slower and less ac
 When a tile's hot windows would cost as much as the tile, the tile is refined whole. Windows and
 neighbours do not combine.
 
+The refiner may also average over ``refiner_scales`` (the tile resized, the probability resized back),
+using per scene only the scales that keep its pixels inside the refiner's trained GSD range
+(:func:`edge_ls.backends.tta.usable_scales`, told the read GSD by :meth:`bind`).
+
 The refiner may average its calibrated probability over the first ``refiner_views`` D4 transforms
 (flips and quarter turns, :data:`edge_ls.backends.tta.D4`): eight views of Edge-Lite gained 1.7 F1
 points on the test splits (training/README.md), and a cascade pays that eightfold cost only on the
@@ -54,7 +58,7 @@ import numpy as np
 
 from edge_ls.artifact import ModelSpec
 from edge_ls.backends.base import Runner, TileOutput
-from edge_ls.backends.tta import D4, mean_probability
+from edge_ls.backends.tta import D4, mean_probability, usable_scales
 from edge_ls.tiling import Tile, TilePlan
 
 #: Context (px) around a refined window: one stride-32 cell of the refiner on every side.
@@ -80,6 +84,7 @@ class CascadeRunner(Runner):
         roi_threshold: float,
         batch_size: int = 1,
         refiner_views: int = 1,
+        refiner_scales: Sequence[float] = (1.0,),
         roi_area: float = 0.0,
         neighbours: bool = True,
         decision_threshold: float | None = None,
@@ -104,6 +109,8 @@ class CascadeRunner(Runner):
             else float(np.nextafter(np.float32(decision_threshold), np.float32(0.0)))
         )
         self.refiner_views = refiner_views
+        self.refiner_scales = tuple(refiner_scales)
+        self.used_scales = self.refiner_scales
         self.triage, self.refiner = triage, refiner
         self.triage_spec, self.refiner_spec = triage_spec, refiner_spec
         self.roi_threshold = roi_threshold
@@ -150,11 +157,12 @@ class CascadeRunner(Runner):
             probs[hit] = self._refine(batch[hit], probs[hit])
         return probs[:, None]
 
-    def bind(self, plan: TilePlan) -> None:
+    def bind(self, plan: TilePlan, gsd_m: float | None = None) -> None:
         """A new scene: its own tile state and counters (a shared runner serves many scenes, and each
         scene's report must count its own tiles)."""
         with self._lock:
             self._plan = plan
+            self.used_scales = usable_scales(self.refiner_scales, gsd_m, self.refiner_spec.gsd_range_m)
             self._known.clear()
             self._hot.clear()
             self._held.clear()
@@ -192,6 +200,7 @@ class CascadeRunner(Runner):
                 "roi_area": self.roi_area,
                 "neighbours": self.neighbours,
                 "refiner_views": self.refiner_views,
+                "refiner_scales": list(self.used_scales),
                 "tiles_triaged": triaged,
                 "tiles_refined": self.tiles_refined,
                 "refined_share": round(self.tiles_refined / triaged, 4) if triaged else None,
@@ -267,7 +276,7 @@ class CascadeRunner(Runner):
         return out
 
     def _refined(self, x: np.ndarray) -> np.ndarray:
-        return mean_probability(self.refiner, self.refiner_spec, x, self.refiner_views)
+        return mean_probability(self.refiner, self.refiner_spec, x, self.refiner_views, self.used_scales)
 
     def _neighbours(self, index: int) -> list[int]:
         """The tiles whose decision ``index``'s triage can change: itself and, with neighbours on, its

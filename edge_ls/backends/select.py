@@ -83,6 +83,7 @@ def make_runner(deployment: Deployment) -> Runner:
             roi_threshold=deployment.roi_threshold,
             batch_size=options.batch_size,
             refiner_views=options.views,
+            refiner_scales=options.scales,
             roi_area=deployment.roi_area,
             neighbours=deployment.roi_neighbours,
             roi_window=deployment.roi_window,
@@ -90,10 +91,10 @@ def make_runner(deployment: Deployment) -> Runner:
         )
     else:
         runner = one("primary")
-        if options.views > 1:
+        if options.views > 1 or options.scales != (1.0,):
             from edge_ls.backends.tta import AveragingRunner
 
-            runner = AveragingRunner(runner, deployment.model.spec, options.views)
+            runner = AveragingRunner(runner, deployment.model.spec, options.views, options.scales)
     if options.uncertainty_tta:
         from edge_ls.backends.tta import TTARunner
 

@@ -82,15 +82,23 @@ def check_config(config: BenchConfig) -> None:
 MODEL_PREFIX = "model:"
 #: ``model:NAME@views=8``: the model averaged over 8 D4 views (a cascade's refiner alone).
 VIEWS_SUFFIX = "@views="
+#: ``model:NAME@views=8@scales=1,0.5``: ... and over those scales.
+SCALES_SUFFIX = "@scales="
 
 
-def _model_row(name: str) -> tuple[str, int | None]:
-    """``model:NAME[@views=N]`` -> (NAME, N or None)."""
+def _model_row(name: str) -> tuple[str, int | None, tuple[float, ...] | None]:
+    """``model:NAME[@views=N][@scales=A,B]`` -> (NAME, N or None, scales or None)."""
+    full = name
     name = name[len(MODEL_PREFIX) :]
+    name, sep_s, scales = name.partition(SCALES_SUFFIX)
     base, sep, views = name.partition(VIEWS_SUFFIX)
     if sep and not views.isdigit():
-        raise ConfigError(f"bad row '{MODEL_PREFIX}{name}': {VIEWS_SUFFIX} takes a whole number")
-    return base, int(views) if sep else None
+        raise ConfigError(f"bad row '{full}': {VIEWS_SUFFIX} takes a whole number")
+    try:
+        parsed = tuple(float(v) for v in scales.split(",")) if sep_s else None
+    except ValueError:
+        raise ConfigError(f"bad row '{full}': {SCALES_SUFFIX} takes numbers, e.g. 1,0.5") from None
+    return base, int(views) if sep else None, parsed
 
 
 def _deployment(name: str) -> Any:
@@ -99,9 +107,9 @@ def _deployment(name: str) -> Any:
     from edge_ls.deployment import deploy
     from edge_ls.profiles import list_profiles
 
-    views = None
+    views = scales = None
     if name.startswith(MODEL_PREFIX):
-        name, views = _model_row(name)
+        name, views, scales = _model_row(name)
     elif name in list_profiles() or name.endswith(".toml"):
         try:
             return deploy(name)
@@ -110,7 +118,7 @@ def _deployment(name: str) -> Any:
                 return exc
             raise
     try:
-        return deploy(model=name, views=views)
+        return deploy(model=name, views=views, scales=scales)
     except ModelError as exc:
         if str(exc).startswith("unknown model"):
             raise ConfigError(
@@ -132,8 +140,9 @@ def _job(kind: str, **job: Any) -> dict[str, Any]:
 
 def _spec_of(tier: str, row: dict[str, Any]) -> dict[str, Any]:
     if tier.startswith(MODEL_PREFIX):
-        name, views = _model_row(tier)
-        return {"model": name, **({"overrides": {"views": views}} if views else {})}
+        name, views, scales = _model_row(tier)
+        overrides = {"views": views, "scales": list(scales) if scales else None}
+        return {"model": name, "overrides": {k: v for k, v in overrides.items() if v is not None}}
     return {("profile" if row["is_profile"] else "model"): tier}
 
 
@@ -258,11 +267,14 @@ def runs_on(config: BenchConfig, name: str, cover: str, refiner: str | None) -> 
 
 def _refiner_row(cascade: str) -> str | None:
     """The row name of a cascade profile's refiner run alone, as the cascade runs it: ``model:NAME``,
-    with ``@views=N`` when the profile averages the refiner over N D4 views."""
+    with ``@views=N`` when the profile averages the refiner over N D4 views and ``@scales=...`` over
+    scales."""
     d = _deployment(cascade)
     if isinstance(d, Exception) or not d.is_cascade:
         return None
     views = f"{VIEWS_SUFFIX}{d.options.views}" if d.options.views > 1 else ""
+    if d.options.scales != (1.0,):
+        views += SCALES_SUFFIX + ",".join(f"{s:g}" for s in d.options.scales)
     return MODEL_PREFIX + d.models["refiner"].label + views
 
 

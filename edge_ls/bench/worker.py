@@ -19,6 +19,14 @@ from edge_ls.metrics import PixelMetrics
 from edge_ls.report import peak_rss_mb
 
 
+def _overrides(job: dict[str, Any]) -> dict[str, Any]:
+    """The job's option overrides as DetectOptions takes them (JSON has lists, options tuples)."""
+    out = dict(job.get("overrides", {}))
+    if "scales" in out:
+        out["scales"] = tuple(float(s) for s in out["scales"])
+    return out
+
+
 def _cpu_s() -> float:
     t = os.times()
     return t.user + t.system
@@ -62,7 +70,7 @@ def run_detect(job: dict[str, Any]) -> dict[str, Any]:
     from edge_ls.deployment import deploy
     from edge_ls.pipeline import detect
 
-    d = deploy(job.get("profile"), model=job.get("model"), **job.get("overrides", {}))
+    d = deploy(job.get("profile"), model=job.get("model"), **_overrides(job))
     c0, m0, w0 = _cpu_s(), machine_busy_s(), time.perf_counter()
     report = detect(job["scene"], d, job["out"])
     wall, cpu = time.perf_counter() - w0, _cpu_s() - c0
@@ -104,7 +112,7 @@ def run_bare(job: dict[str, Any]) -> dict[str, Any]:
     from edge_ls.io.source import RasterSource
     from edge_ls.tiling import pad_tile, plan_tiles
 
-    d = deploy(job.get("profile"), model=job.get("model"), **job.get("overrides", {}))
+    d = deploy(job.get("profile"), model=job.get("model"), **_overrides(job))
     spec, o = d.model.spec, d.options
     with RasterSource(job["scene"], spec) as source, source.open_handle() as handle:
         plan = plan_tiles(

@@ -87,6 +87,8 @@ def _details(p) -> None:
         roi = f", roi {p.roi_threshold:g}{area}{near}{win}"
     print(f"\n{p.tier}: {p.description}")
     print(f"  thresholds: decision {decision}{roi}")
+    who = "refiner" if "refiner" in p.models else "model"
+    print(f"  averaging: {who} over {p.views} D4 view(s) at scale(s) {', '.join(f'{s:g}' for s in p.scales)}")
     print(
         f"  outputs: uncertainty {'yes' if p.uncertainty else 'no'}; "
         f"accuracy budget {p.accuracy_budget_f1:g} F1 points"
@@ -118,6 +120,8 @@ def _as_dict(p) -> dict:
             "roi_neighbours": p.roi_neighbours,
             "roi_window": p.roi_window,
         },
+        "views": p.views,
+        "scales": list(p.scales),
         "outputs": {"uncertainty": p.uncertainty},
         "accuracy_budget_f1": p.accuracy_budget_f1,
         "tensorrt": {

@@ -117,6 +117,29 @@ def test_the_bundled_cascade_refines_with_its_refiner_averaged_over_eight_views(
     assert runner.report()["cascade"]["refiner_views"] == 8
 
 
+def test_a_cascade_refines_at_the_scales_the_scenes_gsd_allows(real_data: Path) -> None:
+    """refiner_scales (1, 0.5): both on a 3 m scene (6 m is inside Edge-Lite's 0.5-12 m), scale 1
+    only on a 10 m scene (20 m is not)."""
+    from edge_ls.backends.tta import mean_probability
+
+    lite = LoadedModel.load("edge-lite")
+    runner = CascadeRunner(OnnxRuntimeRunner(lite.path), OnnxRuntimeRunner(lite.path), triage_spec=lite.spec,
+                           refiner_spec=lite.spec, roi_threshold=0.0, neighbours=False, refiner_views=2,
+                           refiner_scales=(1.0, 0.5))  # fmt: skip
+    x = load_tiles(real_data / "bijie", lite.spec, size=128, limit=2)
+    plan = plan_tiles(256, 128, 128, 0.0)
+    with runner, OnnxRuntimeRunner(lite.path) as alone:
+        runner.bind(plan, gsd_m=3.0)
+        at_3m = runner.infer(x)[:, 0]
+        assert runner.report()["cascade"]["refiner_scales"] == [1.0, 0.5]
+        runner.bind(plan, gsd_m=10.0)
+        at_10m = runner.infer(x)[:, 0]
+        assert runner.report()["cascade"]["refiner_scales"] == [1.0]
+        np.testing.assert_allclose(at_3m, mean_probability(alone, lite.spec, x, 2, (1.0, 0.5)), atol=1e-5)
+        np.testing.assert_allclose(at_10m, mean_probability(alone, lite.spec, x, 2), atol=1e-5)
+    assert np.abs(at_3m - at_10m).max() > 0.01
+
+
 def test_an_area_rule_without_neighbours_refines_only_tiles_with_enough_roi_and_caps_the_rest(
     real_data: Path,
 ) -> None:

@@ -9,7 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from edge_ls.bench.run import BenchConfig, _gpu_rows, check_config, run_bench, runs_on, write_results
+from edge_ls.bench.run import (
+    BenchConfig,
+    _gpu_rows,
+    _model_row,
+    _refiner_row,
+    check_config,
+    run_bench,
+    runs_on,
+    write_results,
+)
 from edge_ls.errors import ConfigError
 
 
@@ -62,6 +71,14 @@ def test_cli_unknown_tier_and_peer_are_one_line(tmp_path: Path) -> None:
         errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("edge-ls: error")]
         assert proc.returncode == code and len(errors) == 1 and text in errors[0], proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_model_rows_carry_views_and_scales_and_the_refiner_row_is_the_cascades() -> None:
+    assert _model_row("model:edge-lite") == ("edge-lite", None, None)
+    assert _model_row("model:edge-lite@views=8@scales=1,0.5") == ("edge-lite", 8, (1.0, 0.5))
+    assert _refiner_row("edge-cascade") == "model:edge-lite@views=8"
+    with pytest.raises(ConfigError, match="takes numbers"):
+        _model_row("model:edge-lite@scales=half")
 
 
 def test_the_cascade_rows_run_on_their_own_covers_only() -> None:

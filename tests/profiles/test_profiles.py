@@ -112,6 +112,10 @@ def test_unknown_nested_key(tmp_path):
         ({"thresholds": {"roi_area": 0.01}}, "thresholds.roi_area: only applies to a cascade"),
         ({"thresholds": {"roi_neighbours": False}}, "thresholds.roi_neighbours: only applies to a cascade"),
         ({"thresholds": {"roi_window": 128}}, "thresholds.roi_window: only applies to a cascade"),
+        ({"scales": [1.0, 3.0]}, r"scales: must list distinct scales in \[0.25, 2\]"),
+        ({"scales": [1.0, 1.0]}, r"scales: must list distinct scales in \[0.25, 2\]"),
+        ({"scales": []}, r"scales: must list distinct scales"),
+        ({"scales": 0.5}, r"scales: must be a list, got 0.5"),
         ({"models": {}}, "models: must name at least one model"),
         ({"models": {"primary": "a", "triage": "b", "refiner": "c"}}, "give either 'primary' or a cascade"),
         ({"models": {"triage": "b"}}, "a cascade needs both 'triage' and 'refiner'"),
@@ -162,6 +166,21 @@ def test_a_window_rule_reaches_the_deployment_and_the_run_key():
     d = deploy(parse_profile(data))
     assert d.roi_window == 128 and "refined in 128-px windows" in d.describe()
     assert key_parts(d)["roi_window"] == 128 and "roi_window" not in key_parts(deploy("edge-cascade"))
+
+
+def test_scales_reach_the_runner_the_description_and_the_run_key():
+    from edge_ls.backends.select import make_runner
+    from edge_ls.backends.tta import AveragingRunner
+    from edge_ls.deployment import deploy
+    from edge_ls.runs import key_parts
+
+    data = tomllib.loads((PROFILES_DIR / "edge-lite.toml").read_text())
+    data.update(scales=[1, 0.5], models={"primary": "edge-lite"})
+    d = deploy(parse_profile(data))
+    assert d.options.scales == (1.0, 0.5) and "model averaged at scales 1, 0.5" in d.describe()
+    runner = make_runner(d)
+    assert isinstance(runner, AveragingRunner) and (runner.views, runner.scales) == (1, (1.0, 0.5))
+    assert key_parts(d)["scales"] == [1.0, 0.5] and "scales" not in key_parts(deploy("edge-lite"))
 
 
 def test_cascade_without_roi_threshold_fails():
