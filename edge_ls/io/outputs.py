@@ -68,7 +68,6 @@ import shutil
 import sqlite3
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -162,9 +161,6 @@ BAND_DESCRIPTIONS = {
 MASK_COLORS = {0: (0, 0, 0, 0), 1: (230, 30, 30, 255), MASK_NODATA: (0, 0, 0, 0)}
 
 #: Overview resampling per raster: averages for continuous values, mode for the class mask.
-#: Largest scene (pixels) whose COG copies run two side by side: their finalize peak stays under the
-#: stream's there (bench/README.md "Finalize copies side by side up to 10k²"); serial above.
-PARALLEL_COPY_MAX_PIXELS = 10_000 * 10_000
 _OVERVIEW_RESAMPLING = {PROBABILITY: "AVERAGE", MASK: "MODE", CONFIDENCE: "AVERAGE", UNCERTAINTY: "AVERAGE"}
 #: Errors that mean "the outputs could not be written" (GDAL's own errors included).
 _WRITE_ERRORS: tuple[type[BaseException], ...] = (OSError, RasterioError, CPLE_BaseError, sqlite3.Error)
@@ -768,14 +764,14 @@ class OutputSet:
             (self._tmp / PROBABILITY_STYLE).write_text(
                 probability_qml(self.options.threshold), encoding="utf-8"
             )
-            # Two copies side by side up to PARALLEL_COPY_MAX_PIXELS, one after another above: side by
-            # side, a 20k² run's finalize peaked above its stream (651 vs 624 MiB, bench/rss_probe.py),
-            # so memory stays bounded by the stream's rows, not the scene, at every size.
-            workers = 2 if self.width * self.height <= PARALLEL_COPY_MAX_PIXELS else 1
-            with ThreadPoolExecutor(workers, thread_name_prefix="cog") as pool:
-                done = [pool.submit(self._sink_to_cog, name, sink) for name, sink in self._sinks.items()]
-                for future in done:
-                    future.result()
+            # One copy after another on purpose: two side by side saved ~0.5 s on a 4096² scene, but a
+            # 20k² run's finalize then peaked at 651 MiB, above its stream's 624 (bench/rss_probe.py);
+            # serial, finalize stays below the stream (572 vs 661 MiB), so memory stays bounded by
+            # the stream's rows, not the scene.
+            for name, sink in self._sinks.items():
+                self._to_cog(sink.vrt, self._tmp / name, _OVERVIEW_RESAMPLING[name])
+                sink.path.unlink()
+                sink.vrt.unlink()
         except _WRITE_ERRORS as exc:
             raise self._failed(exc) from exc
         except BaseException:
@@ -841,12 +837,6 @@ class OutputSet:
     @staticmethod
     def _stream_name(name: str) -> str:
         return str(Path(f"stream.{name}").with_suffix(".raw"))
-
-    def _sink_to_cog(self, name: str, sink: _RawSink) -> None:
-        assert self._tmp is not None
-        self._to_cog(sink.vrt, self._tmp / name, _OVERVIEW_RESAMPLING[name])
-        sink.path.unlink()
-        sink.vrt.unlink()
 
     @staticmethod
     def _to_cog(src: Path, dst: Path, resampling: str) -> None:

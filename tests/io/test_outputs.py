@@ -411,25 +411,6 @@ def test_nan_coded_rows_without_a_validity_array_give_the_same_outputs(scene: di
     ).read_text()
 
 
-def test_copies_one_after_another_write_the_same_files_as_side_by_side(
-    scene: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Scenes above PARALLEL_COPY_MAX_PIXELS copy their COGs serially; the bytes must not depend on it."""
-    from edge_ls.io import outputs
-
-    written = {}
-    for limit in (outputs.PARALLEL_COPY_MAX_PIXELS, 0):
-        monkeypatch.setattr(outputs, "PARALLEL_COPY_MAX_PIXELS", limit)
-        with open_set(tmp_path / str(limit), scene) as out:
-            write_all(out, scene["prob"], scene["valid"], BANDS)
-            out.commit({})
-        written[limit] = {
-            n: (tmp_path / str(limit) / n).read_bytes()
-            for n in ("probability.tif", "mask.tif", "confidence.tif")
-        }
-    assert written[0] == written[outputs.PARALLEL_COPY_MAX_PIXELS]
-
-
 def test_not_georeferenced_input_writes_pixel_space(real_data: Path, tmp_path: Path) -> None:
     path = sorted((real_data / "cas_unlabeled").glob("*.tiff"))[0]
     with rasterio.open(path) as src:
