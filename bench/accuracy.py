@@ -90,15 +90,10 @@ class Cascade:
         self.tiles += 1
         self.pixels += p.size
         capped = np.minimum(p, np.float32(self.cap))
-        if self.window:
-            if not hot_windows(p, self.roi, self.area, self.window).any():
-                return capped, self.threshold
-            crops = window_crops(p, self.roi, self.area, self.window)
-        else:
-            reached = p >= self.roi
-            if not ((reached.mean() >= self.area) if self.area > 0 else bool(reached.any())):
-                return capped, self.threshold
-            crops = None
+        # the runtime's rule: the whole tile is one window when self.window is 0
+        if not hot_windows(p, self.roi, self.area, self.window or max(p.shape)).any():
+            return capped, self.threshold
+        crops = window_crops(p, self.roi, self.area, self.window) if self.window else None
         self.refined += 1
         if crops is None:
             self.refined_pixels += p.size

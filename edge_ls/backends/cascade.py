@@ -230,14 +230,12 @@ class CascadeRunner(Runner):
         return probs
 
     def _hits(self, probs: np.ndarray) -> np.ndarray:
-        """Per tile: does the triage send it to the refiner (any pixel, or ``roi_area`` of them, at ROI)?"""
-        if self.roi_window:
-            args = (self.roi_threshold, self.roi_area, self.roi_window)
-            return np.array([hot_windows(p, *args).any() for p in probs], dtype=bool)
-        reached = probs.reshape(len(probs), -1) >= self.roi_threshold
-        if self.roi_area <= 0.0:
-            return reached.any(axis=1)
-        return reached.mean(axis=1) >= self.roi_area
+        """Per tile: does the triage send it to the refiner (any pixel, or ``roi_area`` of them, at ROI,
+        in the whole tile or in one of its windows)? One rule, :func:`hot_windows`'s."""
+        args = (self.roi_threshold, self.roi_area)
+        return np.array(
+            [hot_windows(p, *args, self.roi_window or max(p.shape)).any() for p in probs], dtype=bool
+        )
 
     def _ruled_out(self, probs: np.ndarray) -> np.ndarray:
         """A tile the triage ruled out keeps its probability, capped below the decision threshold."""
@@ -340,7 +338,8 @@ def windows(h: int, w: int, step: int) -> list[tuple[slice, slice]]:
 
 
 def hot_windows(prob: np.ndarray, roi: float, area: float, step: int) -> np.ndarray:
-    """Per window of one tile's triage probability: do ``area`` of its pixels (0: any) reach ``roi``?"""
+    """Per window of one tile's triage probability: do ``area`` of its pixels (0: any) reach ``roi``?
+    A ``step`` of the tile's side makes the whole tile one window (the whole-tile rule)."""
     reached = prob >= roi
     shares = np.array([reached[win].mean() for win in windows(*prob.shape, step)])
     return shares > 0.0 if area <= 0.0 else shares >= area
