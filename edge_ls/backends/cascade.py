@@ -31,7 +31,7 @@ instead of the whole tile, and the refiner runs on each window that passes, cut 
 ``WINDOW_MARGIN`` px of context on every side (the crop slides inward at the tile's border, so every
 crop is square and inside the tile); only the window's own pixels take the refiner's output. A
 landslide fills a few windows of a tile, so a perfect triage would pay the refiner for those windows
-only (on the bench's low-cover scene its bound rises from 1.98x to 3.12x the refiner at 128 px); with
+only (on the bench's low-cover scene its bound rises from 1.98x to 3.07x the refiner at 128 px); with
 the bundled triage and the tile's area share the windows were slower and less accurate there
 (bench/README.md "Refining windows instead of tiles"), so the bundled profile refines whole tiles.
 When a tile's hot windows would cost as much as the tile, the tile is refined whole. Windows and
