@@ -114,7 +114,7 @@ def _option_problems(o: DetectOptions) -> list[str]:
         or len(set(o.scales)) != len(o.scales)
         or not all(isinstance(s, float) and 0.25 <= s <= 2.0 for s in o.scales)
     ):
-        out.append(f"scales must be distinct numbers in [0.25, 2], at least one, got {o.scales!r}")
+        out.append(f"scales must be a tuple of distinct floats in [0.25, 2], at least one, got {o.scales!r}")
     if o.uncertainty_tta != 0 and not 2 <= o.uncertainty_tta <= 8:
         out.append(f"uncertainty_tta must be 0 or 2..8, got {o.uncertainty_tta}")
     return out

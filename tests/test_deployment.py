@@ -122,6 +122,10 @@ def test_auto_picks_from_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
         ("layers", "int16", "layers"),
         ("views", 0, "views"),
         ("views", 9, "views"),
+        ("scales", (1.0, 3.0), r"scales must be a tuple of distinct floats in \[0.25, 2\]"),
+        ("scales", (1.0, 1.0), "scales"),
+        ("scales", (), "scales"),
+        ("scales", (1, 0.5), "tuple of distinct floats"),
     ],
 )
 def test_invalid_options_are_refused_not_replaced(field: str, value: object, pattern: str) -> None:
