@@ -90,6 +90,7 @@ from edge_ls.io.detections import (
     RegionSink,
     wgs84_projector,
 )
+from edge_ls.io.overviews import Kind, OverviewPyramid
 from edge_ls.io.polygons import StreamingPolygonizer
 from edge_ls.io.quicklook import (
     Annotation,
@@ -160,8 +161,14 @@ BAND_DESCRIPTIONS = {
 #: Colour table of the mask: transparent background, red landslides (nodata 255 transparent too).
 MASK_COLORS = {0: (0, 0, 0, 0), 1: (230, 30, 30, 255), MASK_NODATA: (0, 0, 0, 0)}
 
-#: Overview resampling per raster: averages for continuous values, mode for the class mask.
-_OVERVIEW_RESAMPLING = {PROBABILITY: "AVERAGE", MASK: "MODE", CONFIDENCE: "AVERAGE", UNCERTAINTY: "AVERAGE"}
+#: Overview resampling per raster: averages for continuous values, mode for the class mask (streamed
+#: with the rows by :mod:`edge_ls.io.overviews`, GDAL's rule).
+_OVERVIEWS: dict[str, Kind] = {
+    PROBABILITY: "average",
+    MASK: "mode",
+    CONFIDENCE: "average",
+    UNCERTAINTY: "average",
+}
 #: Errors that mean "the outputs could not be written" (GDAL's own errors included).
 _WRITE_ERRORS: tuple[type[BaseException], ...] = (OSError, RasterioError, CPLE_BaseError, sqlite3.Error)
 #: Free space under which a GDAL write failure is reported as a full disk.
@@ -247,27 +254,58 @@ class _RawSink:
         scale: float | None = None,
         look: _BandLook | None = None,
         keep: bool = False,
+        overviews: Kind | None = None,
     ):
-        """``keep``: reopen the file as it is (a resumed scene's durable rows), not truncated."""
+        """``keep``: reopen the file as it is (a resumed scene's durable rows), not truncated.
+        ``overviews``: also stream the COG's overview levels (:mod:`edge_ls.io.overviews`), each a raw
+        file of its own that the VRT names as the band's overview; never kept (a resumed set re-feeds
+        its durable rows through :meth:`add_overviews`)."""
         self.path = path
         self.vrt = path.with_suffix(".vrt")
         self._dtype = np.dtype(dtype).newbyteorder("<")
         self._row_bytes = width * self._dtype.itemsize
         flags = os.O_RDWR | os.O_CREAT | (0 if keep else os.O_TRUNC)
         self._fd: int | None = os.open(path, flags, 0o644)
-        _reserve(self._fd, self._row_bytes * height)
+        self._pyramid: OverviewPyramid | None = None
+        #: One sink per overview level, finest first.
+        self.levels: list[_RawSink] = []
+        try:
+            _reserve(self._fd, self._row_bytes * height)
+            if overviews is not None:
+                self._pyramid = OverviewPyramid(
+                    width, height, block=BLOCK_SIZE, kind=overviews, nodata=nodata
+                )
+                for i, (w, h) in enumerate(self._pyramid.sizes, start=1):
+                    level = path.with_name(f"{path.stem}.ovr{i}{path.suffix}")
+                    self.levels.append(
+                        _RawSink(
+                            level, dtype=dtype, nodata=nodata, width=w, height=h, crs=None, transform=None
+                        )
+                    )
+        except BaseException:
+            self.discard()
+            raise
         xml = _raw_vrt(
-            path.name, self._dtype, nodata, width, height, crs, transform, scale, look or _BandLook()
-        )
+            path.name, self._dtype, nodata, width, height, crs, transform, scale, look or _BandLook(),
+            overviews=[level.vrt.name for level in self.levels],
+        )  # fmt: skip
         self.vrt.write_text(xml)
 
     def write(self, row_off: int, band: np.ndarray) -> None:
+        """Write rows at ``row_off`` (and the overview rows they finish: rows must come in order)."""
         assert self._fd is not None
         data = memoryview(np.ascontiguousarray(band, dtype=self._dtype)).cast("B")
         offset = row_off * self._row_bytes
         while data:
             written = os.pwrite(self._fd, data, offset)
             data, offset = data[written:], offset + written
+        self.add_overviews(band)
+
+    def add_overviews(self, band: np.ndarray) -> None:
+        """Feed the next rows to the overview levels only (a resumed set's durable rows)."""
+        if self._pyramid is not None:
+            for level, first, rows in self._pyramid.add(np.asarray(band, dtype=self._dtype)):
+                self.levels[level].write(first, rows)
 
     def sync(self) -> None:
         """Make the rows written so far durable (before a progress record vouches for them)."""
@@ -280,11 +318,21 @@ class _RawSink:
         return np.fromfile(self.path, dtype=self._dtype, count=count, offset=row_off * self._row_bytes)
 
     def close(self) -> None:
+        for level in self.levels:
+            level.close()
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)
 
+    def unlink(self) -> None:
+        """Remove the raw files and VRTs (after the COG copy)."""
+        for sink in [self, *self.levels]:
+            sink.path.unlink()
+            sink.vrt.unlink()
+
     def discard(self) -> None:
+        for level in self.levels:
+            level.discard()
         with contextlib.suppress(OSError):
             self.close()
 
@@ -341,10 +389,18 @@ def _raw_vrt(
     transform,
     scale: float | None = None,
     look: _BandLook | None = None,
+    overviews: Sequence[str] = (),
 ) -> str:
     """A VRT describing a raw single-band row-major little-endian file beside it (``scale``: the band's
-    unscaling factor; ``look``: description, tags, colour table; all carried into the COG)."""
+    unscaling factor; ``look``: description, tags, colour table; all carried into the COG;
+    ``overviews``: VRTs beside it holding the band's overview levels, finest first, which the COG
+    copy takes instead of building its own)."""
     look = look or _BandLook()
+    levels = "".join(
+        f'    <Overview>\n      <SourceFilename relativeToVRT="1">{xml_escape(name)}</SourceFilename>\n'
+        f"      <SourceBand>1</SourceBand>\n    </Overview>\n"
+        for name in overviews
+    )
     unscale = f"    <Offset>0</Offset>\n    <Scale>{scale!r}</Scale>\n" if scale is not None else ""
     geo = ""
     if crs is not None:
@@ -361,7 +417,7 @@ def _raw_vrt(
         f"    <ImageOffset>0</ImageOffset>\n"
         f"    <PixelOffset>{dtype.itemsize}</PixelOffset>\n"
         f"    <LineOffset>{dtype.itemsize * width}</LineOffset>\n"
-        f"    <ByteOrder>LSB</ByteOrder>\n"
+        f"    <ByteOrder>LSB</ByteOrder>\n{levels}"
         f"  </VRTRasterBand>\n</VRTDataset>\n"
     )
 
@@ -435,19 +491,23 @@ class OutputSet:
                 "scale": PERCENT_SCALE if options.layers == "percent" else None,
             }
             tags = dict(options.tags)
-            self._sinks = {
-                PROBABILITY: _RawSink(self._stream_path(PROBABILITY), **layer, **geo, keep=keep,
-                                      look=_BandLook(BAND_DESCRIPTIONS[PROBABILITY], tags)),
-                MASK: _RawSink(self._stream_path(MASK), dtype="uint8", nodata=MASK_NODATA, **geo, keep=keep,
-                               look=_BandLook(BAND_DESCRIPTIONS[MASK], tags, MASK_COLORS)),
-                CONFIDENCE: _RawSink(self._stream_path(CONFIDENCE), **layer, **geo, keep=keep,
-                                     look=_BandLook(BAND_DESCRIPTIONS[CONFIDENCE], tags)),
-            }  # fmt: skip
+            looks = {
+                PROBABILITY: _BandLook(BAND_DESCRIPTIONS[PROBABILITY], tags),
+                MASK: _BandLook(BAND_DESCRIPTIONS[MASK], tags, MASK_COLORS),
+                CONFIDENCE: _BandLook(BAND_DESCRIPTIONS[CONFIDENCE], tags),
+            }
             if options.uncertainty:
-                self._sinks[UNCERTAINTY] = _RawSink(
-                    self._stream_path(UNCERTAINTY), **layer, **geo, keep=keep,
-                    look=_BandLook(BAND_DESCRIPTIONS[UNCERTAINTY], tags),
-                )  # fmt: skip
+                looks[UNCERTAINTY] = _BandLook(BAND_DESCRIPTIONS[UNCERTAINTY], tags)
+            for name, look in looks.items():
+                encoding = {"dtype": "uint8", "nodata": MASK_NODATA} if name == MASK else layer
+                self._sinks[name] = _RawSink(
+                    self._stream_path(name),
+                    **encoding,
+                    **geo,
+                    keep=keep,
+                    look=look,
+                    overviews=_OVERVIEWS[name],
+                )
             if resume_key is not None:
                 # The exact float probability (0 where nodata) the vectorizer and the quicklook were
                 # fed: the percent layer alone would not give back the polygons' mean_prob.
@@ -519,8 +579,9 @@ class OutputSet:
         return None
 
     def _refeed(self, record: progress.Progress) -> None:
-        """Give the vectorizer, the quicklook cells and the counts the durable rows ``[0, R)``, in the
-        very pieces the killed run's writer cut them in (so every sum adds up in the same order)."""
+        """Give the vectorizer, the quicklook cells, the counts and the overview levels the durable rows
+        ``[0, R)``, in the very pieces the killed run's writer cut them in (so every sum adds up in the
+        same order)."""
         assert self._resume_sink is not None
         threshold = np.float32(self.options.threshold)
         try:
@@ -528,6 +589,8 @@ class OutputSet:
                 end = min(band + record.band_rows, record.rows)
                 for r0 in range(band, end, CHUNK_ROWS):
                     h = min(CHUNK_ROWS, end - r0)
+                    for sink in self._sinks.values():  # overview levels are rebuilt, not kept
+                        sink.add_overviews(sink.read(r0, h).reshape(h, self.width))
                     ok = self._sinks[MASK].read(r0, h).reshape(h, self.width) != MASK_NODATA
                     clean = self._resume_sink.read(r0, h).reshape(h, self.width).astype(np.float32)
                     self._accumulate(r0, clean, ok, ok & (clean >= threshold))
@@ -769,9 +832,9 @@ class OutputSet:
             # serial, finalize stays below the stream (572 vs 661 MiB), so memory stays bounded by
             # the stream's rows, not the scene.
             for name, sink in self._sinks.items():
-                self._to_cog(sink.vrt, self._tmp / name, _OVERVIEW_RESAMPLING[name])
-                sink.path.unlink()
-                sink.vrt.unlink()
+                sink.close()
+                self._to_cog(sink.vrt, self._tmp / name, _OVERVIEWS[name])
+                sink.unlink()
         except _WRITE_ERRORS as exc:
             raise self._failed(exc) from exc
         except BaseException:
@@ -839,8 +902,9 @@ class OutputSet:
         return str(Path(f"stream.{name}").with_suffix(".raw"))
 
     @staticmethod
-    def _to_cog(src: Path, dst: Path, resampling: str) -> None:
-        """Copy a streamed GeoTIFF to a COG; GDAL builds the overviews block by block."""
+    def _to_cog(src: Path, dst: Path, overviews: Kind) -> None:
+        """Copy a streamed raster to a COG, taking the overview levels its VRT names (streamed with the
+        rows, :mod:`edge_ls.io.overviews`): GDAL only compresses, the reduction is done."""
         with rasterio.open(src) as ds:
             # Horizontal/floating-point predictor for the smooth probability and confidence layers
             # (what bench/cog_codecs.py times); none for the 0/1 mask.
@@ -857,8 +921,8 @@ class OutputSet:
                 LEVEL=1,
                 NUM_THREADS=1,
                 PREDICTOR=predictor,
-                RESAMPLING=resampling,
-                OVERVIEWS="AUTO",
+                RESAMPLING=overviews.upper(),
+                OVERVIEWS="FORCE_USE_EXISTING",
                 BIGTIFF="IF_SAFER",
             )
 

@@ -36,6 +36,7 @@ from edge_ls.io.outputs import (
 from edge_ls.io.polygons import CONNECTIVITY
 from edge_ls.io.quicklook import _TITLE_H, MASK_OUTLINE_RGB, MIN_ANNOTATED_WIDTH, NODATA_RGB
 from edge_ls.pixel_math import confidence
+from tests.io.gdal_overviews import gdal_levels
 from tests.io.ogr import ogrinfo
 
 THRESHOLD = 0.12
@@ -172,6 +173,20 @@ def test_rasters_are_cogs_on_the_input_grid(request, scene, layers, name, resamp
     else:
         inside = overview[overview != nodata] * scale
         assert inside.min() >= 0.0 and inside.max() <= 1.0  # nodata never averaged in
+
+
+@pytest.mark.parametrize("layers", ["percent", "float32"])
+@pytest.mark.parametrize(("name", "resampling"), [("probability.tif", "AVERAGE"), ("mask.tif", "MODE")])
+def test_streamed_overviews_are_the_ones_gdal_builds(request, layers, name, resampling) -> None:
+    """The overview levels are reduced while the rows stream (edge_ls.io.overviews); the COG must hold
+    what GDAL's own COG copy would have built from the full-resolution band (791 x 718: odd sizes)."""
+    folder = request.getfixturevalue("committed" if layers == "percent" else "committed_float")["dir"]
+    with rasterio.open(folder / name) as ds:
+        data, nodata = ds.read(1), ds.nodata
+    with rasterio.open(folder / name, overview_level=0) as ds:
+        ours = ds.read(1)
+    (theirs,) = gdal_levels(data, nodata, resampling)
+    np.testing.assert_array_equal(ours, theirs)
 
 
 def test_percent_layers_round_to_the_nearest_percent_and_keep_the_mask_exact(committed, committed_float):
@@ -591,8 +606,8 @@ def _run_on_small_tmpfs(tmp_path: Path, fs_bytes: int, size: int) -> dict:
 
 
 def test_real_disk_too_small_fails_before_inference(tmp_path: Path) -> None:
-    # 2000 x 2000 px need 12 MB of scratch space (3 uint8 rasters): reserved at construction, so the
-    # run never starts.
+    # 2000 x 2000 px need 15 MB of scratch space (3 uint8 rasters, 12 MB, and their 1000² overviews):
+    # reserved at construction, so the run never starts.
     result = _run_on_small_tmpfs(tmp_path, 10 * 2**20, 2000)
     assert result["stage"] == "construct"
     assert result["error"].endswith(": No space left on device")
@@ -600,9 +615,9 @@ def test_real_disk_too_small_fails_before_inference(tmp_path: Path) -> None:
 
 
 def test_real_disk_full_while_writing_cogs(tmp_path: Path) -> None:
-    # The 12 MB of scratch files fit, the compressed COGs (~2 x 3 MB of random percent values) do not:
-    # GDAL fails inside commit.
-    result = _run_on_small_tmpfs(tmp_path, 14 * 2**20, 2000)
+    # The 15 MB of scratch files (rasters and overview levels) fit, the compressed COGs (~2 x 3 MB of
+    # random percent values) do not: GDAL fails inside commit.
+    result = _run_on_small_tmpfs(tmp_path, 16 * 2**20, 2000)
     assert result["stage"] == "commit"
     assert result["error"].startswith(f"cannot write outputs to {tmp_path}/fs/out: No space left on device")
     assert "\n" not in result["error"]
