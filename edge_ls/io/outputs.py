@@ -115,6 +115,8 @@ LAYER_ENCODINGS = ("percent", "float32")
 MASK_NODATA = 255
 #: Tile size of the COGs (and of the streamed intermediates, so the COG copy reads whole tiles).
 BLOCK_SIZE = 512
+#: GDAL compression threads of each COG copy (measured on 2 cores; see ``OutputSet._to_cog``).
+COG_THREADS = 2
 
 PROBABILITY = "probability.tif"
 MASK = "mask.tif"
@@ -915,11 +917,14 @@ class OutputSet:
                 driver="COG",
                 BLOCKSIZE=BLOCK_SIZE,
                 # ZSTD level 1: about the size of DEFLATE on these rasters, 3-4x less CPU to write
-                # (bench/cog_codecs.py); readable by GDAL >= 2.3 / QGIS 3. One thread: GDAL's ALL_CPUS
-                # bought no wall time on 2 cores (same script).
+                # (bench/cog_codecs.py); readable by GDAL >= 2.3 / QGIS 3. Two compression threads
+                # (GDAL's own, joined inside the call): with the overviews already streamed the copy is
+                # only compression, and the three 4096² copies went 0.23 -> 0.16 s on 2 cores
+                # (bench/README.md "Streamed overviews"); while GDAL still built the overviews, threads
+                # made the copy slower.
                 COMPRESS="ZSTD",
                 LEVEL=1,
-                NUM_THREADS=1,
+                NUM_THREADS=COG_THREADS,
                 PREDICTOR=predictor,
                 RESAMPLING=overviews.upper(),
                 OVERVIEWS="FORCE_USE_EXISTING",
