@@ -107,7 +107,8 @@ class CellMeans:
         """C x rows x cols float32 means; NaN where a cell received no valid pixel."""
         with self._lock, np.errstate(invalid="ignore", divide="ignore"):
             out = self._sums / self._counts
-        return np.where(self._counts > 0, out, np.nan).astype(np.float32)
+        out[:, self._counts == 0] = np.nan  # in place: no second copy of the planes
+        return out
 
 
 def render_rgb(prob: np.ndarray, detected_share: np.ndarray, background: np.ndarray | None) -> np.ndarray:
