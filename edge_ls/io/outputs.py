@@ -2,7 +2,8 @@
 
 Files (all in the input's CRS and transform; pixel space when the input has no georeference):
 
-* ``probability.tif``: COG, ZSTD + predictor, 512-px tiles, AVERAGE overviews. By default
+* ``probability.tif``: COG, ZSTD + predictor, 512-px tiles, AVERAGE overviews (reduced while the rows
+  stream, by GDAL's rule: :mod:`edge_ls.io.overviews`; the COG copy only compresses). By default
   (``layers="percent"``) **uint8 percent**: 0..100 = round(100 x probability), band scale 0.01 (GDAL
   and QGIS unscale it to 0..1), **nodata 255**; the way the Copernicus High Resolution Layers publish
   their confidence. One percent is far finer than any calibration error of these models, and the
@@ -829,10 +830,10 @@ class OutputSet:
             (self._tmp / PROBABILITY_STYLE).write_text(
                 probability_qml(self.options.threshold), encoding="utf-8"
             )
-            # One copy after another on purpose: two side by side saved ~0.5 s on a 4096² scene, but a
-            # 20k² run's finalize then peaked at 651 MiB, above its stream's 624 (bench/rss_probe.py);
-            # serial, finalize stays below the stream (572 vs 661 MiB), so memory stays bounded by
-            # the stream's rows, not the scene.
+            # One copy after another, each with GDAL's compression threads: the overview levels were
+            # streamed with the rows, so a copy only compresses. (Two copies side by side, while GDAL
+            # still built the overviews, lifted a 20k² finalize above its stream, 651 vs 624 MiB; and
+            # copies on Python threads raced a stop signal: bench/README.md.)
             for name, sink in self._sinks.items():
                 sink.close()
                 self._to_cog(sink.vrt, self._tmp / name, _OVERVIEWS[name])
