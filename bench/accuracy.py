@@ -149,8 +149,8 @@ def score_model(model, tiles: dict[str, list[tuple]]) -> dict[str, Any]:
 
 
 class TTA:
-    """A model averaged over the 8 flips and quarter turns of each tile (D4 test-time augmentation),
-    and over ``scales`` as the runtime's ``mean_probability`` does (same resizing functions)."""
+    """A model averaged over the 8 flips and quarter turns of each tile (D4 test-time augmentation)
+    and over ``scales``: the runtime's ``mean_probability`` itself, so the ladder scores what runs."""
 
     def __init__(self, model: Single, scales: tuple[float, ...] = (1.0,)) -> None:
         self.model, self.spec, self.scales = model, model.spec, scales
@@ -164,23 +164,9 @@ class TTA:
         self.used_scales = usable_scales(self.scales, KNOWN_GSD_M.get(name), self.spec.gsd_range_m)
 
     def probability(self, unit: np.ndarray) -> tuple[np.ndarray, float]:
-        from edge_ls.backends.tta import resize_planes, scaled_size
-
-        h, w = unit.shape[1:]
-        per_scale = []
-        for scale in self.used_scales:
-            sh, sw = scaled_size(h, w, scale) if scale != 1.0 else (h, w)
-            scaled = resize_planes(unit, sh, sw)
-            total = np.zeros((sh, sw), np.float64)
-            for k in range(4):
-                for flip in (False, True):
-                    x = np.rot90(scaled, k, axes=(1, 2))
-                    x = x[:, :, ::-1] if flip else x
-                    p, _ = self.model.probability(np.ascontiguousarray(x))
-                    p = p[:, ::-1] if flip else p
-                    total += np.rot90(p, -k)
-            per_scale.append(resize_planes((total / 8).astype(np.float32), h, w))
-        return np.mean(per_scale, axis=0).astype(np.float32), self.spec.threshold
+        # The runtime's averaging (edge_ls.backends.tta.mean_probability), through the scorer.
+        prob = self.model.scorer.probability(unit, views=8, scales=self.used_scales)
+        return prob, self.spec.threshold
 
 
 class Single:

@@ -28,6 +28,7 @@ import numpy as np
 
 from edge_ls.artifact import ModelSpec, read_spec
 from edge_ls.backends.onnxrt import OnnxRuntimeRunner
+from edge_ls.backends.tta import mean_probability
 from edge_ls.errors import InputError, ModelError
 from edge_ls.io.labelled import LabelledTiles
 from edge_ls.metrics import PixelMetrics
@@ -69,8 +70,10 @@ class OnnxScorer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def probability(self, unit: np.ndarray) -> np.ndarray:
-        """C x H x W values in [0, 1] (the model's band order) -> H x W probabilities."""
+    def probability(self, unit: np.ndarray, views: int = 1, scales: tuple[float, ...] = (1.0,)) -> np.ndarray:
+        """C x H x W values in [0, 1] (the model's band order) -> H x W probabilities; ``views`` > 1 or
+        other ``scales``: averaged over D4 views and scales by the runtime's own
+        :func:`~edge_ls.backends.tta.mean_probability` (the ``views`` / ``scales`` settings)."""
         if unit.ndim != 3 or unit.shape[0] != len(self.spec.bands):
             raise InputError(
                 f"{self.path.name} expects {len(self.spec.bands)} bands ({', '.join(self.spec.bands)}), "
@@ -83,7 +86,10 @@ class OnnxScorer:
         ph, pw = (-h) % PAD_MULTIPLE, (-w) % PAD_MULTIPLE
         if ph or pw:
             x = np.pad(x, ((0, 0), (0, ph), (0, pw)), mode="reflect")
-        out = self.runner.infer(np.ascontiguousarray(x[None], dtype=np.float32))
+        batch = np.ascontiguousarray(x[None], dtype=np.float32)
+        if views != 1 or tuple(scales) != (1.0,):
+            return mean_probability(self.runner, self.spec, batch, views, scales)[0, :h, :w]
+        out = self.runner.infer(batch)
         if out.ndim != 4 or out.shape[:2] != (1, 1):
             raise ModelError(f"{self.path.name} output has shape {out.shape}; edge-ls expects N x 1 x H x W")
         return self.spec.probabilities(out[0, 0, :h, :w])
