@@ -60,6 +60,7 @@ the float probability, until :meth:`OutputSet.finalize`).
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import errno
 import json
@@ -826,7 +827,12 @@ class OutputSet:
             # The vectorizer first: its last regions (often the largest, closing at the last row) are its
             # memory peak, which must not add to a COG copy's.
             self._detections.close()
-            self._write_quicklook(background)
+            # The quicklook is drawn beside the COG copies, on a thread that only computes its PNG bytes:
+            # it writes nothing, so a stop signal meanwhile cannot leave a file in the folder abort()
+            # removes; the bytes are written here once the copies are done.
+            drawing = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="quicklook")
+            quicklook = drawing.submit(self._quicklook_png, background)
+            drawing.shutdown(wait=False)
             (self._tmp / PROBABILITY_STYLE).write_text(
                 probability_qml(self.options.threshold), encoding="utf-8"
             )
@@ -838,6 +844,7 @@ class OutputSet:
                 sink.close()
                 self._to_cog(sink.vrt, self._tmp / name, _OVERVIEWS[name])
                 sink.unlink()
+            (self._tmp / QUICKLOOK).write_bytes(quicklook.result())
         except _WRITE_ERRORS as exc:
             raise self._failed(exc) from exc
         except BaseException:
@@ -932,16 +939,15 @@ class OutputSet:
                 BIGTIFF="IF_SAFER",
             )
 
-    def _write_quicklook(self, background: Background | None) -> None:
+    def _quicklook_png(self, background: Background | None) -> bytes:
         """Render the streamed cell means (no reads): probability on a ramp, detections outlined."""
         prob, share = self._cells.means()
         bg = background(*prob.shape) if background is not None else None
-        assert self._tmp is not None
         rgb = render_rgb(prob, share, bg)
         # Ground metres per quicklook pixel: square pixels assumed (the pixel area's square root).
         metres = math.sqrt(self.pixel_area) * self.width / rgb.shape[1] if self.area_in_m2 else None
         note = Annotation(self.options.title, self.options.threshold, metres)
-        (self._tmp / QUICKLOOK).write_bytes(encode_png(annotate(rgb, note)))
+        return encode_png(annotate(rgb, note))
 
     def _move_into_place(self) -> dict[str, Path]:
         """Switch the whole set at once: version folder, links, one pointer rename (module docstring)."""
