@@ -153,6 +153,17 @@ def _median_spread(values: list[float]) -> dict[str, Any]:
     return {"median": round(statistics.median(vals), 4), "min": min(vals), "max": max(vals), "n": len(vals)}
 
 
+def _bare_medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The bare runs' medians under their usual keys, with each key's spread and the runs beside them."""
+    out: dict[str, Any] = {"tiles": runs[0]["tiles"]}
+    for key in ("wall_s", "tiles_per_s", "process_cpu_s", "other_processes_cores"):
+        spread = _median_spread([run[key] for run in runs])
+        out[key] = spread["median"]
+        out[f"{key}_spread"] = {k: spread[k] for k in ("min", "max", "n")}
+    out["runs"] = runs
+    return out
+
+
 def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     first = runs[0]
     out = {
@@ -323,8 +334,15 @@ def _targets(config: BenchConfig, scenes: dict, rows: dict, peers: dict, log: Ca
     peer_row = rows.get(config.peer_model, {})
     ours = peer_row.get("scenes", {}).get(ref_cover)
     if ours is not None:
-        log(f"bare inference {config.peer_model} on {ref_cover}")
-        bare = _job("bare", scene=scenes[ref_cover]["image"], **_spec_of(config.peer_model, peer_row))
+        # As many bare runs as detect runs, medians on both sides: one bare run made the ratio swing
+        # by +-0.01 between otherwise identical bench runs.
+        bare_runs = []
+        for i in range(config.repeats):
+            log(f"bare inference {config.peer_model} on {ref_cover} ({i + 1}/{config.repeats})")
+            bare_runs.append(
+                _job("bare", scene=scenes[ref_cover]["image"], **_spec_of(config.peer_model, peer_row))
+            )
+        bare = _bare_medians(bare_runs)
         e2e = ours["tiles_per_s"]["median"] / bare["tiles_per_s"]
         ceiling = bare["process_cpu_s"] / ours["process_cpu_s"]["median"]
         out["overlap_efficiency"] = _target(

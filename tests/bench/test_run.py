@@ -11,6 +11,7 @@ import pytest
 
 from edge_ls.bench.run import (
     BenchConfig,
+    _bare_medians,
     _gpu_rows,
     _model_row,
     _refiner_row,
@@ -98,6 +99,19 @@ def test_the_cascade_rows_run_on_their_own_covers_only() -> None:
     assert runs_on(listed, "edge-cascade", "medium", refiner) and not runs_on(
         listed, "edge-cascade", "low", refiner
     )
+
+
+def test_bare_inference_is_summarized_by_medians_like_detect() -> None:
+    runs = [
+        {"tiles": 100, "wall_s": w, "tiles_per_s": 100 / w, "process_cpu_s": c, "other_processes_cores": 0.0}
+        for w, c in ((8.0, 16.0), (9.0, 16.5), (8.2, 15.9))
+    ]
+    bare = _bare_medians(runs)
+    assert (
+        bare["wall_s"] == 8.2 and bare["process_cpu_s"] == 16.0 and bare["tiles_per_s"] == round(100 / 8.2, 4)
+    )
+    assert bare["tiles_per_s_spread"] == {"min": 100 / 9.0, "max": 100 / 8.0, "n": 3}
+    assert bare["runs"] == runs and bare["tiles"] == 100
 
 
 @pytest.mark.slow
