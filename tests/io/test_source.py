@@ -545,3 +545,44 @@ def _spec_for_truncation():
         activation="sigmoid",
         threshold=0.5,
     )
+
+
+# --- the statistics sample, read in two parts -----------------------------------------------------
+
+
+def test_sample_split_keeps_the_decimation_ratio_exact() -> None:
+    from edge_ls.io.source import sample_split
+
+    assert sample_split(4096, 1024) == (2048, 512)
+    rows, k = sample_split(3000, 1024)
+    assert rows * 1024 == k * 3000 and 0 < k < 1024
+    assert sample_split(3001, 1024) is None  # no whole-row split: one read
+    assert sample_split(300, 100) is None  # too small to be worth a second handle
+
+
+@pytest.mark.parametrize(("height", "extra"), [(3000, {}), (4096, {"nodata": 0}), (3001, {})])
+def test_the_sample_read_in_two_parts_holds_the_pixels_of_one_read(
+    tmp_path: Path, geotiffs: Path, height: int, extra: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge_ls.io import source as source_mod
+
+    rows, cols = np.mgrid[0:height, 0:1500]
+    data = ((rows * 7 + cols * 3) % 60000).astype(np.uint16)[None]  # every pixel tells where it is
+    data[0, height // 3 : height // 3 + 40, :200] = 0  # nodata where declared
+    path = write_copy(geotiffs / "rasterio" / "RGB.byte.tif", tmp_path / "ramp.tif", data,
+                      tiled=True, blockxsize=256, blockysize=256, compress="deflate", **extra)  # fmt: skip
+    spec = make_spec(("gray",))  # 8bit: uint16 data is percentile-stretched from the sample
+    with RasterSource(path, spec) as split:
+        shape = (round(height / (height / SAMPLE_MAX_PX)), round(1500 / (height / SAMPLE_MAX_PX)))
+        with split.open_handle() as ds:
+            parts = split._read_sample(ds, shape)
+        monkeypatch.setattr(source_mod, "sample_split", lambda *_: None)
+        with split.open_handle() as ds:
+            whole = split._read_sample(ds, shape)
+        with RasterSource(path, spec) as one:
+            assert one.input_spread == split.input_spread
+            np.testing.assert_array_equal(one.scaling.offset, split.scaling.offset)
+            np.testing.assert_array_equal(one.scaling.scale, split.scaling.scale)
+    np.testing.assert_array_equal(parts[0], whole[0])
+    np.testing.assert_array_equal(parts[1], whole[1])
+    assert not parts[1].all() if extra else parts[1].all()
