@@ -593,9 +593,11 @@ class OutputSet:
                 end = min(band + record.band_rows, record.rows)
                 for r0 in range(band, end, CHUNK_ROWS):
                     h = min(CHUNK_ROWS, end - r0)
-                    for sink in self._sinks.values():  # overview levels are rebuilt, not kept
-                        sink.add_overviews(sink.read(r0, h).reshape(h, self.width))
-                    ok = self._sinks[MASK].read(r0, h).reshape(h, self.width) != MASK_NODATA
+                    for name, sink in self._sinks.items():  # overview levels are rebuilt, not kept
+                        layer = sink.read(r0, h).reshape(h, self.width)
+                        sink.add_overviews(layer)
+                        if name == MASK:
+                            ok = layer != MASK_NODATA
                     clean = self._resume_sink.read(r0, h).reshape(h, self.width).astype(np.float32)
                     self._accumulate(r0, clean, ok, ok & (clean >= threshold))
         except _WRITE_ERRORS as exc:
@@ -840,9 +842,8 @@ class OutputSet:
             # streamed with the rows, so a copy only compresses. (Two copies side by side, while GDAL
             # still built the overviews, lifted a 20k² finalize above its stream, 651 vs 624 MiB; and
             # copies on Python threads raced a stop signal: bench/README.md.)
-            for name, sink in self._sinks.items():
-                sink.close()
-                self._to_cog(sink.vrt, self._tmp / name, _OVERVIEWS[name])
+            for name, sink in self._sinks.items():  # closed above, their overview levels with them
+                self._to_cog(sink.vrt, self._tmp / name)
                 sink.unlink()
             (self._tmp / QUICKLOOK).write_bytes(quicklook.result())
         except _WRITE_ERRORS as exc:
@@ -912,7 +913,7 @@ class OutputSet:
         return str(Path(f"stream.{name}").with_suffix(".raw"))
 
     @staticmethod
-    def _to_cog(src: Path, dst: Path, overviews: Kind) -> None:
+    def _to_cog(src: Path, dst: Path) -> None:
         """Copy a streamed raster to a COG, taking the overview levels its VRT names (streamed with the
         rows, :mod:`edge_ls.io.overviews`): GDAL only compresses, the reduction is done."""
         with rasterio.open(src) as ds:
@@ -934,8 +935,7 @@ class OutputSet:
                 LEVEL=1,
                 NUM_THREADS=COG_THREADS,
                 PREDICTOR=predictor,
-                RESAMPLING=overviews.upper(),
-                OVERVIEWS="FORCE_USE_EXISTING",
+                OVERVIEWS="FORCE_USE_EXISTING",  # the streamed levels; GDAL resamples nothing
                 BIGTIFF="IF_SAFER",
             )
 

@@ -274,9 +274,8 @@ def sample_split(height: int, out_rows: int) -> tuple[int, int] | None:
     """(source rows, sample rows) of the top part of a decimated sample, or None: a split near the
     middle where ``rows / sample rows`` equals ``height / out_rows`` exactly, so each part is decimated
     with the whole read's ratio and the two parts hold the same pixels as one read would."""
-    step = out_rows // math.gcd(
-        height, out_rows
-    )  # sample rows k give whole source rows k * height / out_rows
+    # k sample rows span k * height / out_rows source rows: whole rows when k is a multiple of step.
+    step = out_rows // math.gcd(height, out_rows)
     k = round(out_rows / 2 / step) * step
     if not 0 < k < out_rows or out_rows < SPLIT_MIN_ROWS:
         return None

@@ -157,9 +157,9 @@ def test_finalize_waits_for_the_vectorizer_before_any_cog_copy(
         options=OutputOptions(threshold=THRESHOLD, quicklook_max_size=64),
     )
 
-    def to_cog(src: Path, dst: Path, resampling: str) -> None:
+    def to_cog(src: Path, dst: Path) -> None:
         seen.append(out._detections._thread.is_alive())
-        real_to_cog(src, dst, resampling)
+        real_to_cog(src, dst)
 
     monkeypatch.setattr(OutputSet, "_to_cog", staticmethod(to_cog))
     for row, rows in _chunks(prob):
