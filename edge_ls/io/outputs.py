@@ -928,9 +928,8 @@ class OutputSet:
                 # ZSTD level 1: about the size of DEFLATE on these rasters, 3-4x less CPU to write
                 # (bench/cog_codecs.py); readable by GDAL >= 2.3 / QGIS 3. Two compression threads
                 # (GDAL's own, joined inside the call): with the overviews already streamed the copy is
-                # only compression, and the three 4096² copies went 0.23 -> 0.16 s on 2 cores
-                # (bench/README.md "Streamed overviews"); while GDAL still built the overviews, threads
-                # made the copy slower.
+                # only compression, and a 4096² probability copy went 0.088 -> 0.059 s on 2 cores
+                # (bench/tail_parts.py); while GDAL still built the overviews, threads made it slower.
                 COMPRESS="ZSTD",
                 LEVEL=1,
                 NUM_THREADS=COG_THREADS,

@@ -49,3 +49,15 @@ def test_memory_profile_names_each_component(tmp_path: Path) -> None:
     }
     assert float(parts["VmRSS"]) > float(parts["heap_in_use"]) > 0
     assert re.search(r"^ +[\d.]+ MiB in +\d+ blocks +\S+\.py:\d+", out, re.M)  # allocation sites
+
+
+def test_tail_parts_times_the_copy_both_ways_and_the_sample_both_ways() -> None:
+    out = _run("tail_parts.py", str(SCENE), "--repeats", "1")
+    for layer in ("probability", "mask"):
+        assert re.search(
+            rf"^{layer} \d+x\d+: COG copy, GDAL builds the overviews [\d.]+ s; streamed levels: reduction "
+            r"[\d.]+ s \(writer thread\), copy [\d.]+ s \(1 thread\) / [\d.]+ s \(2 threads\)$",
+            out,
+            re.M,
+        )
+    assert re.search(r"^RasterSource open: sample in two parts [\d.]+ s, in one read [\d.]+ s$", out, re.M)
